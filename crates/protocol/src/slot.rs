@@ -1,0 +1,47 @@
+//! Redis Cluster hash slots: `CRC16(key) mod 16384`, where a non-empty `{...}` section (the first
+//! `{` and the first `}` after it) replaces the key, so related keys can share a slot.
+
+use crc::{CRC_16_XMODEM, Crc};
+
+/// Number of hash slots in a Redis Cluster keyspace.
+pub const SLOTS: usize = 16384;
+
+const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
+
+/// The hash slot of `key`, exactly as Redis Cluster computes it (`keyHashSlot` in cluster.c).
+#[inline]
+pub fn key_hash_slot(key: &[u8]) -> u16 {
+    let hashed = hash_tag(key).unwrap_or(key);
+    CRC16.checksum(hashed) & (SLOTS as u16 - 1)
+}
+
+/// The hash tag of a key: the bytes between the first `{` and the first `}` after it, if that
+/// section is non-empty.
+fn hash_tag(key: &[u8]) -> Option<&[u8]> {
+    let open = memchr::memchr(b'{', key)?;
+    let rest = &key[open + 1..];
+    let close = memchr::memchr(b'}', rest)?;
+    (close > 0).then(|| &rest[..close])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        // Values from Redis Cluster's specification and `CLUSTER KEYSLOT` on redis-server 7.0.
+        assert_eq!(CRC16.checksum(b"123456789"), 0x31C3);
+        assert_eq!(key_hash_slot(b"123456789"), 12739);
+        assert_eq!(key_hash_slot(b"{user1000}.following"), 3443);
+        assert_eq!(key_hash_slot(b"{user1000}.followers"), 3443);
+        assert_eq!(key_hash_slot(b"foo{}{bar}"), 8363);
+        assert_eq!(key_hash_slot(b"foo{{bar}}zap"), 4015);
+        assert_eq!(key_hash_slot(b"foo{bar}{zap}"), 5061);
+        assert_eq!(key_hash_slot(b"foo{bar}{zap}"), key_hash_slot(b"bar"));
+        assert_eq!(key_hash_slot(b""), 0);
+        assert_eq!(key_hash_slot(b"foo"), 12182);
+        assert_eq!(key_hash_slot(b"{"), key_hash_slot(b"{"));
+        assert_eq!(key_hash_slot(b"a{}"), key_hash_slot(b"a{}"));
+    }
+}

@@ -1,0 +1,651 @@
+//! [`Db`]: the keyspace of a shard, indexed by hash slot.
+//!
+//! Each of the 16384 slots has its own [`Dict`], so a slot can be counted, listed, snapshotted
+//! and migrated on its own, and no resize ever touches more than one slot's keys. Expiry times
+//! live in a separate dict (as in Redis), so keys without a TTL pay nothing for them; an entry's
+//! `FLAG_VOLATILE` bit says whether to look there. Keys expire lazily when touched and actively
+//! through [`Db::active_expire_cycle`], Redis's adaptive sampling cycle.
+//!
+//! All times are Unix milliseconds passed in by the caller, so one command sees one clock.
+
+use rand::Rng;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tessera_protocol::slot::{SLOTS, key_hash_slot};
+
+use crate::bytes::SmallBytes;
+use crate::dict::{Dict, hash};
+use crate::value::{ExpireEntry, FLAG_VOLATILE, KeyEntry, Value};
+
+/// The expiry part of a write, as SET and friends request it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Remove any time to live.
+    Persist,
+    /// Keep the key's time to live (`KEEPTTL`, and in-place edits like APPEND).
+    Keep,
+    /// Expire at this Unix time in milliseconds.
+    At(i64),
+}
+
+/// Counters the keyspace maintains for `INFO`.
+#[derive(Clone, Debug, Default)]
+pub struct DbStats {
+    /// Keys deleted because their time to live ran out (`expired_keys`).
+    pub expired_keys: u64,
+    /// Running estimate of the share of expired keys among sampled volatile keys, in percent
+    /// (`expired_stale_perc`).
+    pub expired_stale_perc: f64,
+    /// Active expire cycles that stopped at their time limit (`expired_time_cap_reached_count`).
+    pub expired_time_cap_reached_count: u64,
+    /// Microseconds spent in active expiry (`expire_cycle_cpu_milliseconds` is this / 1000).
+    pub expire_cycle_us: u64,
+}
+
+/// Tuning of the active expire cycle (`active-expire-effort` 1..10 derives them in Redis).
+#[derive(Clone, Copy, Debug)]
+pub struct ExpireTuning {
+    pub keys_per_loop: usize,
+    pub acceptable_stale: u64,
+}
+
+impl ExpireTuning {
+    /// Redis's values for an `active-expire-effort` of 1..=10.
+    pub fn from_effort(effort: u32) -> Self {
+        let e = effort.clamp(1, 10) as usize - 1;
+        ExpireTuning {
+            keys_per_loop: 20 + 20 / 4 * e,
+            acceptable_stale: 10 - e as u64,
+        }
+    }
+}
+
+/// The keyspace of one database.
+pub struct Db {
+    slots: Box<[Dict<KeyEntry>]>,
+    expires: Dict<ExpireEntry>,
+    counts: SlotCounts,
+    expires_cursor: u64,
+    rng: SmallRng,
+    /// `INFO` counters.
+    pub stats: DbStats,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a key lives: its slot and its hash.
+#[derive(Clone, Copy)]
+struct Loc {
+    slot: usize,
+    hash: u64,
+}
+
+#[inline]
+fn loc(key: &[u8]) -> Loc {
+    Loc {
+        slot: key_hash_slot(key) as usize,
+        hash: hash(key),
+    }
+}
+
+impl Db {
+    /// An empty keyspace.
+    pub fn new() -> Self {
+        Db {
+            slots: (0..SLOTS).map(|_| Dict::new()).collect(),
+            expires: Dict::new(),
+            counts: SlotCounts::new(),
+            expires_cursor: 0,
+            rng: SmallRng::from_os_rng(),
+            stats: DbStats::default(),
+        }
+    }
+
+    /// Number of keys, including expired keys not yet deleted (as Redis's `DBSIZE`).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.counts.total as usize
+    }
+
+    /// True when there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of keys with a time to live.
+    pub fn volatile_len(&self) -> usize {
+        self.expires.len()
+    }
+
+    /// Number of keys in `slot`.
+    pub fn slot_len(&self, slot: u16) -> usize {
+        self.slots[slot as usize].len()
+    }
+
+    fn expire_at_loc(&self, key: &[u8], l: Loc) -> Option<i64> {
+        self.expires.get(key, l.hash).map(|e| e.at)
+    }
+
+    /// True if the entry at `l` has expired at `now`; deletes it if so.
+    #[inline]
+    fn expire_if_needed(&mut self, key: &[u8], l: Loc, now: i64) -> bool {
+        match self.expire_at_loc(key, l) {
+            Some(at) if at <= now => {
+                self.remove_at(key, l);
+                self.stats.expired_keys += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Looks up a live key for reading or writing. An expired key is deleted and not found.
+    #[inline]
+    pub fn get_mut(&mut self, key: &[u8], now: i64) -> Option<&mut KeyEntry> {
+        let l = loc(key);
+        let volatile = self.slots[l.slot].get(key, l.hash)?.flags & FLAG_VOLATILE != 0;
+        if volatile && self.expire_if_needed(key, l, now) {
+            return None;
+        }
+        self.slots[l.slot].get_mut(key, l.hash)
+    }
+
+    /// Looks up a live key for reading. An expired key is deleted and not found.
+    #[inline]
+    pub fn get(&mut self, key: &[u8], now: i64) -> Option<&KeyEntry> {
+        self.get_mut(key, now).map(|e| &*e)
+    }
+
+    /// Looks up a key without deleting it when it has expired (for read-only callers such as a
+    /// snapshot); expired keys are reported as missing.
+    pub fn peek(&self, key: &[u8], now: i64) -> Option<&KeyEntry> {
+        let l = loc(key);
+        let entry = self.slots[l.slot].get(key, l.hash)?;
+        if entry.is_volatile() && self.expire_at_loc(key, l).is_some_and(|at| at <= now) {
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// True if a live key exists.
+    pub fn contains(&mut self, key: &[u8], now: i64) -> bool {
+        self.get(key, now).is_some()
+    }
+
+    /// The expiry time of a live key: `Some(None)` for a key without TTL, `None` when missing.
+    pub fn expire_time(&mut self, key: &[u8], now: i64) -> Option<Option<i64>> {
+        let l = loc(key);
+        let entry = self.get(key, now)?;
+        if !entry.is_volatile() {
+            return Some(None);
+        }
+        Some(self.expire_at_loc(key, l))
+    }
+
+    /// Sets a key to `value`, replacing any old value, and applies `expiry`. Returns the old
+    /// value if the key existed.
+    pub fn set(&mut self, key: &[u8], value: Value, expiry: Expiry, now: i64) -> Option<Value> {
+        let l = loc(key);
+        if let Some(entry) = self.slots[l.slot].get_mut(key, l.hash) {
+            let volatile = entry.flags & FLAG_VOLATILE != 0;
+            let expired = volatile && self.expires.get(key, l.hash).is_some_and(|e| e.at <= now);
+            if !expired {
+                let old = std::mem::replace(&mut entry.value, value);
+                self.apply_expiry(key, l, expiry, volatile);
+                return Some(old);
+            }
+            // The old value had already expired: the write creates a new key.
+            self.remove_at(key, l);
+            self.stats.expired_keys += 1;
+        }
+        let entry = KeyEntry {
+            key: SmallBytes::new(key),
+            value,
+            access: 0,
+            flags: 0,
+        };
+        self.slots[l.slot].insert_new(entry, l.hash);
+        self.counts.add(l.slot, 1);
+        self.apply_expiry(key, l, expiry, false);
+        None
+    }
+
+    /// Inserts a key known to be absent (the caller has just looked it up).
+    pub fn insert_new(&mut self, key: &[u8], value: Value, expire_at: Option<i64>) {
+        let l = loc(key);
+        let entry = KeyEntry {
+            key: SmallBytes::new(key),
+            value,
+            access: 0,
+            flags: 0,
+        };
+        self.slots[l.slot].insert_new(entry, l.hash);
+        self.counts.add(l.slot, 1);
+        if let Some(at) = expire_at {
+            self.apply_expiry(key, l, Expiry::At(at), false);
+        }
+    }
+
+    fn apply_expiry(&mut self, key: &[u8], l: Loc, expiry: Expiry, volatile: bool) {
+        match expiry {
+            Expiry::Keep => {}
+            Expiry::Persist => {
+                if volatile {
+                    self.expires.remove(key, l.hash);
+                    self.set_volatile_flag(key, l, false);
+                }
+            }
+            Expiry::At(at) => {
+                if let Some(e) = self.expires.get_mut(key, l.hash) {
+                    e.at = at;
+                } else {
+                    self.expires.insert_new(
+                        ExpireEntry {
+                            key: SmallBytes::new(key),
+                            at,
+                        },
+                        l.hash,
+                    );
+                }
+                self.set_volatile_flag(key, l, true);
+            }
+        }
+    }
+
+    fn set_volatile_flag(&mut self, key: &[u8], l: Loc, on: bool) {
+        if let Some(entry) = self.slots[l.slot].get_mut(key, l.hash) {
+            if on {
+                entry.flags |= FLAG_VOLATILE;
+            } else {
+                entry.flags &= !FLAG_VOLATILE;
+            }
+        }
+    }
+
+    /// Sets the expiry time of a live key. Returns false when the key does not exist.
+    pub fn set_expire(&mut self, key: &[u8], at: i64, now: i64) -> bool {
+        if self.get(key, now).is_none() {
+            return false;
+        }
+        self.apply_expiry(key, loc(key), Expiry::At(at), true);
+        true
+    }
+
+    /// Removes the time to live of a live key. Returns true if it had one.
+    pub fn persist(&mut self, key: &[u8], now: i64) -> bool {
+        match self.get(key, now) {
+            Some(e) if e.is_volatile() => {
+                self.apply_expiry(key, loc(key), Expiry::Persist, true);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Deletes a key, live or expired. Returns its value.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Value> {
+        self.remove_at(key, loc(key))
+    }
+
+    /// Deletes a live key; an expired key counts as missing. Returns its value.
+    pub fn remove_live(&mut self, key: &[u8], now: i64) -> Option<Value> {
+        self.get(key, now)?;
+        self.remove(key)
+    }
+
+    fn remove_at(&mut self, key: &[u8], l: Loc) -> Option<Value> {
+        let entry = self.slots[l.slot].remove(key, l.hash)?;
+        self.counts.add(l.slot, -1);
+        if entry.flags & FLAG_VOLATILE != 0 {
+            self.expires.remove(key, l.hash);
+        }
+        Some(entry.value)
+    }
+
+    /// Deletes every key. Returns the old contents, which the caller may drop on another thread
+    /// (`FLUSHALL ASYNC`).
+    pub fn flush(&mut self) -> FlushedDb {
+        let slots = std::mem::replace(&mut self.slots, (0..SLOTS).map(|_| Dict::new()).collect());
+        let expires = self.expires.take();
+        self.counts = SlotCounts::new();
+        self.expires_cursor = 0;
+        FlushedDb {
+            _slots: slots,
+            _expires: expires,
+        }
+    }
+
+    /// A random live key (`RANDOMKEY`): a slot chosen with probability proportional to its key
+    /// count, then a random key of that slot. Expired keys met on the way are deleted.
+    pub fn random_key(&mut self, now: i64) -> Option<SmallBytes> {
+        // Bounded like Redis, which gives up after many expired keys in a row on a replica.
+        for _ in 0..100 {
+            if self.counts.total == 0 {
+                return None;
+            }
+            let nth = self.rng.random_range(0..self.counts.total);
+            let slot = self.counts.find(nth);
+            let key = self.slots[slot].random(&mut self.rng)?.key.clone();
+            if self.get(key.as_bytes(), now).is_some() {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// One step of `SCAN`: visits keys from `cursor` until about `count` keys were emitted, and
+    /// returns the next cursor (0 when complete). The cursor is the slot in its low 14 bits and
+    /// the slot dict's scan cursor above, so Redis's guarantee holds: a key present from the
+    /// start to the end of a full scan is returned at least once.
+    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&KeyEntry)) -> u64 {
+        let mut slot = (cursor & (SLOTS as u64 - 1)) as usize;
+        let mut inner = cursor >> 14;
+        let mut emitted = 0;
+        let mut iterations = count.saturating_mul(10).max(1);
+        loop {
+            if self.slots[slot].is_empty() {
+                inner = 0;
+            } else {
+                inner = self.slots[slot].scan(inner, |e| {
+                    emitted += 1;
+                    f(e);
+                });
+            }
+            if inner == 0 {
+                slot += 1;
+                if slot == SLOTS {
+                    return 0;
+                }
+            }
+            iterations -= 1;
+            if emitted >= count || iterations == 0 {
+                return (inner << 14) | slot as u64;
+            }
+        }
+    }
+
+    /// Every key entry (for `KEYS`, `DEBUG DIGEST` and tests); includes expired keys.
+    pub fn iter(&self) -> impl Iterator<Item = &KeyEntry> {
+        self.slots.iter().flat_map(|d| d.iter())
+    }
+
+    /// The keys of one slot, up to `count` (`CLUSTER GETKEYSINSLOT`).
+    pub fn slot_keys(&self, slot: u16, count: usize) -> Vec<SmallBytes> {
+        self.slots[slot as usize]
+            .iter()
+            .take(count)
+            .map(|e| e.key.clone())
+            .collect()
+    }
+
+    /// Expiry time of an entry met while iterating.
+    pub fn entry_expire_at(&self, entry: &KeyEntry) -> Option<i64> {
+        if !entry.is_volatile() {
+            return None;
+        }
+        self.expires
+            .get(entry.key(), hash(entry.key()))
+            .map(|e| e.at)
+    }
+
+    /// Redis's adaptive active expire cycle: samples volatile keys `keys_per_loop` at a time and
+    /// deletes the expired ones, repeating while more than `acceptable_stale` percent of a
+    /// sample had expired, until `time_limit_us` is spent. Returns true if it stopped at the time
+    /// limit (the server then runs fast cycles between event loop turns).
+    pub fn active_expire_cycle(
+        &mut self,
+        tuning: ExpireTuning,
+        time_limit_us: u64,
+        now_ms: impl Fn() -> i64,
+    ) -> bool {
+        let start = std::time::Instant::now();
+        let mut iteration = 0u64;
+        let mut total_sampled = 0u64;
+        let mut total_expired = 0u64;
+        let mut timed_out = false;
+        let mut expired_keys = Vec::new();
+        loop {
+            let num = self.expires.len().min(tuning.keys_per_loop);
+            if num == 0 {
+                break;
+            }
+            let now = now_ms();
+            let max_buckets = num * 20;
+            let (mut sampled, mut checked) = (0usize, 0usize);
+            expired_keys.clear();
+            while sampled < num && checked < max_buckets {
+                self.expires_cursor = self.expires.scan(self.expires_cursor, |e| {
+                    sampled += 1;
+                    if e.at <= now {
+                        expired_keys.push(e.key.clone());
+                    }
+                });
+                checked += 1;
+                if self.expires_cursor == 0 {
+                    break;
+                }
+            }
+            for key in &expired_keys {
+                self.remove(key.as_bytes());
+            }
+            let expired = expired_keys.len() as u64;
+            self.stats.expired_keys += expired;
+            total_sampled += sampled as u64;
+            total_expired += expired;
+            iteration += 1;
+            if iteration & 0xf == 0 && start.elapsed().as_micros() as u64 > time_limit_us {
+                timed_out = true;
+                self.stats.expired_time_cap_reached_count += 1;
+                break;
+            }
+            let repeat = sampled == 0 || expired * 100 / sampled as u64 > tuning.acceptable_stale;
+            if !repeat {
+                break;
+            }
+        }
+        let perc = if total_sampled > 0 {
+            total_expired as f64 * 100.0 / total_sampled as f64
+        } else {
+            0.0
+        };
+        self.stats.expired_stale_perc = perc * 0.05 + self.stats.expired_stale_perc * 0.95;
+        self.stats.expire_cycle_us += start.elapsed().as_micros() as u64;
+        timed_out
+    }
+
+    /// Incremental housekeeping from the cron: shrinks sparse tables and advances rehashing for
+    /// about `budget_us` microseconds.
+    pub fn rehash_and_shrink(&mut self, budget_us: u64) {
+        let start = std::time::Instant::now();
+        self.expires.shrink_if_needed();
+        while self.expires.rehash(100) {
+            if start.elapsed().as_micros() as u64 > budget_us {
+                return;
+            }
+        }
+        for slot in self.slots.iter_mut() {
+            if slot.is_rehashing() {
+                while slot.rehash(100) {
+                    if start.elapsed().as_micros() as u64 > budget_us {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shrinks the dict of one slot if it became sparse (after deletions), from the cron.
+    pub fn shrink_slot(&mut self, slot: usize) {
+        self.slots[slot].shrink_if_needed();
+    }
+
+    /// Total hash table buckets (for `INFO memory`-style overhead figures).
+    pub fn buckets(&self) -> usize {
+        self.slots.iter().map(Dict::buckets).sum::<usize>() + self.expires.buckets()
+    }
+}
+
+/// The contents of a flushed keyspace, to be dropped where convenient.
+pub struct FlushedDb {
+    _slots: Box<[Dict<KeyEntry>]>,
+    _expires: Dict<ExpireEntry>,
+}
+
+/// Key counts per slot in a Fenwick tree: O(log n) updates and a weighted random slot.
+struct SlotCounts {
+    tree: Box<[u64]>,
+    total: u64,
+}
+
+impl SlotCounts {
+    fn new() -> Self {
+        SlotCounts {
+            tree: vec![0; SLOTS + 1].into_boxed_slice(),
+            total: 0,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, slot: usize, delta: i64) {
+        self.total = self.total.wrapping_add_signed(delta);
+        let mut i = slot + 1;
+        while i <= SLOTS {
+            self.tree[i] = self.tree[i].wrapping_add_signed(delta);
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// The slot holding the `nth` key (0-based) in slot order.
+    fn find(&self, mut nth: u64) -> usize {
+        let mut pos = 0;
+        let mut step = SLOTS;
+        while step > 0 {
+            let next = pos + step;
+            if next <= SLOTS && self.tree[next] <= nth {
+                pos = next;
+                nth -= self.tree[next];
+            }
+            step >>= 1;
+        }
+        pos
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn s(v: &Value) -> Vec<u8> {
+        v.as_str().unwrap().to_vec()
+    }
+
+    #[test]
+    fn set_get_remove() {
+        let mut db = Db::new();
+        assert!(
+            db.set(b"a", Value::string(b"1"), Expiry::Persist, 0)
+                .is_none()
+        );
+        assert_eq!(s(db.get(b"a", 0).unwrap().value()), b"1");
+        assert_eq!(
+            s(&db
+                .set(b"a", Value::string(b"2"), Expiry::Persist, 0)
+                .unwrap()),
+            b"1"
+        );
+        assert_eq!(db.len(), 1);
+        assert!(db.remove(b"a").is_some());
+        assert!(db.get(b"a", 0).is_none());
+        assert_eq!(db.len(), 0);
+    }
+
+    #[test]
+    fn keys_expire_lazily() {
+        let mut db = Db::new();
+        db.set(b"k", Value::string(b"v"), Expiry::At(100), 0);
+        assert_eq!(db.expire_time(b"k", 50), Some(Some(100)));
+        assert!(db.get(b"k", 99).is_some());
+        assert!(db.get(b"k", 100).is_none());
+        assert_eq!(db.len(), 0);
+        assert_eq!(db.volatile_len(), 0);
+        assert_eq!(db.stats.expired_keys, 1);
+    }
+
+    #[test]
+    fn set_clears_or_keeps_ttl() {
+        let mut db = Db::new();
+        db.set(b"k", Value::string(b"v"), Expiry::At(100), 0);
+        db.set(b"k", Value::string(b"w"), Expiry::Keep, 0);
+        assert_eq!(db.expire_time(b"k", 0), Some(Some(100)));
+        db.set(b"k", Value::string(b"x"), Expiry::Persist, 0);
+        assert_eq!(db.expire_time(b"k", 0), Some(None));
+        assert_eq!(db.volatile_len(), 0);
+    }
+
+    #[test]
+    fn active_expiry_deletes_expired_keys() {
+        let mut db = Db::new();
+        for i in 0..1000 {
+            let at = if i % 2 == 0 { 10 } else { 1_000_000 };
+            db.set(
+                format!("k{i}").as_bytes(),
+                Value::string(b"v"),
+                Expiry::At(at),
+                0,
+            );
+        }
+        for _ in 0..200 {
+            db.active_expire_cycle(ExpireTuning::from_effort(1), 25_000, || 20);
+        }
+        assert_eq!(db.len(), 500);
+        assert_eq!(db.stats.expired_keys, 500);
+    }
+
+    #[test]
+    fn scan_covers_all_slots() {
+        let mut db = Db::new();
+        for i in 0..3000 {
+            db.set(
+                format!("key:{i}").as_bytes(),
+                Value::string(b"v"),
+                Expiry::Persist,
+                0,
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        loop {
+            cursor = db.scan(cursor, 10, |e| {
+                seen.insert(e.key().to_vec());
+            });
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 3000);
+    }
+
+    #[test]
+    fn random_key_is_weighted_by_slot() {
+        let mut db = Db::new();
+        assert!(db.random_key(0).is_none());
+        for i in 0..50 {
+            db.set(
+                format!("{{tag}}{i}").as_bytes(),
+                Value::string(b"v"),
+                Expiry::Persist,
+                0,
+            );
+        }
+        db.set(b"lonely", Value::string(b"v"), Expiry::Persist, 0);
+        let lonely = (0..2000)
+            .filter(|_| db.random_key(0).unwrap().as_bytes() == b"lonely")
+            .count();
+        assert!(lonely < 200, "lonely chosen {lonely} times of 2000");
+    }
+}
