@@ -62,10 +62,46 @@ def strs(lst):
     return "&[%s]" % ", ".join(rs(x) for x in lst)
 
 
+# Commands newer than the Redis release the JSON was fetched from, which Tessera implements:
+# Redis 7.2's metadata for them, in the same shape as COMMAND / COMMAND DOCS replies.
+EXTRA_SUBCOMMANDS = {
+    "client": [
+        (["client|setinfo", 4, {"set": ["noscript", "loading", "stale"]}, 0, 0, 0,
+          {"set": ["@slow", "@connection"]}, {"set": ["request_policy:all_nodes", "response_policy:all_succeeded"]},
+          {"set": []}, {"set": []}],
+         {"map": [["summary", "Sets information specific to the client or connection."],
+                  ["since", "7.2.0"], ["group", "connection"], ["complexity", "O(1)"],
+                  ["arguments", [{"map": [["name", "attr"], ["type", "oneof"], ["arguments", [
+                      {"map": [["name", "libname"], ["type", "string"], ["token", "LIB-NAME"]]},
+                      {"map": [["name", "libver"], ["type", "string"], ["token", "LIB-VER"]]}]]]}]]]}),
+        (["client|no-touch", 3, {"set": ["noscript", "loading", "stale"]}, 0, 0, 0,
+          {"set": ["@slow", "@connection"]}, {"set": []}, {"set": []}, {"set": []}],
+         {"map": [["summary", "Controls whether commands sent by the client affect the LRU/LFU of accessed keys."],
+                  ["since", "7.2.0"], ["group", "connection"], ["complexity", "O(1)"],
+                  ["arguments", [{"map": [["name", "enabled"], ["type", "oneof"], ["arguments", [
+                      {"map": [["name", "on"], ["type", "pure-token"], ["token", "ON"]]},
+                      {"map": [["name", "off"], ["type", "pure-token"], ["token", "OFF"]]}]]]}]]]}),
+    ],
+}
+
+
+def add_extras(info, docs):
+    for parent, subs in EXTRA_SUBCOMMANDS.items():
+        cmd = next(c for c in info if c[0] == parent)
+        subs_info = unset(cmd[9])
+        doc = docs[parent]["map"]
+        subdocs = next(v for k, v in doc if k == "subcommands")["map"]
+        for sub_info, sub_doc in subs:
+            if not any(s[0] == sub_info[0] for s in subs_info):
+                subs_info.append(sub_info)
+                subdocs.append([sub_info[0], sub_doc])
+
+
 def main():
     data = json.load(open(DATA))
     info = data["info"]
     docs = unmap(data["docs"])
+    add_extras(info, data["docs"]["map"] and {k: v for k, v in data["docs"]["map"]})
 
     def all_cmds(cmds):
         for c in cmds:

@@ -1,1 +1,116 @@
-fn main() {}
+//! `tessera`: one binary for every Tessera process. Today: `tessera server`, a standalone shard.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tessera_server::{Config, Server};
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "A clustered, Redis-compatible key-value server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a shard server (standalone, Redis-compatible).
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// TOML configuration file; every flag below can also be set there (Redis's names).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// TCP port (0 picks a free one and prints it).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Password clients must give with AUTH.
+    #[arg(long, env = "TESSERA_REQUIREPASS")]
+    requirepass: Option<String>,
+    /// Maximum number of connected clients.
+    #[arg(long)]
+    maxclients: Option<usize>,
+    /// Allow DEBUG: yes, local (loopback clients only) or no.
+    #[arg(long)]
+    enable_debug_command: Option<String>,
+    /// Write the process id to this file.
+    #[arg(long)]
+    pidfile: Option<PathBuf>,
+    /// Log level: debug, verbose, notice, warning.
+    #[arg(long)]
+    loglevel: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => run_server(args),
+    }
+}
+
+fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = args.port {
+        config.port = v;
+    }
+    if let Some(v) = args.bind {
+        config.bind = v;
+    }
+    if let Some(v) = args.requirepass {
+        config.requirepass = Some(v);
+    }
+    if let Some(v) = args.maxclients {
+        config.maxclients = v;
+    }
+    if let Some(v) = args.enable_debug_command {
+        config.enable_debug_command = v;
+    }
+    if let Some(v) = args.pidfile {
+        config.pidfile = Some(v);
+    }
+    if let Some(v) = args.loglevel {
+        config.loglevel = v;
+    }
+    config.validate()?;
+    let filter = match config.loglevel.as_str() {
+        "debug" => "debug",
+        "verbose" => "info",
+        "warning" => "warn",
+        "nothing" => "off",
+        _ => "info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut server = Server::bind(config.clone())
+        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
+    if let Some(pidfile) = &config.pidfile {
+        std::fs::write(pidfile, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write pidfile {}", pidfile.display()))?;
+    }
+    tessera_server::memory::mark_startup();
+    // Tests and scripts that ask for port 0 read the chosen port from this line.
+    eprintln!("tessera: listening on {}", server.local_addr());
+    server.run()?;
+    Ok(())
+}

@@ -61,7 +61,7 @@ pub fn write_g17(out: &mut Vec<u8>, v: f64) {
     let sci = format!("{:.*e}", (P - 1) as usize, v);
     let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");
     let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
-    if exp < -4 || exp >= P {
+    if !(-4..P).contains(&exp) {
         out.extend_from_slice(trim_fraction(mantissa).as_bytes());
         out.push(b'e');
         out.push(if exp < 0 { b'-' } else { b'+' });

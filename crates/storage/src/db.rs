@@ -17,6 +17,14 @@ use crate::bytes::SmallBytes;
 use crate::dict::{Dict, hash};
 use crate::value::{ExpireEntry, FLAG_VOLATILE, KeyEntry, Value};
 
+/// The LRU clock: Unix seconds in 24 bits, as Redis keeps per object.
+pub fn lru_clock() -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (secs as u32) & 0xFF_FFFF
+}
+
 /// The expiry part of a write, as SET and friends request it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expiry {
@@ -347,14 +355,19 @@ impl Db {
         let mut emitted = 0;
         let mut iterations = count.saturating_mul(10).max(1);
         loop {
+            // Empty slots cost one length check, so they do not count as iterations.
             if self.slots[slot].is_empty() {
+                slot += 1;
+                if slot == SLOTS {
+                    return 0;
+                }
                 inner = 0;
-            } else {
-                inner = self.slots[slot].scan(inner, |e| {
-                    emitted += 1;
-                    f(e);
-                });
+                continue;
             }
+            inner = self.slots[slot].scan(inner, |e| {
+                emitted += 1;
+                f(e);
+            });
             if inner == 0 {
                 slot += 1;
                 if slot == SLOTS {

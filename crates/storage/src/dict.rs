@@ -91,7 +91,7 @@ impl<E: Keyed> Dict<E> {
     /// The entry with `key`, whose [`hash`] is `h`.
     #[inline]
     pub fn get(&self, key: &[u8], h: u64) -> Option<&E> {
-        if self.len() == 0 {
+        if self.is_empty() {
             return None;
         }
         for t in 0..2 {
@@ -116,7 +116,7 @@ impl<E: Keyed> Dict<E> {
     /// `dictFind`.
     #[inline]
     pub fn get_mut(&mut self, key: &[u8], h: u64) -> Option<&mut E> {
-        if self.len() == 0 {
+        if self.is_empty() {
             return None;
         }
         self.rehash_step();
@@ -154,7 +154,7 @@ impl<E: Keyed> Dict<E> {
 
     /// Removes and returns the entry with `key`.
     pub fn remove(&mut self, key: &[u8], h: u64) -> Option<E> {
-        if self.len() == 0 {
+        if self.is_empty() {
             return None;
         }
         self.rehash_step();
@@ -268,7 +268,7 @@ impl<E: Keyed> Dict<E> {
     /// One step of Redis's `dictScan`: calls `f` for the entries of the buckets at `cursor` and
     /// returns the next cursor (0 when the scan is complete).
     pub fn scan(&self, cursor: u64, mut f: impl FnMut(&E)) -> u64 {
-        if self.len() == 0 {
+        if self.is_empty() {
             return 0;
         }
         let mut v = cursor;
@@ -310,7 +310,7 @@ impl<E: Keyed> Dict<E> {
     /// A random entry: a random non-empty bucket, then a random entry of its chain (Redis's
     /// `dictGetRandomKey`).
     pub fn random(&self, rng: &mut impl rand::Rng) -> Option<&E> {
-        if self.len() == 0 {
+        if self.is_empty() {
             return None;
         }
         let bucket = loop {

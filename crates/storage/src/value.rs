@@ -159,6 +159,17 @@ impl KeyEntry {
         &mut self.value
     }
 
+    /// Records an access at `clock` (the LRU clock, in seconds).
+    #[inline]
+    pub fn touch(&mut self, clock: u32) {
+        self.access = clock;
+    }
+
+    /// The clock value of the last access.
+    pub fn access(&self) -> u32 {
+        self.access
+    }
+
     /// True if the key has a time to live.
     pub fn is_volatile(&self) -> bool {
         self.flags & FLAG_VOLATILE != 0

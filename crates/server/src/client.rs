@@ -1,0 +1,112 @@
+//! [`Client`]: one connection's state.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use tessera_protocol::{Limits, RequestParser};
+
+/// `CLIENT REPLY` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Skip the reply of the next command only.
+    Skip,
+    /// Set by `CLIENT REPLY SKIP`: becomes `Skip` once that command has run.
+    SkipNext,
+}
+
+/// The connection's buffers: taken out of the client while its input is processed, so command
+/// handlers can borrow the rest of the server freely.
+pub struct Io {
+    /// Read buffer: `buf[start..end]` holds bytes read and not yet consumed, starting at a
+    /// request boundary; `buf` is kept zero-initialised up to its length, so reads need no
+    /// memset.
+    pub buf: Vec<u8>,
+    pub start: usize,
+    pub end: usize,
+    pub parser: RequestParser,
+    /// Replies not yet written; `out[out_pos..]` is pending.
+    pub out: Vec<u8>,
+    pub out_pos: usize,
+}
+
+/// One client connection.
+pub struct Client {
+    pub id: u64,
+    pub stream: TcpStream,
+    pub addr: SocketAddr,
+    pub laddr: Option<SocketAddr>,
+    /// `None` while the buffers are lent out to the command being processed.
+    pub io: Option<Box<Io>>,
+    pub resp3: bool,
+    pub authenticated: bool,
+    pub name: Option<Vec<u8>>,
+    pub lib_name: Option<Vec<u8>>,
+    pub lib_ver: Option<Vec<u8>>,
+    pub reply_mode: ReplyMode,
+    pub no_evict: bool,
+    pub no_touch: bool,
+    pub monitor: bool,
+    /// Close once the pending output is written (QUIT, protocol errors, CLIENT KILL of self).
+    pub close_after_reply: bool,
+    /// Close as soon as possible, pending output or not.
+    pub close_asap: bool,
+    /// Stopped by CLIENT PAUSE with a command waiting in its buffer.
+    pub paused: bool,
+    /// True while the socket is registered for writable events.
+    pub want_write: bool,
+    /// True while on the server's pending-write list.
+    pub pending_write: bool,
+    pub created: Instant,
+    pub last_interaction: Instant,
+    /// Name of the last command run (`cmd=` in CLIENT LIST).
+    pub last_cmd: &'static str,
+    pub is_local: bool,
+}
+
+impl Client {
+    /// A new client for an accepted connection.
+    pub fn new(id: u64, stream: TcpStream, addr: SocketAddr, limits: Limits, auth: bool) -> Self {
+        let laddr = stream.local_addr().ok();
+        let now = Instant::now();
+        Client {
+            id,
+            stream,
+            addr,
+            laddr,
+            io: Some(Box::new(Io {
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                parser: RequestParser::new(limits),
+                out: Vec::new(),
+                out_pos: 0,
+            })),
+            resp3: false,
+            authenticated: auth,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            reply_mode: ReplyMode::On,
+            no_evict: false,
+            no_touch: false,
+            monitor: false,
+            close_after_reply: false,
+            close_asap: false,
+            paused: false,
+            want_write: false,
+            pending_write: false,
+            created: now,
+            last_interaction: now,
+            last_cmd: "NULL",
+            is_local: addr.ip().is_loopback(),
+        }
+    }
+
+    /// Bytes of output not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.io.as_ref().map_or(0, |io| io.out.len() - io.out_pos)
+    }
+}

@@ -1,0 +1,549 @@
+//! Connection commands: PING, ECHO, HELLO, AUTH, QUIT, RESET, SELECT, CLIENT.
+
+use std::time::{Duration, Instant};
+
+use tessera_protocol::Args;
+
+use super::{int_arg, is};
+use crate::client::{Client, ReplyMode};
+use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::server::{Pause, Server};
+
+/// The Redis version Tessera is compatible with, reported where clients look for it.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// `PING [message]`
+pub fn ping(_s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    match args.try_get(1) {
+        None => call.reply().simple("PONG"),
+        Some(m) if args.len() == 2 => call.reply().bulk(m),
+        Some(_) => {
+            return Err(CmdError::msg(
+                "ERR wrong number of arguments for 'ping' command",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `ECHO message`
+pub fn echo(_s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    call.reply().bulk(args.get(1));
+    Ok(())
+}
+
+fn check_password(s: &Server, user: Option<&[u8]>, pass: &[u8]) -> bool {
+    if user.is_some_and(|u| u != b"default") {
+        return false;
+    }
+    match &s.config.requirepass {
+        None => true,
+        Some(p) => constant_time_eq(p.as_bytes(), pass),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// `AUTH [username] password`
+pub fn auth(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    if args.len() > 3 {
+        return Err(CmdError::Syntax);
+    }
+    let (user, pass) = if args.len() == 3 {
+        (Some(args.get(1)), args.get(2))
+    } else {
+        (None, args.get(1))
+    };
+    if user.is_none() && s.config.requirepass.is_none() {
+        return Err(CmdError::msg(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    }
+    if !check_password(s, user, pass) {
+        return Err(CmdError::msg(WRONGPASS));
+    }
+    s.clients[call.client].authenticated = true;
+    call.reply().ok();
+    Ok(())
+}
+
+/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
+pub fn hello(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let mut proto = None;
+    if let Some(v) = args.try_get(1) {
+        let v = int_arg(v)
+            .map_err(|_| CmdError::msg("ERR Protocol version is not an integer or out of range"))?;
+        if !(2..=3).contains(&v) {
+            return Err(CmdError::msg("NOPROTO unsupported protocol version"));
+        }
+        proto = Some(v);
+    }
+    let mut auth = None;
+    let mut setname = None;
+    let mut i = 2;
+    while i < args.len() {
+        let a = args.get(i);
+        if is(a, "auth") && i + 2 < args.len() {
+            auth = Some((args.get(i + 1), args.get(i + 2)));
+            i += 3;
+        } else if is(a, "setname") && i + 1 < args.len() {
+            setname = Some(args.get(i + 1));
+            i += 2;
+        } else {
+            return Err(CmdError::msg(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(a)
+            )));
+        }
+    }
+    if let Some((user, pass)) = auth {
+        if !check_password(s, Some(user), pass) {
+            return Err(CmdError::msg(WRONGPASS));
+        }
+        s.clients[call.client].authenticated = true;
+    }
+    if !s.clients[call.client].authenticated {
+        return Err(CmdError::msg(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        ));
+    }
+    if let Some(name) = setname {
+        validate_name(name)?;
+        s.clients[call.client].name = (!name.is_empty()).then(|| name.to_vec());
+    }
+    if let Some(p) = proto {
+        call.resp3 = p == 3;
+        s.clients[call.client].resp3 = p == 3;
+    }
+    let id = s.clients[call.client].id;
+    let mut r = call.reply();
+    r.map(7);
+    r.bulk(b"server");
+    r.bulk(b"redis");
+    r.bulk(b"version");
+    r.bulk(REDIS_VERSION.as_bytes());
+    r.bulk(b"proto");
+    r.int(if r.resp3() { 3 } else { 2 });
+    r.bulk(b"id");
+    r.int(id as i64);
+    r.bulk(b"mode");
+    r.bulk(b"standalone");
+    r.bulk(b"role");
+    r.bulk(b"master");
+    r.bulk(b"modules");
+    r.array(0);
+    Ok(())
+}
+
+/// `QUIT`
+pub fn quit(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
+    call.reply().ok();
+    s.clients[call.client].close_after_reply = true;
+    Ok(())
+}
+
+/// `RESET`
+pub fn reset(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
+    let auth = s.config.requirepass.is_none();
+    let tok = call.client;
+    let c = &mut s.clients[tok];
+    c.resp3 = false;
+    c.name = None;
+    c.reply_mode = ReplyMode::On;
+    c.no_evict = false;
+    c.no_touch = false;
+    c.authenticated = auth;
+    if c.monitor {
+        c.monitor = false;
+        s.monitors.retain(|&t| t != tok);
+    }
+    call.resp3 = false;
+    call.reply().simple("RESET");
+    Ok(())
+}
+
+/// `SELECT index`
+pub fn select(_s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let db = int_arg(args.get(1))?;
+    if db != 0 {
+        return Err(CmdError::msg("ERR DB index is out of range"));
+    }
+    call.reply().ok();
+    Ok(())
+}
+
+fn validate_name(name: &[u8]) -> Result<(), CmdError> {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(CmdError::msg(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(())
+}
+
+/// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
+fn client_line(tok: usize, c: &Client, now: Instant) -> String {
+    let mut flags = String::new();
+    if c.monitor {
+        flags.push('O');
+    }
+    if c.close_after_reply {
+        flags.push('c');
+    }
+    if c.no_evict {
+        flags.push('e');
+    }
+    if c.no_touch {
+        flags.push('T');
+    }
+    if flags.is_empty() {
+        flags.push('N');
+    }
+    let (qbuf, qbuf_free) =
+        c.io.as_ref()
+            .map_or((0, 0), |io| (io.end - io.start, io.buf.len() - io.end));
+    let (obl, omem) =
+        c.io.as_ref()
+            .map_or((0, 0), |io| (io.out.len() - io.out_pos, io.out.capacity()));
+    let lossy = |v: &Option<Vec<u8>>| {
+        v.as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    format!(
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        c.id,
+        c.addr,
+        c.laddr.map(|a| a.to_string()).unwrap_or_default(),
+        tok + 8,
+        lossy(&c.name),
+        now.duration_since(c.created).as_secs(),
+        now.duration_since(c.last_interaction).as_secs(),
+        flags,
+        qbuf,
+        qbuf_free,
+        c.io.as_ref().map_or(0, |io| io.buf.len()),
+        qbuf,
+        obl,
+        omem,
+        qbuf + qbuf_free + omem,
+        c.last_cmd,
+        if c.resp3 { 3 } else { 2 },
+        lossy(&c.lib_name),
+        lossy(&c.lib_ver),
+    )
+}
+
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "    * ID <client-id>",
+    "      Kill connections by client id.",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <option> <value>",
+    "    Set client meta attr. Options are:",
+    "    * LIB-NAME: the client lib name.",
+    "    * LIB-VER: the client lib version.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "NO-TOUCH (ON|OFF)",
+    "    Will not touch LRU/LFU stats when this mode is on.",
+    "HELP",
+    "    Prints this help.",
+];
+
+fn on_off(a: &[u8]) -> Result<bool, CmdError> {
+    if is(a, "on") {
+        Ok(true)
+    } else if is(a, "off") {
+        Ok(false)
+    } else {
+        Err(CmdError::Syntax)
+    }
+}
+
+/// `CLIENT <subcommand> ...`
+pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let sub = args.get(1);
+    let tok = call.client;
+    match call.spec.name {
+        "client|id" => call.reply().int(s.clients[tok].id as i64),
+        "client|setname" => {
+            let name = args.get(2);
+            validate_name(name)?;
+            s.clients[tok].name = (!name.is_empty()).then(|| name.to_vec());
+            call.reply().ok();
+        }
+        "client|getname" => {
+            let name = s.clients[tok].name.clone();
+            call.reply().bulk_opt(name.as_deref());
+        }
+        "client|info" => {
+            let line = client_line(tok, &s.clients[tok], Instant::now()) + "\n";
+            call.reply().verbatim("txt", line.as_bytes());
+        }
+        "client|list" => {
+            let mut ids: Option<Vec<u64>> = None;
+            let mut i = 2;
+            while i < args.len() {
+                let a = args.get(i);
+                if is(a, "type") && i + 1 < args.len() {
+                    let t = args.get(i + 1);
+                    if !["normal", "master", "replica", "slave", "pubsub"]
+                        .iter()
+                        .any(|n| is(t, n))
+                    {
+                        return Err(CmdError::msg(format!(
+                            "ERR Unknown client type '{}'",
+                            String::from_utf8_lossy(t)
+                        )));
+                    }
+                    if !is(t, "normal") {
+                        ids = Some(Vec::new());
+                    }
+                    i += 2;
+                } else if is(a, "id") && i + 1 < args.len() {
+                    let mut v = Vec::new();
+                    for id in args.iter_from(i + 1) {
+                        let n = int_arg(id)
+                            .ok()
+                            .filter(|&n| n > 0)
+                            .ok_or_else(|| CmdError::msg("ERR Invalid client ID"))?;
+                        v.push(n as u64);
+                    }
+                    ids = Some(v);
+                    i = args.len();
+                } else {
+                    return Err(CmdError::Syntax);
+                }
+            }
+            let now = Instant::now();
+            let mut text = String::new();
+            for (t, c) in s.clients.iter() {
+                if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+                    continue;
+                }
+                text.push_str(&client_line(t, c, now));
+                text.push('\n');
+            }
+            call.reply().verbatim("txt", text.as_bytes());
+        }
+        "client|kill" => return client_kill(s, call, args),
+        "client|setinfo" => {
+            let (attr, value) = (args.get(2), args.get(3));
+            if value.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+                return Err(CmdError::msg(format!(
+                    "ERR {} cannot contain spaces, newlines or special characters.",
+                    String::from_utf8_lossy(attr).to_uppercase()
+                )));
+            }
+            let v = (!value.is_empty()).then(|| value.to_vec());
+            if is(attr, "lib-name") {
+                s.clients[tok].lib_name = v;
+            } else if is(attr, "lib-ver") {
+                s.clients[tok].lib_ver = v;
+            } else {
+                return Err(CmdError::msg(format!(
+                    "ERR Unrecognized option '{}'",
+                    String::from_utf8_lossy(attr)
+                )));
+            }
+            call.reply().ok();
+        }
+        "client|no-evict" => {
+            s.clients[tok].no_evict = on_off(args.get(2))?;
+            call.reply().ok();
+        }
+        "client|no-touch" => {
+            s.clients[tok].no_touch = on_off(args.get(2))?;
+            call.reply().ok();
+        }
+        "client|reply" => {
+            let a = args.get(2);
+            let mode = if is(a, "on") {
+                ReplyMode::On
+            } else if is(a, "off") {
+                ReplyMode::Off
+            } else if is(a, "skip") {
+                ReplyMode::SkipNext
+            } else {
+                return Err(CmdError::Syntax);
+            };
+            s.clients[tok].reply_mode = mode;
+            if mode == ReplyMode::On {
+                call.reply().ok();
+            }
+        }
+        "client|pause" => {
+            let ms = int_arg(args.get(2))
+                .ok()
+                .filter(|&n| n >= 0)
+                .ok_or_else(|| CmdError::msg("ERR timeout is not an integer or out of range"))?;
+            let writes_only = match args.try_get(3) {
+                None => false,
+                Some(a) if is(a, "write") => true,
+                Some(a) if is(a, "all") => false,
+                Some(_) => return Err(CmdError::Syntax),
+            };
+            if args.len() > 4 {
+                return Err(CmdError::Syntax);
+            }
+            let until = Instant::now() + Duration::from_millis(ms as u64);
+            // A new pause never shortens or weakens one in force (Redis's pauseClients).
+            let pause = match s.pause {
+                Some(p) if p.until > Instant::now() => Pause {
+                    until: p.until.max(until),
+                    writes_only: p.writes_only && writes_only,
+                },
+                _ => Pause { until, writes_only },
+            };
+            s.pause = Some(pause);
+            call.reply().ok();
+        }
+        "client|unpause" => {
+            s.pause = None;
+            call.reply().ok();
+        }
+        "client|help" => return super::server::help(call, CLIENT_HELP),
+        _ => {
+            return Err(CmdError::msg(format!(
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                String::from_utf8_lossy(sub)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `CLIENT KILL ip:port` or `CLIENT KILL <filter> <value> ...`
+fn client_kill(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let me = call.client;
+    if args.len() == 3 {
+        let addr = String::from_utf8_lossy(args.get(2)).into_owned();
+        let target = s
+            .clients
+            .iter()
+            .find(|(_, c)| c.addr.to_string() == addr)
+            .map(|(t, _)| t);
+        let Some(t) = target else {
+            return Err(CmdError::msg("ERR No such client"));
+        };
+        kill(s, t, me);
+        call.reply().ok();
+        return Ok(());
+    }
+    if !args.len().is_multiple_of(2) {
+        return Err(CmdError::Syntax);
+    }
+    let mut id = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut skipme = true;
+    let mut user = None;
+    let mut type_normal = true;
+    for i in (2..args.len()).step_by(2) {
+        let (k, v) = (args.get(i), args.get(i + 1));
+        if is(k, "id") {
+            let n = int_arg(v)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| CmdError::msg("ERR client-id should be greater than 0"))?;
+            id = Some(n as u64);
+        } else if is(k, "addr") {
+            addr = Some(String::from_utf8_lossy(v).into_owned());
+        } else if is(k, "laddr") {
+            laddr = Some(String::from_utf8_lossy(v).into_owned());
+        } else if is(k, "type") {
+            if !["normal", "master", "replica", "slave", "pubsub"]
+                .iter()
+                .any(|n| is(v, n))
+            {
+                return Err(CmdError::msg(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(v)
+                )));
+            }
+            type_normal = is(v, "normal");
+        } else if is(k, "skipme") {
+            skipme = on_off_yes_no(v)?;
+        } else if is(k, "user") {
+            user = Some(v.to_vec());
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    let targets: Vec<usize> = s
+        .clients
+        .iter()
+        .filter(|(t, c)| {
+            type_normal
+                && id.is_none_or(|id| c.id == id)
+                && addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
+                && laddr
+                    .as_ref()
+                    .is_none_or(|a| c.laddr.is_some_and(|l| l.to_string() == *a))
+                && user.as_ref().is_none_or(|u| u == b"default")
+                && !(skipme && *t == me)
+        })
+        .map(|(t, _)| t)
+        .collect();
+    for &t in &targets {
+        kill(s, t, me);
+    }
+    call.reply().int(targets.len() as i64);
+    Ok(())
+}
+
+fn on_off_yes_no(v: &[u8]) -> Result<bool, CmdError> {
+    if is(v, "yes") {
+        Ok(true)
+    } else if is(v, "no") {
+        Ok(false)
+    } else {
+        Err(CmdError::Syntax)
+    }
+}
+
+/// Closes client `t`: the caller itself after its reply, others right away.
+fn kill(s: &mut Server, t: usize, me: usize) {
+    if t == me {
+        s.clients[t].close_after_reply = true;
+    } else {
+        s.clients[t].close_asap = true;
+        s.schedule_write(t);
+    }
+}

@@ -1,0 +1,382 @@
+//! Generic key commands: DEL, EXISTS, TYPE, RENAME, COPY, KEYS, SCAN, expiry, OBJECT.
+
+use tessera_protocol::{Args, glob};
+use tessera_storage::Expiry;
+
+use super::{int_arg, is};
+use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::server::Server;
+
+/// `DEL key [key ...]`, `UNLINK key [key ...]`
+pub fn del(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let mut n = 0;
+    for key in args.iter_from(1) {
+        if s.db.remove_live(key, call.now).is_some() {
+            n += 1;
+        }
+    }
+    call.reply().int(n);
+    Ok(())
+}
+
+/// `EXISTS key [key ...]`
+pub fn exists(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let mut n = 0;
+    for key in args.iter_from(1) {
+        if s.read_key(call, key).is_some() {
+            n += 1;
+        }
+    }
+    call.reply().int(n);
+    Ok(())
+}
+
+/// `TYPE key`
+pub fn type_(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let name = s
+        .read_key(call, args.get(1))
+        .map_or("none", |e| e.value().type_name());
+    call.reply().simple(name);
+    Ok(())
+}
+
+/// `RENAME key newkey`, `RENAMENX key newkey`
+pub fn rename(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let nx = call.spec.name == "renamenx";
+    let (src, dst) = (args.get(1), args.get(2));
+    let Some(at) = s.db.expire_time(src, call.now) else {
+        return Err(CmdError::msg("ERR no such key"));
+    };
+    if src == dst {
+        if nx {
+            call.reply().int(0)
+        } else {
+            call.reply().ok()
+        }
+        return Ok(());
+    }
+    if nx && s.db.contains(dst, call.now) {
+        call.reply().int(0);
+        return Ok(());
+    }
+    let value = s.db.remove(src).expect("looked up just above");
+    let expiry = at.map_or(Expiry::Persist, Expiry::At);
+    s.db.set(dst, value, expiry, call.now);
+    if nx {
+        call.reply().int(1)
+    } else {
+        call.reply().ok()
+    }
+    Ok(())
+}
+
+/// `COPY source destination [DB destination-db] [REPLACE]`
+pub fn copy(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let (src, dst) = (args.get(1), args.get(2));
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        let a = args.get(i);
+        if is(a, "replace") {
+            replace = true;
+        } else if is(a, "db") && i + 1 < args.len() {
+            let db = int_arg(args.get(i + 1))
+                .map_err(|_| CmdError::msg("ERR value is not an integer or out of range"))?;
+            if db != 0 {
+                return Err(CmdError::msg("ERR DB index is out of range"));
+            }
+            i += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    if src == dst {
+        return Err(CmdError::msg(
+            "ERR source and destination objects are the same",
+        ));
+    }
+    let Some(at) = s.db.expire_time(src, call.now) else {
+        call.reply().int(0);
+        return Ok(());
+    };
+    if !replace && s.db.contains(dst, call.now) {
+        call.reply().int(0);
+        return Ok(());
+    }
+    let value =
+        s.db.get(src, call.now)
+            .expect("looked up just above")
+            .value()
+            .clone();
+    s.db.set(dst, value, at.map_or(Expiry::Persist, Expiry::At), call.now);
+    call.reply().int(1);
+    Ok(())
+}
+
+/// `KEYS pattern`
+pub fn keys(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let pattern = args.get(1);
+    let all = pattern == b"*";
+    let now = call.now;
+    let mut found = Vec::new();
+    for e in s.db.iter() {
+        if (all || glob::matches(pattern, e.key(), false))
+            && s.db.entry_expire_at(e).is_none_or(|at| at > now)
+        {
+            found.push(e.key().to_vec());
+        }
+    }
+    call.reply().array(found.len());
+    for k in &found {
+        call.reply().bulk(k);
+    }
+    Ok(())
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
+pub fn scan(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let cursor = std::str::from_utf8(args.get(1))
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+        .ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
+    let mut count = 10usize;
+    let mut pattern: Option<&[u8]> = None;
+    let mut type_filter: Option<&[u8]> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let a = args.get(i);
+        let Some(v) = args.try_get(i + 1) else {
+            return Err(CmdError::Syntax);
+        };
+        if is(a, "count") {
+            let n = int_arg(v)?;
+            if n < 1 {
+                return Err(CmdError::Syntax);
+            }
+            count = n as usize;
+        } else if is(a, "match") {
+            pattern = (v != b"*").then_some(v);
+        } else if is(a, "type") {
+            type_filter = Some(v);
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 2;
+    }
+    let now = call.now;
+    let mut found = Vec::new();
+    let next = s.db.scan(cursor, count, |e| {
+        if pattern.is_some_and(|p| !glob::matches(p, e.key(), false)) {
+            return;
+        }
+        if type_filter.is_some_and(|t| !t.eq_ignore_ascii_case(e.value().type_name().as_bytes())) {
+            return;
+        }
+        found.push(e.key().to_vec());
+    });
+    // Expired keys are filtered (and deleted) after the scan step, as Redis does.
+    found.retain(|k| s.db.contains(k, now));
+    let mut r = call.reply();
+    r.array(2);
+    r.bulk(itoa::Buffer::new().format(next).as_bytes());
+    r.array(found.len());
+    for k in &found {
+        r.bulk(k);
+    }
+    Ok(())
+}
+
+/// `RANDOMKEY`
+pub fn randomkey(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
+    let key = s.db.random_key(call.now);
+    call.reply().bulk_opt(key.as_ref().map(|k| k.as_bytes()));
+    Ok(())
+}
+
+/// `DBSIZE`
+pub fn dbsize(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
+    call.reply().int(s.db.len() as i64);
+    Ok(())
+}
+
+/// `FLUSHDB [ASYNC | SYNC]`, `FLUSHALL [ASYNC | SYNC]`
+pub fn flush(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let asynchronous = match args.try_get(1) {
+        None => false,
+        Some(a) if args.len() == 2 && is(a, "async") => true,
+        Some(a) if args.len() == 2 && is(a, "sync") => false,
+        Some(_) => return Err(CmdError::Syntax),
+    };
+    let old = s.db.flush();
+    if asynchronous {
+        // Redis's lazyfree: the memory is released on another thread.
+        std::thread::spawn(move || drop(old));
+    } else {
+        drop(old);
+    }
+    call.reply().ok();
+    Ok(())
+}
+
+/// The NX/XX/GT/LT flags of the EXPIRE family.
+#[derive(Default)]
+struct ExpireFlags {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
+}
+
+/// `EXPIRE key seconds [NX | XX | GT | LT]` and PEXPIRE, EXPIREAT, PEXPIREAT.
+pub fn expire(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let name = call.spec.name;
+    let mut f = ExpireFlags::default();
+    for a in args.iter_from(3) {
+        if is(a, "nx") {
+            f.nx = true;
+        } else if is(a, "xx") {
+            f.xx = true;
+        } else if is(a, "gt") {
+            f.gt = true;
+        } else if is(a, "lt") {
+            f.lt = true;
+        } else {
+            return Err(CmdError::msg(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(a)
+            )));
+        }
+    }
+    if f.nx && (f.xx || f.gt || f.lt) {
+        return Err(CmdError::msg(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if f.gt && f.lt {
+        return Err(CmdError::msg(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
+    }
+    let v = int_arg(args.get(2))?;
+    let invalid = || CmdError::msg(format!("ERR invalid expire time in '{name}' command"));
+    let seconds = name == "expire" || name == "expireat";
+    let relative = name == "expire" || name == "pexpire";
+    let mut when = if seconds {
+        v.checked_mul(1000).ok_or_else(invalid)?
+    } else {
+        v
+    };
+    if relative {
+        when = when.checked_add(call.now).ok_or_else(invalid)?;
+    }
+    let key = args.get(1);
+    let Some(current) = s.db.expire_time(key, call.now) else {
+        call.reply().int(0);
+        return Ok(());
+    };
+    // A key without a TTL counts as an infinite TTL for GT and LT.
+    let ok = if f.nx {
+        current.is_none()
+    } else if f.xx {
+        current.is_some()
+    } else {
+        true
+    } && (!f.gt || current.is_some_and(|c| when > c))
+        && (!f.lt || current.is_none_or(|c| when < c));
+    if !ok {
+        call.reply().int(0);
+        return Ok(());
+    }
+    if when <= call.now {
+        // A time in the past deletes the key.
+        s.db.remove(key);
+    } else {
+        s.db.set_expire(key, when, call.now);
+    }
+    call.reply().int(1);
+    Ok(())
+}
+
+/// `TTL key`, `PTTL key`, `EXPIRETIME key`, `PEXPIRETIME key`
+pub fn ttl(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let name = call.spec.name;
+    let key = args.get(1);
+    let n = match s.db.expire_time(key, call.now) {
+        None => -2,
+        Some(None) => -1,
+        Some(Some(at)) => match name {
+            "ttl" => ((at - call.now).max(0) + 500) / 1000,
+            "pttl" => (at - call.now).max(0),
+            "expiretime" => at / 1000,
+            _ => at,
+        },
+    };
+    if n != -2 {
+        s.stats.keyspace_hits += 1;
+    } else {
+        s.stats.keyspace_misses += 1;
+    }
+    call.reply().int(n);
+    Ok(())
+}
+
+/// `PERSIST key`
+pub fn persist(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let done = s.db.persist(args.get(1), call.now);
+    call.reply().int(i64::from(done));
+    Ok(())
+}
+
+/// `TOUCH key [key ...]`
+pub fn touch(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    exists(s, call, args)
+}
+
+const OBJECT_HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// `OBJECT ENCODING|IDLETIME|FREQ|REFCOUNT key`, `OBJECT HELP`
+pub fn object(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let sub = args.get(1);
+    if is(sub, "help") {
+        return super::server::help(call, OBJECT_HELP);
+    }
+    let key = args.get(2);
+    // OBJECT does not touch the key (Redis's LOOKUP_NOTOUCH).
+    let Some(e) = s.db.get(key, call.now) else {
+        call.reply().null();
+        return Ok(());
+    };
+    if is(sub, "encoding") {
+        let enc = e.value().encoding();
+        call.reply().bulk(enc.as_bytes());
+    } else if is(sub, "idletime") {
+        let idle = (Server::lru_clock().wrapping_sub(e.access()) & 0xFF_FFFF) as i64;
+        call.reply().int(idle);
+    } else if is(sub, "freq") {
+        return Err(CmdError::msg(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ));
+    } else {
+        // Values are never shared, except that Redis reports shared integers as
+        // INT_MAX; Tessera has no shared objects.
+        call.reply().int(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Command families, one file per group. Each file has its handlers and their argument parsing;
+//! data operations live in `tessera_storage`. [`HANDLERS`] names every implemented command;
+//! its arity, flags and keys come from the generated Redis command table.
+
+pub mod connection;
+pub mod keys;
+pub mod server;
+pub mod strings;
+
+use tessera_protocol::num;
+use tessera_storage::{KeyEntry, OpError};
+
+use crate::dispatch::{Call, CmdError, Handler};
+use crate::server::Server;
+
+/// Every implemented command: `name` or `container|subcommand`, and its handler.
+pub static HANDLERS: &[(&str, Handler)] = &[
+    // connection
+    ("ping", connection::ping),
+    ("echo", connection::echo),
+    ("hello", connection::hello),
+    ("auth", connection::auth),
+    ("quit", connection::quit),
+    ("reset", connection::reset),
+    ("select", connection::select),
+    ("client|id", connection::client),
+    ("client|setname", connection::client),
+    ("client|getname", connection::client),
+    ("client|info", connection::client),
+    ("client|list", connection::client),
+    ("client|kill", connection::client),
+    ("client|setinfo", connection::client),
+    ("client|no-evict", connection::client),
+    ("client|no-touch", connection::client),
+    ("client|reply", connection::client),
+    ("client|pause", connection::client),
+    ("client|unpause", connection::client),
+    ("client|help", connection::client),
+    // keys
+    ("del", keys::del),
+    ("unlink", keys::del),
+    ("exists", keys::exists),
+    ("type", keys::type_),
+    ("rename", keys::rename),
+    ("renamenx", keys::rename),
+    ("copy", keys::copy),
+    ("keys", keys::keys),
+    ("scan", keys::scan),
+    ("randomkey", keys::randomkey),
+    ("dbsize", keys::dbsize),
+    ("flushdb", keys::flush),
+    ("flushall", keys::flush),
+    ("expire", keys::expire),
+    ("pexpire", keys::expire),
+    ("expireat", keys::expire),
+    ("pexpireat", keys::expire),
+    ("ttl", keys::ttl),
+    ("pttl", keys::ttl),
+    ("expiretime", keys::ttl),
+    ("pexpiretime", keys::ttl),
+    ("persist", keys::persist),
+    ("touch", keys::touch),
+    ("object|encoding", keys::object),
+    ("object|idletime", keys::object),
+    ("object|freq", keys::object),
+    ("object|refcount", keys::object),
+    ("object|help", keys::object),
+    // strings
+    ("get", strings::get),
+    ("set", strings::set),
+    ("setnx", strings::setnx),
+    ("setex", strings::setex),
+    ("psetex", strings::setex),
+    ("getset", strings::getset),
+    ("getdel", strings::getdel),
+    ("getex", strings::getex),
+    ("mget", strings::mget),
+    ("mset", strings::mset),
+    ("msetnx", strings::mset),
+    ("append", strings::append),
+    ("strlen", strings::strlen),
+    ("incr", strings::incr),
+    ("decr", strings::incr),
+    ("incrby", strings::incr),
+    ("decrby", strings::incr),
+    ("incrbyfloat", strings::incrbyfloat),
+    ("getrange", strings::getrange),
+    ("substr", strings::getrange),
+    ("setrange", strings::setrange),
+    // server
+    ("info", server::info),
+    ("config|get", server::config),
+    ("config|set", server::config),
+    ("config|resetstat", server::config),
+    ("config|rewrite", server::config),
+    ("config|help", server::config),
+    ("time", server::time),
+    ("lastsave", server::lastsave),
+    ("debug", server::debug),
+    ("shutdown", server::shutdown),
+    ("monitor", server::monitor),
+    ("slowlog|get", server::slowlog),
+    ("slowlog|len", server::slowlog),
+    ("slowlog|reset", server::slowlog),
+    ("slowlog|help", server::slowlog),
+    ("latency|latest", server::latency),
+    ("latency|history", server::latency),
+    ("latency|reset", server::latency),
+    ("latency|doctor", server::latency),
+    ("latency|help", server::latency),
+    ("command|count", server::command),
+    ("command|info", server::command),
+    ("command|docs", server::command),
+    ("command|getkeys", server::command),
+    ("command|list", server::command),
+    ("command|help", server::command),
+    ("command", server::command),
+];
+
+/// Parses an integer argument (Redis's `getLongLongFromObjectOrReply`).
+#[inline]
+pub fn int_arg(a: &[u8]) -> Result<i64, CmdError> {
+    num::parse_i64(a).ok_or(CmdError::NotInteger)
+}
+
+/// Parses a float argument (`getDoubleFromObjectOrReply`).
+pub fn float_arg(a: &[u8]) -> Result<f64, CmdError> {
+    num::parse_f64(a).ok_or(CmdError::Op(OpError::NotFloat))
+}
+
+/// True if `a` equals `lit` ignoring ASCII case.
+#[inline]
+pub fn is(a: &[u8], lit: &str) -> bool {
+    a.eq_ignore_ascii_case(lit.as_bytes())
+}
+
+impl Server {
+    /// Looks up a key for reading: counts a keyspace hit or miss and updates the key's access
+    /// time, unless the client asked for `CLIENT NO-TOUCH` (Redis's `lookupKeyRead`).
+    pub fn read_key(&mut self, call: &Call<'_>, key: &[u8]) -> Option<&mut KeyEntry> {
+        let no_touch =
+            self.clients.get(call.client).is_some_and(|c| c.no_touch) && call.spec.name != "touch";
+        match self.db.get_mut(key, call.now) {
+            Some(entry) => {
+                self.stats.keyspace_hits += 1;
+                if !no_touch {
+                    entry.touch(Server::lru_clock());
+                }
+                Some(entry)
+            }
+            None => {
+                self.stats.keyspace_misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Looks up a key for writing (no hit/miss accounting, as Redis's `lookupKeyWrite`).
+    pub fn write_key(&mut self, call: &Call<'_>, key: &[u8]) -> Option<&mut KeyEntry> {
+        let entry = self.db.get_mut(key, call.now)?;
+        entry.touch(Server::lru_clock());
+        Some(entry)
+    }
+}

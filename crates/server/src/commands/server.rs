@@ -1,0 +1,945 @@
+//! Server commands: INFO, CONFIG, TIME, LASTSAVE, DEBUG, SHUTDOWN, MONITOR, SLOWLOG, LATENCY,
+//! COMMAND.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use tessera_protocol::command::{Arg, CommandSpec, acl, flag, key_spec_flag};
+use tessera_protocol::command::{BeginSearch, FindKeys};
+use tessera_protocol::{Args, Reply, glob};
+use tessera_storage::{Expiry, Value};
+
+use super::{int_arg, is};
+use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::info;
+use crate::server::{Server, unix_ms};
+
+/// Replies with a HELP text, as Redis's `addReplyHelp`.
+pub fn help(call: &mut Call<'_>, lines: &[&str]) -> CmdResult {
+    let mut r = call.reply();
+    r.array(lines.len());
+    for l in lines {
+        r.simple(l);
+    }
+    Ok(())
+}
+
+/// `INFO [section [section ...]]`
+pub fn info(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let sections: Vec<String> = args
+        .iter_from(1)
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let text = info::render(s, &sections);
+    call.reply().verbatim("txt", text.as_bytes());
+    Ok(())
+}
+
+const CONFIG_HELP: &[&str] = &[
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// `CONFIG GET|SET|RESETSTAT|REWRITE|HELP`
+pub fn config(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    match call.spec.name {
+        "config|get" => {
+            let params = s.config.params();
+            let mut found: Vec<&(&str, String)> = Vec::new();
+            for pattern in args.iter_from(2) {
+                let pattern = pattern.to_ascii_lowercase();
+                for p in &params {
+                    if glob::matches(&pattern, p.0.as_bytes(), true)
+                        && !found.iter().any(|f| f.0 == p.0)
+                    {
+                        found.push(p);
+                    }
+                }
+            }
+            let mut r = call.reply();
+            r.map(found.len());
+            for (name, value) in found {
+                r.bulk(name.as_bytes());
+                r.bulk(value.as_bytes());
+            }
+        }
+        "config|set" => {
+            if !args.len().is_multiple_of(2) {
+                return Err(CmdError::msg(
+                    "ERR wrong number of arguments for 'config|set' command",
+                ));
+            }
+            // All or nothing, as Redis 7: apply to a copy, then swap.
+            let mut next = s.config.clone();
+            let mut seen: Vec<String> = Vec::new();
+            for i in (2..args.len()).step_by(2) {
+                let name = String::from_utf8_lossy(args.get(i)).to_ascii_lowercase();
+                let value = String::from_utf8_lossy(args.get(i + 1)).into_owned();
+                if seen.contains(&name) {
+                    return Err(CmdError::msg(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+                    )));
+                }
+                if let Err(reason) = next.set_param(&name, &value) {
+                    let reason = if reason == "unknown" {
+                        "unknown option or number of arguments for CONFIG SET".to_string()
+                    } else {
+                        reason
+                    };
+                    return Err(CmdError::msg(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}"
+                    )));
+                }
+                seen.push(name);
+            }
+            let limits = next.limits();
+            s.config = next;
+            for (_, c) in s.clients.iter_mut() {
+                if let Some(io) = c.io.as_mut() {
+                    io.parser.set_limits(limits);
+                }
+            }
+            call.reply().ok();
+        }
+        "config|resetstat" => {
+            s.stats.reset();
+            s.commands.reset_stats();
+            s.db.stats = Default::default();
+            call.reply().ok();
+        }
+        "config|rewrite" => {
+            s.config
+                .rewrite()
+                .map_err(|e| CmdError::msg(format!("ERR {e}")))?;
+            call.reply().ok();
+        }
+        _ => return help(call, CONFIG_HELP),
+    }
+    Ok(())
+}
+
+/// `TIME`
+pub fn time(_s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut r = call.reply();
+    r.array(2);
+    r.bulk_int(now.as_secs() as i64);
+    r.bulk_int(i64::from(now.subsec_micros()));
+    Ok(())
+}
+
+/// `LASTSAVE`
+pub fn lastsave(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
+    call.reply().int(s.last_save);
+    Ok(())
+}
+
+const DEBUG_HELP: &[&str] = &[
+    "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DIGEST",
+    "    Output a hex signature representing the current DB content.",
+    "DIGEST-VALUE <key> [<key> ...]",
+    "    Output a hex signature of the values of all the specified keys.",
+    "OBJECT <key>",
+    "    Show low level info about the key and associated value.",
+    "POPULATE <count> [<prefix>] [<size>]",
+    "    Create <count> string keys named key:<num>. If <prefix> is specified then",
+    "    it is used instead of the 'key' prefix. These are not propagated to",
+    "    replicas. Cluster slots are not respected so keys not belonging to the",
+    "    current node can be created in cluster mode.",
+    "SET-ACTIVE-EXPIRE <0|1>",
+    "    Setting it to 0 disables expiring keys in background when they are not",
+    "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
+    "    default.",
+    "SLEEP <seconds>",
+    "    Stop the server for <seconds>. Decimals allowed.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// `DEBUG SLEEP|SET-ACTIVE-EXPIRE|OBJECT|DIGEST|DIGEST-VALUE|POPULATE|HELP`
+pub fn debug(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let sub = args.get(1);
+    if is(sub, "help") {
+        return help(call, DEBUG_HELP);
+    } else if is(sub, "sleep") && args.len() == 3 {
+        let secs = super::float_arg(args.get(2))?;
+        std::thread::sleep(Duration::from_secs_f64(secs.clamp(0.0, 3600.0)));
+        call.reply().ok();
+    } else if is(sub, "set-active-expire") && args.len() == 3 {
+        s.active_expire_enabled = int_arg(args.get(2))? != 0;
+        call.reply().ok();
+    } else if is(sub, "object") && args.len() == 3 {
+        let Some(e) = s.db.get(args.get(2), call.now) else {
+            return Err(CmdError::msg("ERR no such key"));
+        };
+        let v = e.value();
+        let len = v.as_str().map_or(0, |v| v.len());
+        let line = format!(
+            "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:{} lru_seconds_idle:{}",
+            v.encoding(),
+            len,
+            e.access(),
+            (Server::lru_clock().wrapping_sub(e.access())) & 0xFF_FFFF
+        );
+        call.reply().simple(&line);
+    } else if is(sub, "digest") && args.len() == 2 {
+        let digest = db_digest(s, call.now);
+        call.reply().status_or_bulk(hex(&digest).as_bytes());
+    } else if is(sub, "digest-value") {
+        let keys: Vec<Vec<u8>> = args.iter_from(2).map(<[u8]>::to_vec).collect();
+        let mut r = Vec::new();
+        for k in keys {
+            let d = match s.db.get(&k, call.now) {
+                Some(e) => value_digest(e.value()),
+                None => [0; 20],
+            };
+            r.push(hex(&d));
+        }
+        let mut reply = call.reply();
+        reply.array(r.len());
+        for d in r {
+            reply.status_or_bulk(d.as_bytes());
+        }
+    } else if is(sub, "populate") && (3..=5).contains(&args.len()) {
+        let count = int_arg(args.get(2))?;
+        if count < 0 {
+            return Err(CmdError::msg("ERR count is negative"));
+        }
+        let prefix = args.try_get(3).unwrap_or(b"key");
+        let size = match args.try_get(4) {
+            Some(a) => int_arg(a)?.max(0) as usize,
+            None => 0,
+        };
+        for i in 0..count {
+            let mut key = prefix.to_vec();
+            key.push(b':');
+            key.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+            if s.db.contains(&key, call.now) {
+                continue;
+            }
+            let mut val = format!("value:{i}").into_bytes();
+            if size > 0 {
+                val.resize(size, 0);
+            }
+            s.db.set(&key, Value::string(&val), Expiry::Persist, call.now);
+        }
+        call.reply().ok();
+    } else {
+        return Err(CmdError::msg(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+            String::from_utf8_lossy(sub)
+        )));
+    }
+    Ok(())
+}
+
+fn hex(d: &[u8; 20]) -> String {
+    d.iter().fold(String::with_capacity(40), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A 160-bit digest of a value (SHA-1 of its type and string form). Redis's own DEBUG DIGEST
+/// uses the same idea (SHA-1 mixing); the numbers differ from Redis's, so digests are compared
+/// between Tessera servers only (replicas, restarts).
+fn value_digest(v: &Value) -> [u8; 20] {
+    let mut data = v.type_name().as_bytes().to_vec();
+    if let Some(s) = v.as_str() {
+        data.extend_from_slice(&s.to_vec());
+    }
+    sha1(&data)
+}
+
+fn db_digest(s: &mut Server, now: i64) -> [u8; 20] {
+    let mut acc = [0u8; 20];
+    if s.db.is_empty() {
+        return acc;
+    }
+    for e in s.db.iter() {
+        let at = s.db.entry_expire_at(e);
+        if at.is_some_and(|at| at <= now) {
+            continue;
+        }
+        let mut data = e.key().to_vec();
+        data.extend_from_slice(&value_digest(e.value()));
+        if let Some(at) = at {
+            data.extend_from_slice(b"!!expire!!");
+            data.extend_from_slice(&at.to_le_bytes());
+        }
+        // Order-independent mix of per-key digests, like Redis's xorDigest.
+        for (a, b) in acc.iter_mut().zip(sha1(&data)) {
+            *a ^= b;
+        }
+    }
+    acc
+}
+
+/// SHA-1, for DEBUG DIGEST (not for security).
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut msg = data.to_vec();
+    let bits = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bits.to_be_bytes());
+    for chunk in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for (i, word) in chunk.chunks(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, x) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+/// `SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]`
+pub fn shutdown(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    for a in args.iter_from(1) {
+        if !["nosave", "save", "now", "force", "abort"]
+            .iter()
+            .any(|o| is(a, o))
+        {
+            return Err(CmdError::Syntax);
+        }
+        if is(a, "abort") {
+            return Err(CmdError::msg("ERR No shutdown in progress."));
+        }
+    }
+    // Like Redis, a successful SHUTDOWN closes the connection without a reply.
+    s.shutdown_requested = true;
+    s.clients[call.client].close_after_reply = true;
+    Ok(())
+}
+
+/// `MONITOR`
+pub fn monitor(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
+    let c = &mut s.clients[call.client];
+    if !c.monitor {
+        c.monitor = true;
+        s.monitors.push(call.client);
+    }
+    call.reply().ok();
+    Ok(())
+}
+
+/// Sends a command to every MONITOR client, in Redis's format:
+/// `+1339518083.107412 [0 127.0.0.1:60866] "keys" "*"`.
+pub fn feed_monitors(s: &mut Server, tok: usize, args: &Args<'_>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut line = format!(
+        "+{}.{:06} [0 {}]",
+        now.as_secs(),
+        now.subsec_micros(),
+        s.clients
+            .get(tok)
+            .map(|c| c.addr.to_string())
+            .unwrap_or_default()
+    );
+    for a in args.iter() {
+        line.push_str(" \"");
+        for &b in a {
+            match b {
+                b'\\' => line.push_str("\\\\"),
+                b'"' => line.push_str("\\\""),
+                b'\n' => line.push_str("\\n"),
+                b'\r' => line.push_str("\\r"),
+                b'\t' => line.push_str("\\t"),
+                7 => line.push_str("\\a"),
+                8 => line.push_str("\\b"),
+                0x20..=0x7e => line.push(b as char),
+                _ => {
+                    let _ = write!(line, "\\x{b:02x}");
+                }
+            }
+        }
+        line.push('"');
+    }
+    line.push_str("\r\n");
+    let monitors = s.monitors.clone();
+    for m in monitors {
+        if m == tok {
+            continue;
+        }
+        if let Some(io) = s.clients.get_mut(m).and_then(|c| c.io.as_mut()) {
+            io.out.extend_from_slice(line.as_bytes());
+            s.schedule_write(m);
+        }
+    }
+}
+
+const SLOWLOG_HELP: &[&str] = &[
+    "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET [<count>]",
+    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+    "    Entries are made of:",
+    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+    "    client name",
+    "LEN",
+    "    Return the length of the slowlog.",
+    "RESET",
+    "    Reset the slowlog.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// `SLOWLOG GET [count]|LEN|RESET|HELP`
+pub fn slowlog(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    match call.spec.name {
+        "slowlog|get" => {
+            let count = match args.try_get(2) {
+                Some(a) => {
+                    let n = int_arg(a).ok().filter(|&n| n >= -1).ok_or_else(|| {
+                        CmdError::msg("ERR count should be greater than or equal to -1")
+                    })?;
+                    if n == -1 { usize::MAX } else { n as usize }
+                }
+                None => 10,
+            };
+            let entries: Vec<_> = s.slowlog.entries.iter().take(count).cloned().collect();
+            let mut r = call.reply();
+            r.array(entries.len());
+            for e in entries {
+                r.array(6);
+                r.int(e.id as i64);
+                r.int(e.time);
+                r.int(e.duration_us as i64);
+                r.array(e.args.len());
+                for a in &e.args {
+                    r.bulk(a);
+                }
+                r.bulk(e.peer.as_bytes());
+                r.bulk(&e.name);
+            }
+        }
+        "slowlog|len" => call.reply().int(s.slowlog.entries.len() as i64),
+        "slowlog|reset" => {
+            s.slowlog.entries.clear();
+            call.reply().ok();
+        }
+        _ => return help(call, SLOWLOG_HELP),
+    }
+    Ok(())
+}
+
+const LATENCY_HELP: &[&str] = &[
+    "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return a human readable latency analysis report.",
+    "HISTORY <event>",
+    "    Return time-latency samples for the <event> class.",
+    "LATEST",
+    "    Return the latest latency samples for all events.",
+    "RESET [<event> ...]",
+    "    Reset latency data of one or more <event> classes.",
+    "    (default: reset all data for all event classes)",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// `LATENCY LATEST|HISTORY|RESET|DOCTOR|HELP`
+pub fn latency(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    match call.spec.name {
+        "latency|latest" => {
+            let events: Vec<_> = s
+                .latency
+                .events
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            let mut r = call.reply();
+            r.array(events.len());
+            for (name, e) in events {
+                let last = e.samples.back().copied();
+                r.array(4);
+                r.bulk(name.as_bytes());
+                r.int(last.map_or(0, |l| l.time));
+                r.int(last.map_or(0, |l| l.latency_ms as i64));
+                r.int(e.max as i64);
+            }
+        }
+        "latency|history" => {
+            let name = String::from_utf8_lossy(args.get(2)).into_owned();
+            let samples: Vec<_> = s
+                .latency
+                .events
+                .get(name.as_str())
+                .map(|e| e.samples.iter().copied().collect())
+                .unwrap_or_default();
+            let mut r = call.reply();
+            r.array(samples.len());
+            for sm in samples {
+                r.array(2);
+                r.int(sm.time);
+                r.int(sm.latency_ms as i64);
+            }
+        }
+        "latency|reset" => {
+            let n = if args.len() == 2 {
+                let n = s.latency.events.len();
+                s.latency.events.clear();
+                n
+            } else {
+                let mut n = 0;
+                for a in args.iter_from(2) {
+                    let name = String::from_utf8_lossy(a);
+                    if s.latency.events.remove(name.as_ref()).is_some() {
+                        n += 1;
+                    }
+                }
+                n
+            };
+            call.reply().int(n as i64);
+        }
+        "latency|doctor" => {
+            let mut text = String::new();
+            if s.latency.events.is_empty() {
+                text.push_str("Dave, no latency spike was observed during the lifetime of this Redis instance, not in the slightest bit. I honestly think you ought to sleep tonight.\n");
+            } else {
+                text.push_str("Dave, I have observed latency spikes in this Redis instance. You don't mind talking about it, do you Dave?\n\n");
+                for (i, (name, e)) in s.latency.events.iter().enumerate() {
+                    let avg = e.samples.iter().map(|x| x.latency_ms).sum::<u64>()
+                        / e.samples.len().max(1) as u64;
+                    let _ = writeln!(
+                        text,
+                        "{}. {}: {} latency spikes (average {}ms, mean deviation 0ms, period 0 sec). Worst all time event {}ms.",
+                        i + 1,
+                        name,
+                        e.samples.len(),
+                        avg,
+                        e.max
+                    );
+                }
+            }
+            call.reply().verbatim("txt", text.as_bytes());
+        }
+        _ => return help(call, LATENCY_HELP),
+    }
+    Ok(())
+}
+
+const COMMAND_HELP: &[&str] = &[
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all Redis commands.",
+    "COUNT",
+    "    Return the total number of commands in this Redis server.",
+    "LIST",
+    "    Return a list of all commands in this Redis server.",
+    "INFO [<command-name> ...]",
+    "    Return details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full Redis command.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// `COMMAND [COUNT | LIST | INFO ... | DOCS ... | GETKEYS ... | HELP]`
+pub fn command(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let mut specs: Vec<&'static CommandSpec> = s.commands.specs().collect();
+    specs.sort_by_key(|c| c.name);
+    match (args.len(), call.spec.name) {
+        (1, _) => {
+            let mut r = call.reply();
+            r.array(specs.len());
+            for spec in specs {
+                command_info(s, &mut r, spec);
+            }
+        }
+        (_, "command|count") => call.reply().int(specs.len() as i64),
+        (_, "command|list") => {
+            if args.len() > 2 {
+                let (k, v) = (args.get(2), args.try_get(3));
+                let Some(v) = v.filter(|_| args.len() == 4) else {
+                    return Err(CmdError::Syntax);
+                };
+                if is(k, "pattern") {
+                    specs.retain(|c| glob::matches(v, c.name.as_bytes(), true));
+                } else if is(k, "aclcat") {
+                    let cat = format!("@{}", String::from_utf8_lossy(v).to_ascii_lowercase());
+                    let bit = acl::NAMES.iter().position(|n| *n == cat);
+                    specs.retain(|c| bit.is_some_and(|b| c.acl_categories & (1 << b) != 0));
+                } else if is(k, "module") {
+                    specs.clear();
+                } else {
+                    return Err(CmdError::Syntax);
+                }
+            }
+            let mut r = call.reply();
+            r.array(specs.len());
+            for c in specs {
+                r.bulk(c.name.as_bytes());
+            }
+        }
+        (_, "command|info") => {
+            let wanted: Vec<Option<&'static CommandSpec>> = if args.len() == 2 {
+                specs.iter().map(|c| Some(*c)).collect()
+            } else {
+                args.iter_from(2).map(|n| s.commands.spec(n)).collect()
+            };
+            let mut r = call.reply();
+            r.array(wanted.len());
+            for spec in wanted {
+                match spec {
+                    Some(spec) => command_info(s, &mut r, spec),
+                    None => r.null_array(),
+                }
+            }
+        }
+        (_, "command|docs") => {
+            let wanted: Vec<&'static CommandSpec> = if args.len() == 2 {
+                specs
+            } else {
+                args.iter_from(2)
+                    .filter_map(|n| s.commands.spec(n))
+                    .collect()
+            };
+            let mut r = call.reply();
+            r.map(wanted.len());
+            for spec in wanted {
+                r.bulk(spec.name.as_bytes());
+                command_docs(s, &mut r, spec);
+            }
+        }
+        (_, "command|getkeys") => {
+            let rest = &args;
+            if rest.len() < 3 {
+                return Err(CmdError::msg(
+                    "ERR wrong number of arguments for 'command|getkeys' command",
+                ));
+            }
+            let sub_spans: Vec<(u32, u32)> = Vec::new();
+            let _ = sub_spans;
+            let name = rest.get(2);
+            let Some(spec) = s
+                .commands
+                .spec(name)
+                .or_else(|| tessera_protocol::CommandTable::redis().get(name))
+            else {
+                return Err(CmdError::msg("ERR Invalid command specified"));
+            };
+            // Re-base the arguments at the command name.
+            let owned: Vec<Vec<u8>> = rest.iter_from(2).map(<[u8]>::to_vec).collect();
+            let (buf, spans) = join(&owned);
+            let sub = Args::from_parts(&buf, &spans);
+            let spec = if spec.is_container() && sub.len() >= 2 {
+                spec.subcommand(sub.get(1)).unwrap_or(spec)
+            } else {
+                spec
+            };
+            if !spec.arity_ok(sub.len()) {
+                return Err(CmdError::msg(
+                    "ERR Invalid number of arguments specified for command",
+                ));
+            }
+            let keys = spec
+                .key_positions(&sub)
+                .map_err(|e| CmdError::msg(e.to_string()))?;
+            if keys.is_empty() {
+                return Err(CmdError::msg("ERR The command has no key arguments"));
+            }
+            let mut r = call.reply();
+            r.array(keys.len());
+            for k in keys {
+                r.bulk(sub.get(k));
+            }
+        }
+        _ => return help(call, COMMAND_HELP),
+    }
+    Ok(())
+}
+
+/// Owned arguments as one buffer with spans.
+fn join(parts: &[Vec<u8>]) -> (Vec<u8>, Vec<(u32, u32)>) {
+    let mut buf = Vec::new();
+    let mut spans = Vec::new();
+    for p in parts {
+        let start = buf.len() as u32;
+        buf.extend_from_slice(p);
+        spans.push((start, buf.len() as u32));
+    }
+    (buf, spans)
+}
+
+fn names_of(bits: u32, names: &[&'static str]) -> Vec<&'static str> {
+    names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// One `COMMAND INFO` entry, as Redis's `addReplyCommandInfo`.
+fn command_info(s: &Server, r: &mut Reply<'_>, spec: &'static CommandSpec) {
+    let mut flags = names_of(spec.flags & !flag::MOVABLEKEYS, flag::NAMES);
+    if spec.has(flag::MOVABLEKEYS) {
+        flags.push("movablekeys");
+    }
+    r.array(10);
+    r.bulk(spec.name.as_bytes());
+    r.int(i64::from(spec.arity));
+    r.set(flags.len());
+    for f in flags {
+        r.simple(f);
+    }
+    r.int(i64::from(spec.first_key));
+    r.int(i64::from(spec.last_key));
+    r.int(i64::from(spec.key_step));
+    let cats = names_of(spec.acl_categories, acl::NAMES);
+    r.set(cats.len());
+    for c in cats {
+        r.simple(c);
+    }
+    r.set(spec.tips.len());
+    for t in spec.tips {
+        r.simple(t);
+    }
+    r.set(spec.key_specs.len());
+    for ks in spec.key_specs {
+        let fl = names_of(u32::from(ks.flags), key_spec_flag::NAMES);
+        r.map(3 + usize::from(ks.notes.is_some()));
+        if let Some(n) = ks.notes {
+            r.simple("notes");
+            r.simple(n);
+        }
+        r.simple("flags");
+        r.set(fl.len());
+        for f in fl {
+            r.simple(f);
+        }
+        r.simple("begin_search");
+        r.map(2);
+        r.simple("type");
+        match ks.begin_search {
+            BeginSearch::Index(i) => {
+                r.simple("index");
+                r.simple("spec");
+                r.map(1);
+                r.simple("index");
+                r.int(i64::from(i));
+            }
+            BeginSearch::Keyword { keyword, startfrom } => {
+                r.simple("keyword");
+                r.simple("spec");
+                r.map(2);
+                r.simple("keyword");
+                r.simple(keyword);
+                r.simple("startfrom");
+                r.int(i64::from(startfrom));
+            }
+            BeginSearch::Unknown => {
+                r.simple("unknown");
+                r.simple("spec");
+                r.map(0);
+            }
+        }
+        r.simple("find_keys");
+        r.map(2);
+        r.simple("type");
+        match ks.find_keys {
+            FindKeys::Range {
+                lastkey,
+                keystep,
+                limit,
+            } => {
+                r.simple("range");
+                r.simple("spec");
+                r.map(3);
+                r.simple("lastkey");
+                r.int(i64::from(lastkey));
+                r.simple("keystep");
+                r.int(i64::from(keystep));
+                r.simple("limit");
+                r.int(i64::from(limit));
+            }
+            FindKeys::KeyNum {
+                keynumidx,
+                firstkey,
+                keystep,
+            } => {
+                r.simple("keynum");
+                r.simple("spec");
+                r.map(3);
+                r.simple("keynumidx");
+                r.int(i64::from(keynumidx));
+                r.simple("firstkey");
+                r.int(i64::from(firstkey));
+                r.simple("keystep");
+                r.int(i64::from(keystep));
+            }
+            FindKeys::Unknown => {
+                r.simple("unknown");
+                r.simple("spec");
+                r.map(0);
+            }
+        }
+    }
+    let subs = s.commands.implemented_subcommands(spec);
+    r.array(subs.len());
+    for sub in subs {
+        command_info(s, r, sub);
+    }
+}
+
+/// One `COMMAND DOCS` entry, as Redis's `addReplyCommandDocs`.
+fn command_docs(s: &Server, r: &mut Reply<'_>, spec: &'static CommandSpec) {
+    let d = &spec.doc;
+    let subs = s.commands.implemented_subcommands(spec);
+    let n = 3
+        + usize::from(d.complexity.is_some())
+        + usize::from(!d.doc_flags.is_empty())
+        + usize::from(d.deprecated_since.is_some())
+        + usize::from(d.replaced_by.is_some())
+        + usize::from(!d.history.is_empty())
+        + usize::from(!d.arguments.is_empty())
+        + usize::from(!subs.is_empty());
+    r.map(n);
+    r.simple("summary");
+    r.simple(d.summary);
+    r.simple("since");
+    r.simple(d.since);
+    r.simple("group");
+    r.simple(d.group);
+    if let Some(c) = d.complexity {
+        r.simple("complexity");
+        r.simple(c);
+    }
+    if !d.doc_flags.is_empty() {
+        r.simple("doc_flags");
+        r.set(d.doc_flags.len());
+        for f in d.doc_flags {
+            r.simple(f);
+        }
+    }
+    if let Some(v) = d.deprecated_since {
+        r.simple("deprecated_since");
+        r.simple(v);
+    }
+    if let Some(v) = d.replaced_by {
+        r.simple("replaced_by");
+        r.simple(v);
+    }
+    if !d.history.is_empty() {
+        r.simple("history");
+        r.set(d.history.len());
+        for (v, t) in d.history {
+            r.array(2);
+            r.simple(v);
+            r.simple(t);
+        }
+    }
+    if !d.arguments.is_empty() {
+        r.simple("arguments");
+        doc_args(r, d.arguments);
+    }
+    if !subs.is_empty() {
+        r.simple("subcommands");
+        r.map(subs.len());
+        for sub in subs {
+            r.bulk(sub.name.as_bytes());
+            command_docs(s, r, sub);
+        }
+    }
+}
+
+fn doc_args(r: &mut Reply<'_>, args: &[Arg]) {
+    r.array(args.len());
+    for a in args {
+        let n = 2
+            + usize::from(a.key_spec_index >= 0)
+            + usize::from(a.token.is_some())
+            + usize::from(a.since.is_some())
+            + usize::from(a.deprecated_since.is_some())
+            + usize::from(!a.flags.is_empty())
+            + usize::from(!a.arguments.is_empty());
+        r.map(n);
+        r.simple("name");
+        r.simple(a.name);
+        r.simple("type");
+        r.simple(a.kind);
+        if a.key_spec_index >= 0 {
+            r.simple("key_spec_index");
+            r.int(i64::from(a.key_spec_index));
+        }
+        if let Some(t) = a.token {
+            r.simple("token");
+            r.simple(t);
+        }
+        if let Some(v) = a.since {
+            r.simple("since");
+            r.simple(v);
+        }
+        if let Some(v) = a.deprecated_since {
+            r.simple("deprecated_since");
+            r.simple(v);
+        }
+        if !a.flags.is_empty() {
+            r.simple("flags");
+            r.set(a.flags.len());
+            for f in a.flags {
+                r.simple(f);
+            }
+        }
+        if !a.arguments.is_empty() {
+            r.simple("arguments");
+            doc_args(r, a.arguments);
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, re-exported for handlers that need a fresh clock.
+pub fn now_ms() -> i64 {
+    unix_ms()
+}

@@ -1,0 +1,333 @@
+//! The shard's configuration: command-line flags, an optional TOML file (every flag also settable
+//! there, with Redis's parameter names), and the parameters `CONFIG GET|SET` exposes.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tessera_protocol::Limits;
+
+/// Configuration of a shard server. Field names are Redis's parameter names with `_` for `-`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub port: u16,
+    pub bind: String,
+    pub requirepass: Option<String>,
+    pub maxclients: usize,
+    pub timeout: u64,
+    pub tcp_keepalive: u64,
+    pub hz: u32,
+    pub proto_max_bulk_len: usize,
+    pub client_query_buffer_limit: usize,
+    pub slowlog_log_slower_than: i64,
+    pub slowlog_max_len: usize,
+    pub latency_monitor_threshold: u64,
+    pub active_expire_effort: u32,
+    pub enable_debug_command: String,
+    pub dir: PathBuf,
+    pub logfile: String,
+    pub loglevel: String,
+    pub pidfile: Option<PathBuf>,
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub databases: u32,
+    pub appendonly: bool,
+    pub save: String,
+    /// The file this configuration was read from (`CONFIG REWRITE` writes it back).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: 6379,
+            bind: "127.0.0.1".into(),
+            requirepass: None,
+            maxclients: 10000,
+            timeout: 0,
+            tcp_keepalive: 300,
+            hz: 10,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            client_query_buffer_limit: 1024 * 1024 * 1024,
+            slowlog_log_slower_than: 10000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
+            active_expire_effort: 1,
+            enable_debug_command: "no".into(),
+            dir: PathBuf::from("."),
+            logfile: String::new(),
+            loglevel: "notice".into(),
+            pidfile: None,
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".into(),
+            databases: 1,
+            appendonly: false,
+            save: String::new(),
+            config_file: None,
+        }
+    }
+}
+
+/// Why a configuration could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })?;
+        config.config_file = Some(path.into());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that have a valid range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=500).contains(&self.hz) {
+            return Err(ConfigError::Invalid("hz must be between 1 and 500".into()));
+        }
+        if !(1..=10).contains(&self.active_expire_effort) {
+            return Err(ConfigError::Invalid(
+                "active-expire-effort must be 1..10".into(),
+            ));
+        }
+        if self.databases != 1 {
+            return Err(ConfigError::Invalid(
+                "databases must be 1: Tessera has one database per shard, like Redis Cluster"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The protocol limits this configuration sets.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bulk_len: self.proto_max_bulk_len,
+            ..Limits::default()
+        }
+    }
+
+    /// Every parameter `CONFIG GET` knows, in Redis's naming, with its current value.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let b = |v: bool| if v { "yes" } else { "no" }.to_string();
+        vec![
+            ("port", self.port.to_string()),
+            ("bind", self.bind.clone()),
+            ("requirepass", self.requirepass.clone().unwrap_or_default()),
+            ("maxclients", self.maxclients.to_string()),
+            ("timeout", self.timeout.to_string()),
+            ("tcp-keepalive", self.tcp_keepalive.to_string()),
+            ("hz", self.hz.to_string()),
+            ("proto-max-bulk-len", self.proto_max_bulk_len.to_string()),
+            (
+                "client-query-buffer-limit",
+                self.client_query_buffer_limit.to_string(),
+            ),
+            (
+                "slowlog-log-slower-than",
+                self.slowlog_log_slower_than.to_string(),
+            ),
+            ("slowlog-max-len", self.slowlog_max_len.to_string()),
+            (
+                "latency-monitor-threshold",
+                self.latency_monitor_threshold.to_string(),
+            ),
+            (
+                "active-expire-effort",
+                self.active_expire_effort.to_string(),
+            ),
+            ("enable-debug-command", self.enable_debug_command.clone()),
+            ("dir", self.dir.display().to_string()),
+            ("logfile", self.logfile.clone()),
+            ("loglevel", self.loglevel.clone()),
+            (
+                "pidfile",
+                self.pidfile
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("maxmemory", self.maxmemory.to_string()),
+            ("maxmemory-policy", self.maxmemory_policy.clone()),
+            ("databases", self.databases.to_string()),
+            ("appendonly", b(self.appendonly)),
+            ("save", self.save.clone()),
+        ]
+    }
+
+    /// Sets one parameter from its `CONFIG SET` text. Errors are Redis's reasons, which the caller
+    /// wraps in `ERR CONFIG SET failed (possibly related to argument '...') - <reason>`.
+    pub fn set_param(&mut self, name: &str, value: &str) -> Result<(), String> {
+        fn num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+            v.parse()
+                .map_err(|_| "argument couldn't be parsed into an integer".to_string())
+        }
+        fn mem(v: &str) -> Result<u64, String> {
+            parse_memory(v).ok_or_else(|| "argument must be a memory value".to_string())
+        }
+        fn yes_no(v: &str) -> Result<bool, String> {
+            match v.to_ascii_lowercase().as_str() {
+                "yes" => Ok(true),
+                "no" => Ok(false),
+                _ => Err("argument must be 'yes' or 'no'".into()),
+            }
+        }
+        match name {
+            "requirepass" => {
+                self.requirepass = (!value.is_empty()).then(|| value.to_string());
+            }
+            "maxclients" => self.maxclients = num(value)?,
+            "timeout" => self.timeout = num(value)?,
+            "tcp-keepalive" => self.tcp_keepalive = num(value)?,
+            "hz" => {
+                // Redis clamps hz to 1..=500.
+                self.hz = num::<i64>(value)?.clamp(1, 500) as u32;
+            }
+            "proto-max-bulk-len" => self.proto_max_bulk_len = mem(value)? as usize,
+            "client-query-buffer-limit" => self.client_query_buffer_limit = mem(value)? as usize,
+            "slowlog-log-slower-than" => self.slowlog_log_slower_than = num(value)?,
+            "slowlog-max-len" => self.slowlog_max_len = num(value)?,
+            "latency-monitor-threshold" => self.latency_monitor_threshold = num(value)?,
+            "active-expire-effort" => {
+                let v: u32 = num(value)?;
+                if !(1..=10).contains(&v) {
+                    return Err("argument must be between 1 and 10 inclusive".into());
+                }
+                self.active_expire_effort = v;
+            }
+            "loglevel" => match value {
+                "debug" | "verbose" | "notice" | "warning" | "nothing" => {
+                    self.loglevel = value.into()
+                }
+                _ => return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()),
+            },
+            "maxmemory" => self.maxmemory = mem(value)?,
+            "maxmemory-policy" => match value {
+                "noeviction" => self.maxmemory_policy = value.into(),
+                "volatile-lru" | "volatile-lfu" | "volatile-random" | "volatile-ttl"
+                | "allkeys-lru" | "allkeys-lfu" | "allkeys-random" => {
+                    // TODO(#3): eviction policies arrive with maxmemory eviction.
+                    return Err("argument(s) must be one of the following: noeviction (other policies arrive with eviction support)".into());
+                }
+                _ => return Err("argument(s) must be one of the following: volatile-lru, allkeys-lru, volatile-lfu, allkeys-lfu, volatile-random, allkeys-random, volatile-ttl, noeviction".into()),
+            },
+            "appendonly" => {
+                if yes_no(value)? {
+                    // TODO(#4): persistence.
+                    return Err("appendonly arrives with persistence".into());
+                }
+                self.appendonly = false;
+            }
+            "save" => self.save = value.into(),
+            "port" | "bind" | "enable-debug-command" | "dir" | "logfile" | "pidfile"
+            | "databases" => return Err("can't set immutable config".into()),
+            _ => return Err("unknown".into()),
+        }
+        Ok(())
+    }
+
+    /// Writes the configuration back to its file (`CONFIG REWRITE`), as TOML.
+    pub fn rewrite(&self) -> Result<(), String> {
+        let Some(path) = &self.config_file else {
+            return Err("The server is running without a config file".into());
+        };
+        let mut text = String::from("# Rewritten by CONFIG REWRITE.\n");
+        for (name, value) in self.params() {
+            let default = Config::default();
+            let is_default = default
+                .params()
+                .iter()
+                .any(|(n, v)| *n == name && *v == value);
+            if is_default {
+                continue;
+            }
+            let rendered = match name {
+                "appendonly" => (value == "yes").to_string(),
+                "bind"
+                | "requirepass"
+                | "enable-debug-command"
+                | "dir"
+                | "logfile"
+                | "loglevel"
+                | "pidfile"
+                | "maxmemory-policy"
+                | "save" => {
+                    format!("{value:?}")
+                }
+                _ => value,
+            };
+            text.push_str(&format!("{name} = {rendered}\n"));
+        }
+        std::fs::write(path, text).map_err(|e| format!("Rewriting config file: {e}"))
+    }
+}
+
+/// Parses Redis memory values: `1024`, `1k`, `1kb`, `1m`, `1mb`, `1g`, `1gb` (k = 1000,
+/// kb = 1024, case-insensitive).
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let lower = s.to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let mul = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("1gb"), Some(1 << 30));
+        assert_eq!(parse_memory("512MB"), Some(512 << 20));
+        assert_eq!(parse_memory("1k"), Some(1000));
+        assert_eq!(parse_memory("12"), Some(12));
+        assert_eq!(parse_memory("1x"), None);
+        assert_eq!(parse_memory(""), None);
+    }
+
+    #[test]
+    fn toml_uses_redis_names() {
+        let c: Config =
+            toml::from_str("port = 7000\nrequirepass = \"s\"\nproto-max-bulk-len = 1024").unwrap();
+        assert_eq!(
+            (c.port, c.requirepass.as_deref(), c.proto_max_bulk_len),
+            (7000, Some("s"), 1024)
+        );
+        assert!(toml::from_str::<Config>("nosuch = 1").is_err());
+    }
+}

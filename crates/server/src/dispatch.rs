@@ -1,0 +1,392 @@
+//! Command dispatch: the registry of implemented commands (the generated Redis command table
+//! joined with handlers), the one verify step before any handler runs, and the one place where
+//! errors become wire text.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tessera_protocol::command::{CommandSpec, CommandTable, flag};
+use tessera_protocol::{Args, Reply};
+use tessera_storage::OpError;
+
+use crate::client::ReplyMode;
+use crate::commands;
+use crate::server::{Server, unix_ms};
+use crate::stats::CommandStats;
+
+/// What a handler returns when it fails. Successful replies are written by the handler itself.
+#[derive(Debug)]
+pub enum CmdError {
+    /// A storage error, already carrying Redis's text.
+    Op(OpError),
+    /// `ERR syntax error`.
+    Syntax,
+    /// `ERR value is not an integer or out of range`.
+    NotInteger,
+    /// Any other error; the text includes its code (`ERR ...`, `NOAUTH ...`).
+    Msg(Cow<'static, str>),
+}
+
+impl From<OpError> for CmdError {
+    fn from(e: OpError) -> Self {
+        CmdError::Op(e)
+    }
+}
+
+impl CmdError {
+    /// An error with a formatted message (code included).
+    pub fn msg(s: impl Into<Cow<'static, str>>) -> Self {
+        CmdError::Msg(s.into())
+    }
+
+    /// Redis's wire text (without the leading `-`).
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            CmdError::Op(e) => Cow::Owned(e.to_string()),
+            CmdError::Syntax => Cow::Borrowed("ERR syntax error"),
+            CmdError::NotInteger => Cow::Borrowed("ERR value is not an integer or out of range"),
+            CmdError::Msg(m) => Cow::Borrowed(m),
+        }
+    }
+}
+
+/// A handler's result.
+pub type CmdResult = Result<(), CmdError>;
+
+/// The context of one command execution.
+pub struct Call<'a> {
+    /// The calling client's slab token.
+    pub client: usize,
+    pub out: &'a mut Vec<u8>,
+    pub resp3: bool,
+    /// Unix milliseconds when the command started: one clock for the whole command.
+    pub now: i64,
+    pub spec: &'static CommandSpec,
+}
+
+impl Call<'_> {
+    /// A reply encoder for the caller's output buffer.
+    #[inline]
+    pub fn reply(&mut self) -> Reply<'_> {
+        Reply::new(self.out, self.resp3)
+    }
+}
+
+/// A command handler.
+pub type Handler = fn(&mut Server, &mut Call<'_>, &Args<'_>) -> CmdResult;
+
+struct Entry {
+    spec: &'static CommandSpec,
+    handler: Handler,
+    /// Implemented subcommands of a container command: (lower-case name, entry index).
+    subs: Vec<(&'static str, usize)>,
+    stats: CommandStats,
+}
+
+/// The implemented commands.
+pub struct Commands {
+    entries: Vec<Entry>,
+    by_name: HashMap<&'static [u8], usize>,
+}
+
+impl Default for Commands {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Commands {
+    /// Builds the registry from [`commands::HANDLERS`].
+    pub fn new() -> Self {
+        let table = CommandTable::redis();
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut by_name = HashMap::new();
+        for &(name, handler) in commands::HANDLERS {
+            let (parent, sub) = match name.split_once('|') {
+                Some((p, s)) => (p, Some(s)),
+                None => (name, None),
+            };
+            let parent_spec = table
+                .get(parent.as_bytes())
+                .unwrap_or_else(|| panic!("{parent} is not in the Redis command table"));
+            let parent_idx = *by_name
+                .entry(parent_spec.name.as_bytes())
+                .or_insert_with(|| {
+                    entries.push(Entry {
+                        spec: parent_spec,
+                        handler,
+                        subs: Vec::new(),
+                        stats: CommandStats::default(),
+                    });
+                    entries.len() - 1
+                });
+            if let Some(sub) = sub {
+                let spec = parent_spec
+                    .subcommand(sub.as_bytes())
+                    .unwrap_or_else(|| panic!("{name} is not in the Redis command table"));
+                entries.push(Entry {
+                    spec,
+                    handler,
+                    subs: Vec::new(),
+                    stats: CommandStats::default(),
+                });
+                let idx = entries.len() - 1;
+                entries[parent_idx].subs.push((sub, idx));
+            }
+        }
+        Commands { entries, by_name }
+    }
+
+    /// The entry index of the command a request names, or an error text for unknown commands
+    /// and subcommands. `Ok` may still name a container without its subcommand (arity fails).
+    fn lookup(&self, args: &Args<'_>) -> Result<usize, String> {
+        let name = args.get(0);
+        let mut lower = [0u8; 32];
+        let idx = match lower.get_mut(..name.len()) {
+            Some(buf) => {
+                buf.copy_from_slice(name);
+                buf.make_ascii_lowercase();
+                self.by_name.get(&*buf).copied()
+            }
+            None => None,
+        };
+        let Some(idx) = idx else {
+            return Err(unknown_command(args));
+        };
+        let entry = &self.entries[idx];
+        if entry.spec.is_container() && args.len() >= 2 {
+            let sub = args.get(1);
+            return entry
+                .subs
+                .iter()
+                .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(sub))
+                .map(|&(_, i)| i)
+                .ok_or_else(|| {
+                    format!(
+                        "ERR unknown subcommand '{}'. Try {} HELP.",
+                        trunc(sub, 128),
+                        String::from_utf8_lossy(name).to_uppercase()
+                    )
+                });
+        }
+        Ok(idx)
+    }
+
+    /// True if CLIENT PAUSE holds back this request.
+    pub fn is_paused_by(&self, args: &Args<'_>, writes_only: bool) -> bool {
+        let Ok(idx) = self.lookup(args) else {
+            return false;
+        };
+        let spec = self.entries[idx].spec;
+        // Redis lets these through a pause: they are needed to observe or end it.
+        if matches!(
+            spec.name,
+            "client|unpause" | "client|pause" | "info" | "ping" | "quit"
+        ) {
+            return false;
+        }
+        if writes_only {
+            spec.has(flag::WRITE) || spec.name == "publish" || spec.name.starts_with("eval")
+        } else {
+            true
+        }
+    }
+
+    /// The specs of every implemented top-level command (`COMMAND`, `COMMAND COUNT`).
+    pub fn specs(&self) -> impl Iterator<Item = &'static CommandSpec> + '_ {
+        self.by_name.values().map(|&i| self.entries[i].spec)
+    }
+
+    /// The spec of an implemented command by name.
+    pub fn spec(&self, name: &[u8]) -> Option<&'static CommandSpec> {
+        let lower = name.to_ascii_lowercase();
+        self.by_name.get(&lower[..]).map(|&i| self.entries[i].spec)
+    }
+
+    /// Implemented subcommand names of a container command.
+    pub fn implemented_subcommands(&self, spec: &CommandSpec) -> Vec<&'static CommandSpec> {
+        self.by_name
+            .get(spec.name.as_bytes())
+            .map(|&i| {
+                self.entries[i]
+                    .subs
+                    .iter()
+                    .map(|&(_, s)| self.entries[s].spec)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Per-command statistics, for `INFO commandstats`, of commands called at least once.
+    pub fn stats(&self) -> impl Iterator<Item = (&'static str, CommandStats)> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| e.stats.calls > 0 || e.stats.rejected_calls > 0 || e.stats.failed_calls > 0)
+            .map(|e| (e.spec.name, e.stats))
+    }
+
+    /// `CONFIG RESETSTAT`.
+    pub fn reset_stats(&mut self) {
+        for e in &mut self.entries {
+            e.stats = CommandStats::default();
+        }
+    }
+}
+
+fn trunc(s: &[u8], n: usize) -> Cow<'_, str> {
+    String::from_utf8_lossy(&s[..s.len().min(n)])
+}
+
+/// Redis's text for an unknown command, with the first arguments quoted.
+fn unknown_command(args: &Args<'_>) -> String {
+    let mut list = String::new();
+    for a in args.iter_from(1) {
+        if list.len() >= 128 {
+            break;
+        }
+        let room = 128 - list.len();
+        list.push('\'');
+        list.push_str(&trunc(a, room));
+        list.push_str("' ");
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        trunc(args.get(0), 128),
+        list
+    )
+}
+
+impl Server {
+    /// Runs one request of client `tok`, writing its reply into `out`.
+    pub(crate) fn execute(&mut self, tok: usize, out: &mut Vec<u8>, args: &Args<'_>) {
+        let resp3 = self.clients[tok].resp3;
+        let idx = match self.commands.lookup(args) {
+            Ok(idx) => idx,
+            Err(text) => {
+                self.reject(tok, out, None, &text);
+                return;
+            }
+        };
+        let spec = self.commands.entries[idx].spec;
+        // The verify step: arity, authentication, protected commands.
+        if !spec.arity_ok(args.len()) {
+            let text = format!("ERR wrong number of arguments for '{}' command", spec.name);
+            self.reject(tok, out, Some(idx), &text);
+            return;
+        }
+        let client = &self.clients[tok];
+        if !client.authenticated && !spec.has(flag::NO_AUTH) {
+            self.reject(tok, out, Some(idx), "NOAUTH Authentication required.");
+            return;
+        }
+        if spec.name.starts_with("debug") && !self.debug_allowed(tok) {
+            self.reject(tok, out, Some(idx), DEBUG_NOT_ALLOWED);
+            return;
+        }
+
+        let out_start = out.len();
+        let started = Instant::now();
+        let mut call = Call {
+            client: tok,
+            out,
+            resp3,
+            now: unix_ms(),
+            spec,
+        };
+        let handler = self.commands.entries[idx].handler;
+        let result = handler(self, &mut call, args);
+        let duration_us = started.elapsed().as_micros() as u64;
+        let out = call.out;
+        let failed = match result {
+            Ok(()) => false,
+            Err(e) => {
+                let text = e.text();
+                self.count_error_text(&text);
+                Reply::new(out, resp3).error(&text);
+                true
+            }
+        };
+        self.stats.total_commands_processed += 1;
+        let stats = &mut self.commands.entries[idx].stats;
+        stats.calls += 1;
+        stats.usec += duration_us;
+        if failed {
+            stats.failed_calls += 1;
+        }
+        self.after_call(tok, out, out_start, args, spec, duration_us);
+    }
+
+    fn after_call(
+        &mut self,
+        tok: usize,
+        out: &mut Vec<u8>,
+        out_start: usize,
+        args: &Args<'_>,
+        spec: &'static CommandSpec,
+        duration_us: u64,
+    ) {
+        let Some(client) = self.clients.get_mut(tok) else {
+            return;
+        };
+        client.last_cmd = spec.name;
+        match client.reply_mode {
+            ReplyMode::On => {}
+            ReplyMode::Off => out.truncate(out_start),
+            ReplyMode::Skip => {
+                out.truncate(out_start);
+                client.reply_mode = ReplyMode::On;
+            }
+            ReplyMode::SkipNext => {
+                out.truncate(out_start);
+                client.reply_mode = ReplyMode::Skip;
+            }
+        }
+        let threshold = self.config.slowlog_log_slower_than;
+        if threshold >= 0 && duration_us >= threshold as u64 && !spec.has(flag::SKIP_SLOWLOG) {
+            let c = &self.clients[tok];
+            let peer = c.addr.to_string();
+            let name = c.name.clone().unwrap_or_default();
+            self.slowlog
+                .push(args, duration_us, peer, name, self.config.slowlog_max_len);
+        }
+        let event = if spec.has(flag::FAST) {
+            "fast-command"
+        } else {
+            "command"
+        };
+        self.latency.record(
+            event,
+            duration_us / 1000,
+            self.config.latency_monitor_threshold,
+        );
+        if !self.monitors.is_empty() && !spec.has(flag::SKIP_MONITOR) && !spec.has(flag::ADMIN) {
+            commands::server::feed_monitors(self, tok, args);
+        }
+    }
+
+    /// Replies to a request refused before running, counting it as Redis does.
+    fn reject(&mut self, tok: usize, out: &mut Vec<u8>, idx: Option<usize>, text: &str) {
+        if let Some(idx) = idx {
+            self.commands.entries[idx].stats.rejected_calls += 1;
+        }
+        self.count_error_text(text);
+        Reply::new(out, self.clients[tok].resp3).error(text);
+    }
+
+    fn count_error_text(&mut self, text: &str) {
+        self.stats.total_error_replies += 1;
+        let code = text.split(' ').next().unwrap_or("ERR");
+        self.stats.count_error(code);
+    }
+
+    fn debug_allowed(&self, tok: usize) -> bool {
+        match self.config.enable_debug_command.as_str() {
+            "yes" => true,
+            "local" => self.clients[tok].is_local,
+            _ => false,
+        }
+    }
+}
+
+const DEBUG_NOT_ALLOWED: &str = "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.";

@@ -1,0 +1,308 @@
+//! `INFO`: the sections and field names of Redis 7.0, filled from real figures (jemalloc's
+//! allocator statistics, getrusage, the keyspace's counters).
+
+use std::fmt::Write as _;
+
+use crate::commands::connection::REDIS_VERSION;
+use crate::server::Server;
+
+const DEFAULT: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
+const ALL_EXTRA: &[&str] = &["commandstats"];
+
+/// Renders the requested sections (none: the default set; `all`, `everything`, `default`).
+pub fn render(s: &Server, requested: &[String]) -> String {
+    let mut sections: Vec<&str> = Vec::new();
+    if requested.is_empty() {
+        sections.extend(DEFAULT);
+    }
+    for r in requested {
+        match r.as_str() {
+            "all" | "everything" => {
+                sections.extend(DEFAULT);
+                sections.extend(ALL_EXTRA);
+            }
+            "default" => sections.extend(DEFAULT),
+            other => sections.push(other),
+        }
+    }
+    let mut out = String::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for name in sections {
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name);
+        let before = out.len();
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        let added = section(s, name, &mut out);
+        if !added {
+            out.truncate(before);
+        }
+    }
+    out
+}
+
+fn section(s: &Server, name: &str, o: &mut String) -> bool {
+    macro_rules! w { ($($t:tt)*) => { let _ = write!(o, $($t)*); o.push_str("\r\n"); } }
+    match name {
+        "server" => {
+            w!("# Server");
+            w!("redis_version:{REDIS_VERSION}");
+            w!("tessera_version:{}", env!("CARGO_PKG_VERSION"));
+            w!("redis_git_sha1:00000000");
+            w!("redis_git_dirty:0");
+            w!("redis_build_id:0");
+            w!("redis_mode:standalone");
+            w!("os:{} {}", std::env::consts::OS, std::env::consts::ARCH);
+            w!("arch_bits:64");
+            w!("monotonic_clock:POSIX clock_gettime");
+            w!("multiplexing_api:epoll");
+            w!("atomicvar_api:c11-builtin");
+            w!("gcc_version:0.0.0");
+            w!("process_id:{}", std::process::id());
+            w!("process_supervised:no");
+            w!("run_id:{}", s.run_id);
+            w!("tcp_port:{}", s.local_addr().port());
+            w!("server_time_usec:{}", crate::server::unix_ms() * 1000);
+            w!("uptime_in_seconds:{}", s.uptime());
+            w!("uptime_in_days:{}", s.uptime() / 86400);
+            w!("hz:{}", s.config.hz);
+            w!("configured_hz:{}", s.config.hz);
+            w!("lru_clock:{}", Server::lru_clock());
+            w!(
+                "executable:{}",
+                std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+            w!(
+                "config_file:{}",
+                s.config
+                    .config_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+            w!("io_threads_active:0");
+        }
+        "clients" => {
+            w!("# Clients");
+            w!("connected_clients:{}", s.clients.len());
+            w!("cluster_connections:0");
+            w!("maxclients:{}", s.config.maxclients);
+            let (mut max_in, mut max_out) = (0usize, 0usize);
+            for (_, c) in s.clients.iter() {
+                if let Some(io) = &c.io {
+                    max_in = max_in.max(io.buf.len());
+                    max_out = max_out.max(io.out.capacity());
+                }
+            }
+            w!("client_recent_max_input_buffer:{max_in}");
+            w!("client_recent_max_output_buffer:{max_out}");
+            w!("blocked_clients:0");
+            w!("tracking_clients:0");
+            w!("clients_in_timeout_table:0");
+        }
+        "memory" => {
+            let m = crate::memory::stats();
+            w!("# Memory");
+            w!("used_memory:{}", m.allocated);
+            w!("used_memory_human:{}", human(m.allocated));
+            w!("used_memory_rss:{}", m.rss);
+            w!("used_memory_rss_human:{}", human(m.rss));
+            w!("used_memory_peak:{}", m.peak);
+            w!("used_memory_peak_human:{}", human(m.peak));
+            w!(
+                "used_memory_peak_perc:{:.2}%",
+                m.allocated as f64 * 100.0 / m.peak.max(1) as f64
+            );
+            w!("used_memory_overhead:{}", s.db.buckets() * 8);
+            w!("used_memory_startup:{}", m.startup);
+            w!(
+                "used_memory_dataset:{}",
+                m.allocated.saturating_sub(m.startup)
+            );
+            w!("allocator_allocated:{}", m.allocated);
+            w!("allocator_active:{}", m.active);
+            w!("allocator_resident:{}", m.resident);
+            w!("total_system_memory:{}", m.total_system);
+            w!("total_system_memory_human:{}", human(m.total_system));
+            w!("maxmemory:{}", s.config.maxmemory);
+            w!("maxmemory_human:{}", human(s.config.maxmemory));
+            w!("maxmemory_policy:{}", s.config.maxmemory_policy);
+            w!(
+                "allocator_frag_ratio:{:.2}",
+                m.active as f64 / m.allocated.max(1) as f64
+            );
+            w!(
+                "allocator_frag_bytes:{}",
+                m.active.saturating_sub(m.allocated)
+            );
+            w!(
+                "allocator_rss_ratio:{:.2}",
+                m.resident as f64 / m.active.max(1) as f64
+            );
+            w!(
+                "rss_overhead_ratio:{:.2}",
+                m.rss as f64 / m.resident.max(1) as f64
+            );
+            w!(
+                "mem_fragmentation_ratio:{:.2}",
+                m.rss as f64 / m.allocated.max(1) as f64
+            );
+            w!(
+                "mem_fragmentation_bytes:{}",
+                m.rss as i64 - m.allocated as i64
+            );
+            w!("mem_allocator:jemalloc-5.3.0");
+            w!("lazyfree_pending_objects:0");
+        }
+        "persistence" => {
+            // TODO(#4): persistence fills these in.
+            w!("# Persistence");
+            w!("loading:0");
+            w!("async_loading:0");
+            w!("current_cow_peak:0");
+            w!("rdb_changes_since_last_save:0");
+            w!("rdb_bgsave_in_progress:0");
+            w!("rdb_last_save_time:{}", s.last_save);
+            w!("rdb_last_bgsave_status:ok");
+            w!("aof_enabled:0");
+            w!("aof_rewrite_in_progress:0");
+            w!("aof_last_write_status:ok");
+        }
+        "stats" => {
+            let st = &s.stats;
+            let db = &s.db.stats;
+            let (kin, kout) = st.instantaneous_kbps();
+            w!("# Stats");
+            w!(
+                "total_connections_received:{}",
+                st.total_connections_received
+            );
+            w!("total_commands_processed:{}", st.total_commands_processed);
+            w!("instantaneous_ops_per_sec:{}", st.instantaneous_ops());
+            w!("total_net_input_bytes:{}", st.net_input_bytes);
+            w!("total_net_output_bytes:{}", st.net_output_bytes);
+            w!("instantaneous_input_kbps:{kin:.2}");
+            w!("instantaneous_output_kbps:{kout:.2}");
+            w!("rejected_connections:{}", st.rejected_connections);
+            w!("expired_keys:{}", db.expired_keys);
+            w!("expired_stale_perc:{:.2}", db.expired_stale_perc);
+            w!(
+                "expired_time_cap_reached_count:{}",
+                db.expired_time_cap_reached_count
+            );
+            w!(
+                "expire_cycle_cpu_milliseconds:{}",
+                db.expire_cycle_us / 1000
+            );
+            w!("evicted_keys:{}", st.evicted_keys);
+            w!("keyspace_hits:{}", st.keyspace_hits);
+            w!("keyspace_misses:{}", st.keyspace_misses);
+            w!("pubsub_channels:0");
+            w!("pubsub_patterns:0");
+            w!("latest_fork_usec:0");
+            w!("total_forks:0");
+            w!("total_error_replies:{}", st.total_error_replies);
+            w!("unexpected_error_replies:{}", st.unexpected_error_replies);
+        }
+        "replication" => {
+            // TODO(#5): replication fills these in.
+            w!("# Replication");
+            w!("role:master");
+            w!("connected_slaves:0");
+            w!("master_replid:{}", s.run_id);
+            w!("master_replid2:0000000000000000000000000000000000000000");
+            w!("master_repl_offset:0");
+            w!("second_repl_offset:-1");
+            w!("repl_backlog_active:0");
+            w!("repl_backlog_size:1048576");
+            w!("repl_backlog_first_byte_offset:0");
+            w!("repl_backlog_histlen:0");
+        }
+        "cpu" => {
+            let (user, sys) = crate::memory::cpu_times();
+            w!("# CPU");
+            w!("used_cpu_sys:{sys:.6}");
+            w!("used_cpu_user:{user:.6}");
+            w!("used_cpu_sys_children:0.000000");
+            w!("used_cpu_user_children:0.000000");
+        }
+        "modules" => {
+            w!("# Modules");
+        }
+        "errorstats" => {
+            w!("# Errorstats");
+            for (code, n) in &s.stats.errorstats {
+                w!("errorstat_{code}:count={n}");
+            }
+        }
+        "cluster" => {
+            w!("# Cluster");
+            w!("cluster_enabled:0");
+        }
+        "keyspace" => {
+            w!("# Keyspace");
+            if !s.db.is_empty() {
+                w!(
+                    "db0:keys={},expires={},avg_ttl=0",
+                    s.db.len(),
+                    s.db.volatile_len()
+                );
+            }
+        }
+        "commandstats" => {
+            w!("# Commandstats");
+            let mut stats: Vec<_> = s.commands.stats().collect();
+            stats.sort_by_key(|(n, _)| *n);
+            for (name, c) in stats {
+                let per = if c.calls > 0 {
+                    c.usec as f64 / c.calls as f64
+                } else {
+                    0.0
+                };
+                w!(
+                    "cmdstat_{name}:calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}",
+                    c.calls,
+                    c.usec,
+                    c.rejected_calls,
+                    c.failed_calls
+                );
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Redis's `bytesToHuman`.
+fn human(n: u64) -> String {
+    let n = n as f64;
+    const K: f64 = 1024.0;
+    if n < K {
+        format!("{}B", n as u64)
+    } else if n < K * K {
+        format!("{:.2}K", n / K)
+    } else if n < K * K * K {
+        format!("{:.2}M", n / (K * K))
+    } else if n < K * K * K * K {
+        format!("{:.2}G", n / (K * K * K))
+    } else {
+        format!("{:.2}T", n / (K * K * K * K))
+    }
+}

@@ -1,0 +1,522 @@
+//! [`Server`]: the shard's single-threaded event loop, which owns the keyspace and every client.
+//!
+//! One mio (epoll, edge-triggered) loop does what Redis's `ae` loop does: accept, read, parse and
+//! execute every complete request of a readable client, queue the replies, and write all pending
+//! replies just before waiting again (`before_sleep`), so a pipelined batch costs one read and one
+//! write. A timer runs the cron `hz` times a second (active expiry, client timeouts, stats).
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tessera_protocol::Reply;
+use tessera_storage::{Db, ExpireTuning};
+
+use crate::client::Client;
+use crate::config::Config;
+use crate::dispatch::Commands;
+use crate::stats::{LatencyMonitor, SlowLog, Stats};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+/// Initial read buffer, as Redis's `PROTO_IOBUF_LEN`.
+const READ_CHUNK: usize = 16 * 1024;
+/// Output buffers larger than this are released once written.
+const OUT_KEEP: usize = 64 * 1024;
+
+/// A `CLIENT PAUSE` in force.
+#[derive(Clone, Copy, Debug)]
+pub struct Pause {
+    pub until: Instant,
+    /// `CLIENT PAUSE WRITE`: only commands that may write wait.
+    pub writes_only: bool,
+}
+
+/// The shard server.
+pub struct Server {
+    pub config: Config,
+    pub db: Db,
+    pub clients: Slab<Client>,
+    pub stats: Stats,
+    pub commands: Commands,
+    pub slowlog: SlowLog,
+    pub latency: LatencyMonitor,
+    pub pause: Option<Pause>,
+    /// Clients in MONITOR mode.
+    pub monitors: Vec<usize>,
+    /// `DEBUG SET-ACTIVE-EXPIRE`.
+    pub active_expire_enabled: bool,
+    pub start: Instant,
+    pub start_unix_ms: i64,
+    pub run_id: String,
+    pub local_addr: SocketAddr,
+    /// Set by SHUTDOWN or a signal; the loop exits at its next turn.
+    pub shutdown_requested: bool,
+    /// Unix time (seconds) of the last successful save (`LASTSAVE`).
+    pub last_save: i64,
+    poll: Poll,
+    listener: TcpListener,
+    pending_writes: Vec<usize>,
+    paused_clients: Vec<usize>,
+    next_client_id: u64,
+    signal: Arc<AtomicBool>,
+    fast_expire_due: bool,
+    last_cron: Instant,
+    cron_loops: u64,
+}
+
+/// Unix time in milliseconds.
+#[inline]
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Server {
+    /// Binds the listener; the server runs with [`Server::run`].
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let addr: SocketAddr =
+            format!("{}:{}", config.bind, config.port)
+                .parse()
+                .or_else(|_| {
+                    use std::net::ToSocketAddrs;
+                    (config.bind.as_str(), config.port)
+                        .to_socket_addrs()?
+                        .next()
+                        .ok_or_else(|| io::Error::other("bind address resolves to nothing"))
+                })?;
+        let mut listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let signal = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&signal))?;
+        }
+        let run_id: String = (0..40)
+            .map(|_| char::from_digit(rand::random_range(0..16u32), 16).expect("digit below 16"))
+            .collect();
+        let now = unix_ms();
+        Ok(Server {
+            db: Db::new(),
+            clients: Slab::with_capacity(64),
+            stats: Stats::default(),
+            commands: Commands::new(),
+            slowlog: SlowLog::default(),
+            latency: LatencyMonitor::default(),
+            pause: None,
+            monitors: Vec::new(),
+            active_expire_enabled: true,
+            start: Instant::now(),
+            start_unix_ms: now,
+            run_id,
+            local_addr,
+            shutdown_requested: false,
+            last_save: now / 1000,
+            poll,
+            listener,
+            pending_writes: Vec::new(),
+            paused_clients: Vec::new(),
+            next_client_id: 1,
+            signal,
+            fast_expire_due: false,
+            last_cron: Instant::now(),
+            cron_loops: 0,
+            config,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Runs the event loop until SHUTDOWN or SIGTERM/SIGINT.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        tracing::info!(addr = %self.local_addr, "ready to accept connections");
+        loop {
+            let period = Duration::from_millis(1000 / u64::from(self.config.hz.max(1)));
+            let since = self.last_cron.elapsed();
+            let timeout = if self.fast_expire_due {
+                Duration::ZERO
+            } else {
+                period.saturating_sub(since)
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    Token(tok) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(tok);
+                        }
+                        if event.is_writable() {
+                            self.flush_client(tok);
+                        }
+                    }
+                }
+            }
+            if self.last_cron.elapsed() >= period {
+                self.cron();
+            }
+            self.before_sleep();
+            if self.signal.load(Ordering::Relaxed) {
+                tracing::warn!("received a shutdown signal, scheduling shutdown");
+                self.shutdown_requested = true;
+            }
+            if self.shutdown_requested {
+                self.shutdown();
+                return Ok(());
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, addr)) => {
+                    self.stats.total_connections_received += 1;
+                    if self.clients.len() >= self.config.maxclients {
+                        self.stats.rejected_connections += 1;
+                        let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.clients.vacant_entry();
+                    let tok = entry.key();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, Token(tok), Interest::READABLE)
+                    {
+                        tracing::warn!(error = %e, "cannot register a new client");
+                        continue;
+                    }
+                    let id = self.next_client_id;
+                    self.next_client_id += 1;
+                    let auth = self.config.requirepass.is_none();
+                    entry.insert(Client::new(id, stream, addr, self.config.limits(), auth));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: try again at the next readiness event.
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_readable(&mut self, tok: usize) {
+        loop {
+            let limit = self.config.client_query_buffer_limit;
+            let Some(client) = self.clients.get_mut(tok) else {
+                return;
+            };
+            if client.close_asap {
+                return;
+            }
+            let Some(io) = client.io.as_mut() else { return };
+            // Make room: reuse consumed space first, then grow; a large bulk argument sizes
+            // the buffer to fit it so it is read straight into place.
+            let (start, end) = (io.start, io.end);
+            if end == io.buf.len() {
+                if start > 0 {
+                    io.buf.copy_within(start..end, 0);
+                    io.end -= start;
+                    io.start = 0;
+                } else {
+                    let wanted = io.parser.wanted().unwrap_or(0);
+                    let grow =
+                        (io.buf.len().max(READ_CHUNK)).max(wanted.saturating_sub(io.buf.len()));
+                    io.buf.resize(io.buf.len() + grow.min(64 * 1024 * 1024), 0);
+                }
+            }
+            let space = io.buf.len() - io.end;
+            let end = io.end;
+            match client.stream.read(&mut io.buf[end..]) {
+                Ok(0) => {
+                    self.free_client(tok);
+                    return;
+                }
+                Ok(n) => {
+                    io.end += n;
+                    client.last_interaction = Instant::now();
+                    self.stats.net_input_bytes += n as u64;
+                    if io.end - io.start > limit {
+                        tracing::warn!(client = %client.addr, "closing client that reached max query buffer length");
+                        self.free_client(tok);
+                        return;
+                    }
+                    self.process_input(tok);
+                    // A short read drained the socket: edge-triggered epoll reports new data.
+                    if n < space {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.free_client(tok);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Parses and executes every complete request in the client's buffer.
+    pub(crate) fn process_input(&mut self, tok: usize) {
+        let Some(client) = self.clients.get_mut(tok) else {
+            return;
+        };
+        let Some(mut io) = client.io.take() else {
+            return;
+        };
+        client.paused = false;
+        loop {
+            if io.start == io.end {
+                io.start = 0;
+                io.end = 0;
+                break;
+            }
+            let client = &self.clients[tok];
+            if client.close_after_reply || client.close_asap {
+                break;
+            }
+            let authenticated = client.authenticated;
+            let parsed = io.parser.parse(&io.buf[io.start..io.end], authenticated);
+            match parsed {
+                Ok(Some(n)) => {
+                    let args = io.parser.args(&io.buf[io.start..io.end]);
+                    if !args.is_empty() {
+                        if self.is_paused_for(&args) {
+                            // Keep the request in the buffer (the parser is back at a request
+                            // start); it runs again on unpause.
+                            self.clients[tok].paused = true;
+                            self.paused_clients.push(tok);
+                            break;
+                        }
+                        self.execute(tok, &mut io.out, &args);
+                    }
+                    io.start += n;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.stats.total_error_replies += 1;
+                    self.stats.count_error("ERR");
+                    let resp3 = self.clients[tok].resp3;
+                    Reply::new(&mut io.out, resp3).error(&format!("ERR {e}"));
+                    tracing::info!(client = %self.clients[tok].addr, error = %e, "protocol error, closing client");
+                    self.clients[tok].close_after_reply = true;
+                    break;
+                }
+            }
+        }
+        let has_output = io.out.len() > io.out_pos;
+        let Some(client) = self.clients.get_mut(tok) else {
+            return;
+        };
+        client.io = Some(io);
+        if (has_output || client.close_after_reply || client.close_asap) && !client.pending_write {
+            client.pending_write = true;
+            self.pending_writes.push(tok);
+        }
+    }
+
+    /// Queues a client for a write in `before_sleep` (used when another client's command
+    /// produced output for it, e.g. MONITOR).
+    pub fn schedule_write(&mut self, tok: usize) {
+        if let Some(c) = self.clients.get_mut(tok)
+            && !c.pending_write
+        {
+            c.pending_write = true;
+            self.pending_writes.push(tok);
+        }
+    }
+
+    fn is_paused_for(&self, args: &tessera_protocol::Args<'_>) -> bool {
+        let Some(pause) = self.pause else {
+            return false;
+        };
+        if Instant::now() >= pause.until {
+            return false;
+        }
+        self.commands.is_paused_by(args, pause.writes_only)
+    }
+
+    /// Writes as much pending output as the socket takes.
+    fn flush_client(&mut self, tok: usize) {
+        let Some(client) = self.clients.get_mut(tok) else {
+            return;
+        };
+        let Some(io) = client.io.as_mut() else { return };
+        while io.out_pos < io.out.len() {
+            match client.stream.write(&io.out[io.out_pos..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    io.out_pos += n;
+                    self.stats.net_output_bytes += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.free_client(tok);
+                    return;
+                }
+            }
+        }
+        let done = io.out_pos == io.out.len();
+        if done {
+            io.out.clear();
+            io.out_pos = 0;
+            if io.out.capacity() > OUT_KEEP {
+                io.out = Vec::new();
+            }
+        }
+        if done && (client.close_after_reply || client.close_asap) {
+            self.free_client(tok);
+            return;
+        }
+        // Ask for writable events only while output is stuck.
+        if done == client.want_write {
+            client.want_write = !done;
+            let interest = if done {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut client.stream, Token(tok), interest);
+        }
+    }
+
+    /// Closes a connection and forgets the client.
+    pub fn free_client(&mut self, tok: usize) {
+        if let Some(mut client) = self.clients.try_remove(tok) {
+            let _ = self.poll.registry().deregister(&mut client.stream);
+            if client.monitor {
+                self.monitors.retain(|&t| t != tok);
+            }
+        }
+    }
+
+    fn before_sleep(&mut self) {
+        if self.fast_expire_due && self.active_expire_enabled {
+            let tuning = ExpireTuning::from_effort(self.config.active_expire_effort);
+            self.fast_expire_due = self.db.active_expire_cycle(tuning, 1000, unix_ms);
+        }
+        // Resume clients whose pause ended.
+        if !self.paused_clients.is_empty() && self.pause.is_none_or(|p| Instant::now() >= p.until) {
+            self.pause = None;
+            for tok in std::mem::take(&mut self.paused_clients) {
+                self.process_input(tok);
+            }
+        }
+        // Clients marked by CLIENT KILL.
+        let pending = std::mem::take(&mut self.pending_writes);
+        for &tok in &pending {
+            if let Some(c) = self.clients.get_mut(tok) {
+                c.pending_write = false;
+                if c.close_asap {
+                    self.free_client(tok);
+                    continue;
+                }
+                self.flush_client(tok);
+            }
+        }
+        let mut pending = pending;
+        pending.clear();
+        if self.pending_writes.is_empty() {
+            self.pending_writes = pending;
+        }
+    }
+
+    fn cron(&mut self) {
+        self.last_cron = Instant::now();
+        self.cron_loops += 1;
+        let hz = u64::from(self.config.hz.max(1));
+        if self.active_expire_enabled {
+            // Redis's slow cycle: 25% of the cron period at most.
+            let budget_us = 1_000_000 * 25 / hz / 100;
+            let tuning = ExpireTuning::from_effort(self.config.active_expire_effort);
+            self.fast_expire_due = self.db.active_expire_cycle(tuning, budget_us, unix_ms);
+        }
+        self.db.rehash_and_shrink(1000);
+        self.stats.sample_ops();
+        if let Some(p) = self.pause
+            && Instant::now() >= p.until
+        {
+            self.pause = None;
+        }
+        self.clients_cron();
+    }
+
+    /// Closes idle clients (`timeout`) and releases idle read buffers.
+    fn clients_cron(&mut self) {
+        let timeout = self.config.timeout;
+        let now = Instant::now();
+        let mut to_close = Vec::new();
+        for (tok, c) in self.clients.iter_mut() {
+            let idle = now.duration_since(c.last_interaction);
+            if timeout > 0 && !c.monitor && idle.as_secs() >= timeout {
+                to_close.push(tok);
+                continue;
+            }
+            if let Some(io) = c.io.as_mut()
+                && io.start == io.end
+                && !io.buf.is_empty()
+                && idle.as_secs() >= 2
+            {
+                io.buf = Vec::new();
+                io.start = 0;
+                io.end = 0;
+            }
+        }
+        for tok in to_close {
+            self.free_client(tok);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        tracing::warn!("user requested shutdown");
+        // Write what is pending, then close every client.
+        let toks: Vec<usize> = self.clients.iter().map(|(t, _)| t).collect();
+        for tok in toks {
+            self.flush_client(tok);
+            self.free_client(tok);
+        }
+        if let Some(pidfile) = &self.config.pidfile {
+            let _ = std::fs::remove_file(pidfile);
+        }
+        tracing::warn!("Tessera is now ready to exit, bye bye...");
+    }
+
+    /// Uptime in seconds.
+    pub fn uptime(&self) -> u64 {
+        self.start.elapsed().as_secs()
+    }
+
+    /// The LRU clock (seconds, 24 bits) Redis stores per object.
+    pub fn lru_clock() -> u32 {
+        tessera_storage::db::lru_clock()
+    }
+
+    /// Number of cron runs so far.
+    pub fn cron_loops(&self) -> u64 {
+        self.cron_loops
+    }
+}
