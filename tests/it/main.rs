@@ -1,1 +1,11 @@
+//! Integration tests: real `tessera server` processes on loopback, driven by the `redis` crate,
+//! a raw RESP client, and compared with a real `redis-server`.
 
+mod support;
+
+mod differential;
+mod expire;
+mod keys;
+mod protocol;
+mod server;
+mod strings;

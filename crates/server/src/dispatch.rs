@@ -204,18 +204,19 @@ impl Commands {
         self.by_name.get(&lower[..]).map(|&i| self.entries[i].spec)
     }
 
-    /// Implemented subcommand names of a container command.
-    pub fn implemented_subcommands(&self, spec: &CommandSpec) -> Vec<&'static CommandSpec> {
-        self.by_name
-            .get(spec.name.as_bytes())
-            .map(|&i| {
-                self.entries[i]
-                    .subs
-                    .iter()
-                    .map(|&(_, s)| self.entries[s].spec)
-                    .collect()
+    /// Implemented subcommands of a container command, in Redis's table order.
+    pub fn implemented_subcommands(&self, spec: &'static CommandSpec) -> Vec<&'static CommandSpec> {
+        let Some(&i) = self.by_name.get(spec.name.as_bytes()) else {
+            return Vec::new();
+        };
+        let subs = &self.entries[i].subs;
+        spec.subcommands
+            .iter()
+            .filter(|sub| {
+                subs.iter()
+                    .any(|&(_, s)| std::ptr::eq(self.entries[s].spec, *sub))
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     /// Per-command statistics, for `INFO commandstats`, of commands called at least once.

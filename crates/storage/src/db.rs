@@ -213,7 +213,7 @@ impl Db {
         let entry = KeyEntry {
             key: SmallBytes::new(key),
             value,
-            access: 0,
+            access: lru_clock(),
             flags: 0,
         };
         self.slots[l.slot].insert_new(entry, l.hash);
@@ -228,7 +228,7 @@ impl Db {
         let entry = KeyEntry {
             key: SmallBytes::new(key),
             value,
-            access: 0,
+            access: lru_clock(),
             flags: 0,
         };
         self.slots[l.slot].insert_new(entry, l.hash);

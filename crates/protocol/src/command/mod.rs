@@ -50,12 +50,12 @@ impl CommandSpec {
         !self.subcommands.is_empty()
     }
 
-    /// The positions of the keys in `args`, from the key specs (Redis's
+    /// The keys in `args` as `(position, key spec index)`, from the key specs (Redis's
     /// `getKeysFromCommandWithSpecs`). Fails when a key count argument is invalid.
-    pub fn key_positions(&self, args: &Args<'_>) -> Result<Vec<usize>, KeysError> {
+    pub fn key_positions(&self, args: &Args<'_>) -> Result<Vec<(usize, usize)>, KeysError> {
         let mut keys = Vec::new();
         let argc = args.len();
-        for spec in self.key_specs {
+        for (spec_idx, spec) in self.key_specs.iter().enumerate() {
             let first = match spec.begin_search {
                 BeginSearch::Index(i) => i as usize,
                 BeginSearch::Keyword { keyword, startfrom } => {
@@ -109,16 +109,61 @@ impl CommandSpec {
                 }
                 return Err(KeysError::InvalidArguments);
             }
-            keys.extend((first as usize..=last as usize).step_by(step));
+            keys.extend(
+                (first as usize..=last as usize)
+                    .step_by(step)
+                    .map(|p| (p, spec_idx)),
+            );
         }
-        if self.name == "sort" || self.name == "sort_ro" {
-            sort_store_key(args, &mut keys);
+        if self.name == "sort" {
+            // The STORE key belongs to the last key spec (OW, update).
+            let store_spec = self.key_specs.len().saturating_sub(1);
+            keys.extend(sort_store_key(args).map(|p| (p, store_spec)));
         }
         // MIGRATE with an empty key argument moves only the keys after KEYS (`migrateGetKeys`).
         if self.name == "migrate" && args.try_get(3) == Some(b"") && keys.len() > 1 {
-            keys.retain(|&i| i != 3);
+            keys.retain(|&(p, _)| p != 3);
         }
         Ok(keys)
+    }
+}
+
+impl CommandSpec {
+    /// The access flags of the key found through key spec `spec_idx`, with `variable_flags`
+    /// resolved for this request as Redis's `setGetKeys` and `bitfieldGetKeys` do.
+    pub fn key_flags(&self, args: &Args<'_>, spec_idx: usize) -> u16 {
+        use key_spec_flag::{ACCESS, OW, RO, RW, UPDATE, VARIABLE_FLAGS};
+        let flags = self.key_specs[spec_idx].flags;
+        if flags & VARIABLE_FLAGS == 0 {
+            return flags;
+        }
+        match self.name {
+            "set" => {
+                let mut i = 3;
+                while i < args.len() {
+                    let a = args.get(i);
+                    if a.eq_ignore_ascii_case(b"get") {
+                        return RW | ACCESS | UPDATE;
+                    }
+                    let takes_value = [&b"ex"[..], b"px", b"exat", b"pxat"]
+                        .iter()
+                        .any(|o| a.eq_ignore_ascii_case(o));
+                    i += 1 + usize::from(takes_value);
+                }
+                OW | UPDATE
+            }
+            "bitfield" => {
+                let writes = args
+                    .iter_from(2)
+                    .any(|a| a.eq_ignore_ascii_case(b"set") || a.eq_ignore_ascii_case(b"incrby"));
+                if writes {
+                    RW | ACCESS | UPDATE
+                } else {
+                    RO | ACCESS
+                }
+            }
+            _ => flags & !VARIABLE_FLAGS,
+        }
     }
 }
 
@@ -147,7 +192,7 @@ fn find_keyword(args: &Args<'_>, keyword: &str, startfrom: i32) -> Option<usize>
 
 /// SORT's `STORE destination` may appear anywhere after the key (Redis's `sortGetKeys`), with
 /// the other options' arguments skipped.
-fn sort_store_key(args: &Args<'_>, keys: &mut Vec<usize>) {
+fn sort_store_key(args: &Args<'_>) -> Option<usize> {
     let mut i = 2;
     let mut store = None;
     while i < args.len() {
@@ -166,7 +211,7 @@ fn sort_store_key(args: &Args<'_>, keys: &mut Vec<usize>) {
         };
         i += 1 + skip;
     }
-    keys.extend(store);
+    store
 }
 
 /// The command table, looked up by name.
@@ -230,7 +275,7 @@ mod tests {
         Ok(spec
             .key_positions(&args)?
             .into_iter()
-            .map(|i| String::from_utf8(args.get(i).to_vec()).unwrap())
+            .map(|(i, _)| String::from_utf8(args.get(i).to_vec()).unwrap())
             .collect())
     }
 

@@ -112,6 +112,7 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("command|info", server::command),
     ("command|docs", server::command),
     ("command|getkeys", server::command),
+    ("command|getkeysandflags", server::command),
     ("command|list", server::command),
     ("command|help", server::command),
     ("command", server::command),

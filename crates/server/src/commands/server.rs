@@ -90,11 +90,11 @@ pub fn config(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
                     )));
                 }
                 if let Err(reason) = next.set_param(&name, &value) {
-                    let reason = if reason == "unknown" {
-                        "unknown option or number of arguments for CONFIG SET".to_string()
-                    } else {
-                        reason
-                    };
+                    if reason == "unknown" {
+                        return Err(CmdError::msg(format!(
+                            "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                        )));
+                    }
                     return Err(CmdError::msg(format!(
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}"
                     )));
@@ -581,6 +581,8 @@ const COMMAND_HELP: &[&str] = &[
     "    commands are returned.",
     "GETKEYS <full-command>",
     "    Return the keys from a full Redis command.",
+    "GETKEYSANDFLAGS <full-command>",
+    "    Return the keys and the access flags from a full Redis command.",
     "HELP",
     "    Prints this help.",
 ];
@@ -633,7 +635,7 @@ pub fn command(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
             for spec in wanted {
                 match spec {
                     Some(spec) => command_info(s, &mut r, spec),
-                    None => r.null_array(),
+                    None => r.null(),
                 }
             }
         }
@@ -652,25 +654,14 @@ pub fn command(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
                 command_docs(s, &mut r, spec);
             }
         }
-        (_, "command|getkeys") => {
-            let rest = &args;
-            if rest.len() < 3 {
-                return Err(CmdError::msg(
-                    "ERR wrong number of arguments for 'command|getkeys' command",
-                ));
-            }
-            let sub_spans: Vec<(u32, u32)> = Vec::new();
-            let _ = sub_spans;
-            let name = rest.get(2);
-            let Some(spec) = s
-                .commands
-                .spec(name)
-                .or_else(|| tessera_protocol::CommandTable::redis().get(name))
-            else {
+        (_, "command|getkeys" | "command|getkeysandflags") => {
+            let with_flags = call.spec.name == "command|getkeysandflags";
+            let name = args.get(2);
+            let Some(spec) = tessera_protocol::CommandTable::redis().get(name) else {
                 return Err(CmdError::msg("ERR Invalid command specified"));
             };
             // Re-base the arguments at the command name.
-            let owned: Vec<Vec<u8>> = rest.iter_from(2).map(<[u8]>::to_vec).collect();
+            let owned: Vec<Vec<u8>> = args.iter_from(2).map(<[u8]>::to_vec).collect();
             let (buf, spans) = join(&owned);
             let sub = Args::from_parts(&buf, &spans);
             let spec = if spec.is_container() && sub.len() >= 2 {
@@ -678,21 +669,40 @@ pub fn command(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
             } else {
                 spec
             };
+            // Redis's order of checks (commandGetKeysCommand).
+            if spec.key_specs.is_empty() {
+                return Err(CmdError::msg("ERR The command has no key arguments"));
+            }
             if !spec.arity_ok(sub.len()) {
                 return Err(CmdError::msg(
                     "ERR Invalid number of arguments specified for command",
                 ));
             }
-            let keys = spec
-                .key_positions(&sub)
-                .map_err(|e| CmdError::msg(e.to_string()))?;
+            let keys = spec.key_positions(&sub).unwrap_or_default();
             if keys.is_empty() {
-                return Err(CmdError::msg("ERR The command has no key arguments"));
+                if spec.has(flag::NO_MANDATORY_KEYS) {
+                    call.reply().array(0);
+                    return Ok(());
+                }
+                return Err(CmdError::msg("ERR Invalid arguments specified for command"));
             }
             let mut r = call.reply();
             r.array(keys.len());
-            for k in keys {
-                r.bulk(sub.get(k));
+            for (pos, spec_idx) in keys {
+                if with_flags {
+                    let fl = names_of(
+                        u32::from(spec.key_flags(&sub, spec_idx)),
+                        key_spec_flag::NAMES,
+                    );
+                    r.array(2);
+                    r.bulk(sub.get(pos));
+                    r.set(fl.len());
+                    for f in fl {
+                        r.simple(f);
+                    }
+                } else {
+                    r.bulk(sub.get(pos));
+                }
             }
         }
         _ => return help(call, COMMAND_HELP),
@@ -744,64 +754,64 @@ fn command_info(s: &Server, r: &mut Reply<'_>, spec: &'static CommandSpec) {
     }
     r.set(spec.tips.len());
     for t in spec.tips {
-        r.simple(t);
+        r.bulk(t.as_bytes());
     }
     r.set(spec.key_specs.len());
     for ks in spec.key_specs {
         let fl = names_of(u32::from(ks.flags), key_spec_flag::NAMES);
         r.map(3 + usize::from(ks.notes.is_some()));
         if let Some(n) = ks.notes {
-            r.simple("notes");
-            r.simple(n);
+            r.bulk(b"notes");
+            r.bulk(n.as_bytes());
         }
-        r.simple("flags");
+        r.bulk(b"flags");
         r.set(fl.len());
         for f in fl {
             r.simple(f);
         }
-        r.simple("begin_search");
+        r.bulk(b"begin_search");
         r.map(2);
-        r.simple("type");
+        r.bulk(b"type");
         match ks.begin_search {
             BeginSearch::Index(i) => {
-                r.simple("index");
-                r.simple("spec");
+                r.bulk(b"index");
+                r.bulk(b"spec");
                 r.map(1);
-                r.simple("index");
+                r.bulk(b"index");
                 r.int(i64::from(i));
             }
             BeginSearch::Keyword { keyword, startfrom } => {
-                r.simple("keyword");
-                r.simple("spec");
+                r.bulk(b"keyword");
+                r.bulk(b"spec");
                 r.map(2);
-                r.simple("keyword");
-                r.simple(keyword);
-                r.simple("startfrom");
+                r.bulk(b"keyword");
+                r.bulk(keyword.as_bytes());
+                r.bulk(b"startfrom");
                 r.int(i64::from(startfrom));
             }
             BeginSearch::Unknown => {
-                r.simple("unknown");
-                r.simple("spec");
+                r.bulk(b"unknown");
+                r.bulk(b"spec");
                 r.map(0);
             }
         }
-        r.simple("find_keys");
+        r.bulk(b"find_keys");
         r.map(2);
-        r.simple("type");
+        r.bulk(b"type");
         match ks.find_keys {
             FindKeys::Range {
                 lastkey,
                 keystep,
                 limit,
             } => {
-                r.simple("range");
-                r.simple("spec");
+                r.bulk(b"range");
+                r.bulk(b"spec");
                 r.map(3);
-                r.simple("lastkey");
+                r.bulk(b"lastkey");
                 r.int(i64::from(lastkey));
-                r.simple("keystep");
+                r.bulk(b"keystep");
                 r.int(i64::from(keystep));
-                r.simple("limit");
+                r.bulk(b"limit");
                 r.int(i64::from(limit));
             }
             FindKeys::KeyNum {
@@ -809,25 +819,30 @@ fn command_info(s: &Server, r: &mut Reply<'_>, spec: &'static CommandSpec) {
                 firstkey,
                 keystep,
             } => {
-                r.simple("keynum");
-                r.simple("spec");
+                r.bulk(b"keynum");
+                r.bulk(b"spec");
                 r.map(3);
-                r.simple("keynumidx");
+                r.bulk(b"keynumidx");
                 r.int(i64::from(keynumidx));
-                r.simple("firstkey");
+                r.bulk(b"firstkey");
                 r.int(i64::from(firstkey));
-                r.simple("keystep");
+                r.bulk(b"keystep");
                 r.int(i64::from(keystep));
             }
             FindKeys::Unknown => {
-                r.simple("unknown");
-                r.simple("spec");
+                r.bulk(b"unknown");
+                r.bulk(b"spec");
                 r.map(0);
             }
         }
     }
+    // Redis replies an empty set for a command without subcommands, an array otherwise.
     let subs = s.commands.implemented_subcommands(spec);
-    r.array(subs.len());
+    if subs.is_empty() {
+        r.set(0)
+    } else {
+        r.array(subs.len())
+    }
     for sub in subs {
         command_info(s, r, sub);
     }
@@ -846,46 +861,46 @@ fn command_docs(s: &Server, r: &mut Reply<'_>, spec: &'static CommandSpec) {
         + usize::from(!d.arguments.is_empty())
         + usize::from(!subs.is_empty());
     r.map(n);
-    r.simple("summary");
-    r.simple(d.summary);
-    r.simple("since");
-    r.simple(d.since);
-    r.simple("group");
-    r.simple(d.group);
+    r.bulk(b"summary");
+    r.bulk(d.summary.as_bytes());
+    r.bulk(b"since");
+    r.bulk(d.since.as_bytes());
+    r.bulk(b"group");
+    r.bulk(d.group.as_bytes());
     if let Some(c) = d.complexity {
-        r.simple("complexity");
-        r.simple(c);
+        r.bulk(b"complexity");
+        r.bulk(c.as_bytes());
     }
     if !d.doc_flags.is_empty() {
-        r.simple("doc_flags");
+        r.bulk(b"doc_flags");
         r.set(d.doc_flags.len());
         for f in d.doc_flags {
             r.simple(f);
         }
     }
     if let Some(v) = d.deprecated_since {
-        r.simple("deprecated_since");
-        r.simple(v);
+        r.bulk(b"deprecated_since");
+        r.bulk(v.as_bytes());
     }
     if let Some(v) = d.replaced_by {
-        r.simple("replaced_by");
-        r.simple(v);
+        r.bulk(b"replaced_by");
+        r.bulk(v.as_bytes());
     }
     if !d.history.is_empty() {
-        r.simple("history");
+        r.bulk(b"history");
         r.set(d.history.len());
         for (v, t) in d.history {
             r.array(2);
-            r.simple(v);
-            r.simple(t);
+            r.bulk(v.as_bytes());
+            r.bulk(t.as_bytes());
         }
     }
     if !d.arguments.is_empty() {
-        r.simple("arguments");
+        r.bulk(b"arguments");
         doc_args(r, d.arguments);
     }
     if !subs.is_empty() {
-        r.simple("subcommands");
+        r.bulk(b"subcommands");
         r.map(subs.len());
         for sub in subs {
             r.bulk(sub.name.as_bytes());
@@ -905,35 +920,35 @@ fn doc_args(r: &mut Reply<'_>, args: &[Arg]) {
             + usize::from(!a.flags.is_empty())
             + usize::from(!a.arguments.is_empty());
         r.map(n);
-        r.simple("name");
-        r.simple(a.name);
-        r.simple("type");
-        r.simple(a.kind);
+        r.bulk(b"name");
+        r.bulk(a.name.as_bytes());
+        r.bulk(b"type");
+        r.bulk(a.kind.as_bytes());
         if a.key_spec_index >= 0 {
-            r.simple("key_spec_index");
+            r.bulk(b"key_spec_index");
             r.int(i64::from(a.key_spec_index));
         }
         if let Some(t) = a.token {
-            r.simple("token");
-            r.simple(t);
+            r.bulk(b"token");
+            r.bulk(t.as_bytes());
         }
         if let Some(v) = a.since {
-            r.simple("since");
-            r.simple(v);
+            r.bulk(b"since");
+            r.bulk(v.as_bytes());
         }
         if let Some(v) = a.deprecated_since {
-            r.simple("deprecated_since");
-            r.simple(v);
+            r.bulk(b"deprecated_since");
+            r.bulk(v.as_bytes());
         }
         if !a.flags.is_empty() {
-            r.simple("flags");
+            r.bulk(b"flags");
             r.set(a.flags.len());
             for f in a.flags {
                 r.simple(f);
             }
         }
         if !a.arguments.is_empty() {
-            r.simple("arguments");
+            r.bulk(b"arguments");
             doc_args(r, a.arguments);
         }
     }

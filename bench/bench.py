@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Tessera vs redis-server, side by side, with redis-benchmark.
+
+Starts a release-built `tessera server` and a real `redis-server` on free loopback ports, runs
+redis-benchmark against each in turn (interleaved, several rounds, median per figure), and
+prints ops/s, p50 and p99 latency and the Tessera/Redis ratio for
+
+    redis-benchmark -t set,get,incr,mset -c 50 -r 1000000 -d 16   at -P 1 and -P 16
+
+then memory: used_memory and RSS after loading 1M keys with 16-byte values, per key.
+
+usage: bench/bench.py [--rounds 3] [--requests 200000] [--pipeline-requests 2000000]
+                      [--keys 1000000] [--no-build] [--skip-memory] [--skip-throughput]
+
+It prints figures; it is not a test and never fails on a figure.
+"""
+import argparse
+import csv
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/tessera/target"))
+TESTS = "set,get,incr,mset"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, kind):
+        self.kind = kind
+        self.port = free_port()
+        self.tmp = tempfile.TemporaryDirectory()
+        if kind == "tessera":
+            cmd = [os.path.join(TARGET, "release", "tessera"), "server", "--port", str(self.port),
+                   "--loglevel", "warning"]
+        else:
+            cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--dir", self.tmp.name, "--loglevel", "warning"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"{kind} did not start")
+
+    def cli(self, *args):
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                             text=True, check=True)
+        return out.stdout
+
+    def info(self, field):
+        for line in self.cli("INFO", "memory").splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split(":", 1)[1])
+        raise SystemExit(f"{self.kind}: no {field} in INFO memory")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.tmp.cleanup()
+
+
+def benchmark(server, pipeline, requests):
+    server.cli("FLUSHALL")
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(server.port), "-t", TESTS, "-c", "50", "-r", "1000000",
+         "-d", "16", "-n", str(requests), "-P", str(pipeline), "--csv"],
+        capture_output=True, text=True, check=True).stdout
+    rows = {}
+    for row in csv.DictReader(io.StringIO(out)):
+        name = row["test"].split(" ")[0]
+        rows[name] = (float(row["rps"]), float(row["p50_latency_ms"]),
+                      float(row["p99_latency_ms"]))
+    return rows
+
+
+def throughput(args):
+    results = {}  # (kind, pipeline, test) -> list of (rps, p50, p99)
+    servers = {kind: Server(kind) for kind in ("tessera", "redis")}
+    try:
+        for rnd in range(args.rounds):
+            order = ["tessera", "redis"] if rnd % 2 == 0 else ["redis", "tessera"]
+            for pipeline in (1, 16):
+                requests = args.requests if pipeline == 1 else args.pipeline_requests
+                for kind in order:
+                    print(f"round {rnd + 1}/{args.rounds}: {kind} -P {pipeline}", file=sys.stderr)
+                    for test, figures in benchmark(servers[kind], pipeline, requests).items():
+                        results.setdefault((kind, pipeline, test), []).append(figures)
+    finally:
+        for s in servers.values():
+            s.stop()
+
+    def med(kind, pipeline, test, i):
+        return statistics.median(f[i] for f in results[(kind, pipeline, test)])
+
+    print()
+    print(f"redis-benchmark -t {TESTS} -c 50 -r 1000000 -d 16, median of {args.rounds} "
+          "interleaved rounds")
+    header = (f"{'test':<6} {'P':>3} {'tessera ops/s':>14} {'redis ops/s':>12} {'ratio':>6} "
+              f"{'t p50':>7} {'r p50':>7} {'t p99':>7} {'r p99':>7} {'p99 ratio':>9}")
+    print(header)
+    print("-" * len(header))
+    for pipeline in (1, 16):
+        for test in ("SET", "GET", "INCR", "MSET"):
+            if ("tessera", pipeline, test) not in results:
+                continue
+            t = [med("tessera", pipeline, test, i) for i in range(3)]
+            r = [med("redis", pipeline, test, i) for i in range(3)]
+            print(f"{test:<6} {pipeline:>3} {t[0]:>14,.0f} {r[0]:>12,.0f} {t[0] / r[0]:>6.2f} "
+                  f"{t[1]:>7.3f} {r[1]:>7.3f} {t[2]:>7.3f} {r[2]:>7.3f} "
+                  f"{t[2] / r[2] if r[2] else float('nan'):>9.2f}")
+
+
+def memory(args):
+    keys = args.keys
+    with tempfile.NamedTemporaryFile(suffix=".resp", delete=False) as f:
+        path = f.name
+        value = b"v" * 16
+        chunk = []
+        for i in range(keys):
+            k = b"key:%012d" % i
+            chunk.append(b"*3\r\n$3\r\nSET\r\n$16\r\n%s\r\n$16\r\n%s\r\n" % (k, value))
+            if len(chunk) == 10000:
+                f.write(b"".join(chunk))
+                chunk = []
+        f.write(b"".join(chunk))
+    rows = []
+    try:
+        for kind in ("tessera", "redis"):
+            s = Server(kind)
+            try:
+                before_used, before_rss = s.info("used_memory"), s.info("used_memory_rss")
+                with open(path, "rb") as data:
+                    subprocess.run(["redis-cli", "-p", str(s.port), "--pipe"], stdin=data,
+                                   capture_output=True, check=True)
+                n = int(s.cli("DBSIZE"))
+                time.sleep(0.5)
+                used, rss = s.info("used_memory"), s.info("used_memory_rss")
+                rows.append((kind, n, used, rss, (used - before_used) / n, (rss - before_rss) / n))
+            finally:
+                s.stop()
+    finally:
+        os.unlink(path)
+    print()
+    print(f"memory after loading {keys:,} keys (16-byte keys, 16-byte values)")
+    header = (f"{'server':<8} {'keys':>9} {'used_memory':>12} {'rss':>12} {'used/key':>9} "
+              f"{'rss/key':>8}")
+    print(header)
+    print("-" * len(header))
+    for kind, n, used, rss, upk, rpk in rows:
+        print(f"{kind:<8} {n:>9,} {used:>12,} {rss:>12,} {upk:>9.1f} {rpk:>8.1f}")
+    t, r = rows[0], rows[1]
+    print(f"ratio tessera/redis: used_memory per key {t[4] / r[4]:.2f}, rss per key "
+          f"{t[5] / r[5]:.2f}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--requests", type=int, default=200000, help="requests per test at -P 1")
+    p.add_argument("--pipeline-requests", type=int, default=2000000,
+                   help="requests per test at -P 16")
+    p.add_argument("--keys", type=int, default=1000000)
+    p.add_argument("--no-build", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-throughput", action="store_true")
+    args = p.parse_args()
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "tessera"], cwd=ROOT, check=True,
+                       env={**os.environ, "CARGO_TARGET_DIR": TARGET})
+    if not args.skip_throughput:
+        throughput(args)
+    if not args.skip_memory:
+        memory(args)
+
+
+if __name__ == "__main__":
+    main()
