@@ -2,6 +2,7 @@
 //! data operations live in `tessera_storage`. [`HANDLERS`] names every implemented command;
 //! its arity, flags and keys come from the generated Redis command table.
 
+pub mod bitmaps;
 pub mod connection;
 pub mod keys;
 pub mod server;
@@ -87,6 +88,15 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("getrange", strings::getrange),
     ("substr", strings::getrange),
     ("setrange", strings::setrange),
+    ("lcs", strings::lcs),
+    // bitmaps
+    ("setbit", bitmaps::setbit),
+    ("getbit", bitmaps::getbit),
+    ("bitcount", bitmaps::bitcount),
+    ("bitpos", bitmaps::bitpos),
+    ("bitop", bitmaps::bitop),
+    ("bitfield", bitmaps::bitfield),
+    ("bitfield_ro", bitmaps::bitfield),
     // server
     ("info", server::info),
     ("config|get", server::config),

@@ -471,6 +471,78 @@ pub fn setrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
     Ok(())
 }
 
+/// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]`
+pub fn lcs(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let (mut len, mut idx, mut with_len, mut min_len) = (false, false, false, 0u32);
+    let mut i = 3;
+    while i < args.len() {
+        let a = args.get(i);
+        if is(a, "idx") {
+            idx = true;
+        } else if is(a, "len") {
+            len = true;
+        } else if is(a, "withmatchlen") {
+            with_len = true;
+        } else if is(a, "minmatchlen") && i + 1 < args.len() {
+            let n = int_arg(args.get(i + 1))?;
+            min_len = n.clamp(0, i64::from(u32::MAX)) as u32;
+            i += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    let mut fetch =
+        |key: &[u8]| -> Result<Vec<u8>, CmdError> {
+            match s.read_key(call, key) {
+                None => Ok(Vec::new()),
+                Some(e) => e.value().as_str().map(|v| v.to_vec()).ok_or_else(|| {
+                    CmdError::msg("ERR The specified keys must contain string values")
+                }),
+            }
+        };
+    let a = fetch(args.get(1))?;
+    let b = fetch(args.get(2))?;
+    if len && idx {
+        return Err(CmdError::msg(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    // The dynamic program's table must fit the transient memory limit, as in Redis.
+    let table = (a.len() as u64 + 1) * (b.len() as u64 + 1) * 4;
+    if table > s.config.proto_max_bulk_len as u64 {
+        return Err(CmdError::msg(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
+    }
+    let result = tessera_storage::strings::lcs(&a, &b, min_len);
+    let mut r = call.reply();
+    if idx {
+        r.map(2);
+        r.bulk(b"matches");
+        r.array(result.matches.len());
+        for m in &result.matches {
+            r.array(2 + usize::from(with_len));
+            r.array(2);
+            r.int(i64::from(m.a.0));
+            r.int(i64::from(m.a.1));
+            r.array(2);
+            r.int(i64::from(m.b.0));
+            r.int(i64::from(m.b.1));
+            if with_len {
+                r.int(i64::from(m.len));
+            }
+        }
+        r.bulk(b"len");
+        r.int(i64::from(result.len));
+    } else if len {
+        r.int(i64::from(result.len));
+    } else {
+        r.bulk(&result.string);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::clamp_range;
