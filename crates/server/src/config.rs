@@ -17,7 +17,9 @@ pub struct Config {
     pub timeout: u64,
     pub tcp_keepalive: u64,
     pub hz: u32,
+    #[serde(deserialize_with = "de_memory")]
     pub proto_max_bulk_len: usize,
+    #[serde(deserialize_with = "de_memory")]
     pub client_query_buffer_limit: usize,
     pub slowlog_log_slower_than: i64,
     pub slowlog_max_len: usize,
@@ -28,6 +30,7 @@ pub struct Config {
     pub logfile: String,
     pub loglevel: String,
     pub pidfile: Option<PathBuf>,
+    #[serde(deserialize_with = "de_memory")]
     pub maxmemory: u64,
     pub maxmemory_policy: String,
     pub databases: u32,
@@ -284,6 +287,26 @@ impl Config {
     }
 }
 
+/// A memory value in a TOML file: a number of bytes, or a string with Redis's units (`"512mb"`).
+fn de_memory<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mem {
+        Bytes(u64),
+        Text(String),
+    }
+    let bytes = match Mem::deserialize(d)? {
+        Mem::Bytes(n) => n,
+        Mem::Text(s) => parse_memory(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid memory value {s:?}")))?,
+    };
+    T::try_from(bytes).map_err(|_| serde::de::Error::custom("memory value out of range"))
+}
+
 /// Parses Redis memory values: `1024`, `1k`, `1kb`, `1m`, `1mb`, `1g`, `1gb` (k = 1000,
 /// kb = 1024, case-insensitive).
 pub fn parse_memory(s: &str) -> Option<u64> {
@@ -329,5 +352,8 @@ mod tests {
             (7000, Some("s"), 1024)
         );
         assert!(toml::from_str::<Config>("nosuch = 1").is_err());
+        let c: Config = toml::from_str("maxmemory = \"1gb\"").unwrap();
+        assert_eq!(c.maxmemory, 1 << 30);
+        assert!(toml::from_str::<Config>("maxmemory = \"lots\"").is_err());
     }
 }
