@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# `cargo test` builds binaries only for their own package's tests: build `tessera` first, so the
+# integration tests never run an old binary.
+cargo build --workspace
 cargo test --workspace

@@ -338,6 +338,11 @@ const CORPUS: &[Step] = &[
     s(&["COMMAND", "GETKEYSANDFLAGS", "mset", "a", "1", "b", "2"]),
     s(&["COMMAND", "GETKEYS", "zunionstore", "d", "x", "a"]),
     s(&["COMMAND", "HELP"]),
+    unordered(&["COMMAND", "LIST", "FILTERBY", "PATTERN", "incrby*"]),
+    unordered(&["COMMAND", "LIST", "FILTERBY", "ACLCAT", "bitmap"]),
+    s(&["COMMAND", "LIST", "FILTERBY", "MODULE", "x"]),
+    s(&["COMMAND", "LIST", "FILTERBY", "PATTERN"]),
+    s(&["COMMAND", "LIST", "PATTERN", "x"]),
     s(&["SHUTDOWN", "BOGUS"]),
 ];
 

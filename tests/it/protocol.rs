@@ -256,3 +256,43 @@ fn resp3_replies_use_resp3_types() {
     assert!(c.cmd_str(&["HELLO", "2"]).starts_with("*14\r\n"));
     assert_eq!(c.cmd_str(&["GET", "missing"]), "$-1\r\n");
 }
+
+#[test]
+fn a_client_that_does_not_read_its_replies_is_held_back_not_buffered() {
+    let s = TestServer::start(&[]);
+    let mut admin = s.raw();
+    let value = vec![b'v'; 1024 * 1024];
+    assert_eq!(admin.cmd(&[b"SET", b"big", &value]), b"+OK\r\n");
+    let used = |admin: &mut crate::support::RawConn| -> u64 {
+        let info = admin.cmd_str(&["INFO", "memory"]);
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("used_memory:"))
+            .unwrap()
+            .to_string();
+        line["used_memory:".len()..].trim().parse().unwrap()
+    };
+    let before = used(&mut admin);
+    let mut c = s.raw();
+    let requests = 300;
+    let mut batch = Vec::new();
+    for _ in 0..requests {
+        batch.extend(encode(&[b"GET", b"big"]));
+    }
+    c.send(&batch);
+    std::thread::sleep(Duration::from_millis(500));
+    let during = used(&mut admin);
+    // 300 MB of replies were asked for; the server holds at most ~64 MB of them.
+    assert!(
+        during - before < 150 * 1024 * 1024,
+        "output grew by {} bytes",
+        during - before
+    );
+    let mut expected = format!("${}\r\n", value.len()).into_bytes();
+    expected.extend(&value);
+    expected.extend(b"\r\n");
+    for i in 0..requests {
+        assert_eq!(c.read_reply(), expected, "reply {i}");
+    }
+    assert_eq!(c.cmd_str(&["PING"]), "+PONG\r\n");
+}

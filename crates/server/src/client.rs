@@ -55,6 +55,8 @@ pub struct Client {
     pub close_asap: bool,
     /// Stopped by CLIENT PAUSE with a command waiting in its buffer.
     pub paused: bool,
+    /// Not read from while its unwritten output is above the backpressure threshold.
+    pub output_blocked: bool,
     /// True while the socket is registered for writable events.
     pub want_write: bool,
     /// True while on the server's pending-write list.
@@ -96,6 +98,7 @@ impl Client {
             close_after_reply: false,
             close_asap: false,
             paused: false,
+            output_blocked: false,
             want_write: false,
             pending_write: false,
             created: now,

@@ -27,6 +27,10 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const READ_CHUNK: usize = 16 * 1024;
 /// Output buffers larger than this are released once written.
 const OUT_KEEP: usize = 64 * 1024;
+/// A client with more unwritten output than this is not read from until it drains: a client
+/// that sends requests without reading replies is held back by TCP instead of growing the
+/// server's memory without bound.
+const OUT_BACKPRESSURE: usize = 64 * 1024 * 1024;
 
 /// A `CLIENT PAUSE` in force.
 #[derive(Clone, Copy, Debug)]
@@ -144,7 +148,7 @@ impl Server {
         loop {
             let period = Duration::from_millis(1000 / u64::from(self.config.hz.max(1)));
             let since = self.last_cron.elapsed();
-            let timeout = if self.fast_expire_due {
+            let timeout = if self.fast_expire_due || !self.pending_writes.is_empty() {
                 Duration::ZERO
             } else {
                 period.saturating_sub(since)
@@ -193,6 +197,11 @@ impl Server {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    if self.config.tcp_keepalive > 0 {
+                        let ka = socket2::TcpKeepalive::new()
+                            .with_time(Duration::from_secs(self.config.tcp_keepalive));
+                        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
+                    }
                     let entry = self.clients.vacant_entry();
                     let tok = entry.key();
                     if let Err(e) =
@@ -225,7 +234,7 @@ impl Server {
             let Some(client) = self.clients.get_mut(tok) else {
                 return;
             };
-            if client.close_asap {
+            if client.close_asap || client.output_blocked {
                 return;
             }
             let Some(io) = client.io.as_mut() else { return };
@@ -291,8 +300,12 @@ impl Server {
                 io.end = 0;
                 break;
             }
-            let client = &self.clients[tok];
+            let client = &mut self.clients[tok];
             if client.close_after_reply || client.close_asap {
+                break;
+            }
+            if io.out.len() - io.out_pos > OUT_BACKPRESSURE {
+                client.output_blocked = true;
                 break;
             }
             let authenticated = client.authenticated;
@@ -389,6 +402,7 @@ impl Server {
             self.free_client(tok);
             return;
         }
+        let resume = client.output_blocked && io.out.len() - io.out_pos <= OUT_BACKPRESSURE / 2;
         // Ask for writable events only while output is stuck.
         if done == client.want_write {
             client.want_write = !done;
@@ -401,6 +415,13 @@ impl Server {
                 .poll
                 .registry()
                 .reregister(&mut client.stream, Token(tok), interest);
+        }
+        if resume {
+            // Run what is buffered, then read what the socket holds: no new edge will
+            // announce data that arrived while the client was held back.
+            client.output_blocked = false;
+            self.process_input(tok);
+            self.on_readable(tok);
         }
     }
 

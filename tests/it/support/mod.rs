@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The `tessera` binary: `TESSERA_BIN`, or the one cargo built next to this test binary
-/// (`cargo test --workspace` builds it).
+/// The `tessera` binary: `TESSERA_BIN`, or the one in the target directory of this test binary.
+/// `cargo test` does not rebuild it: run `cargo build --workspace` first (`scripts/test.sh`
+/// does).
 pub fn tessera_bin() -> PathBuf {
     if let Ok(p) = std::env::var("TESSERA_BIN") {
         return p.into();
@@ -24,7 +25,7 @@ pub fn tessera_bin() -> PathBuf {
     let bin = dir.join("tessera");
     assert!(
         bin.exists(),
-        "{} not found: run the tests with `cargo test --workspace` (it builds the binary)",
+        "{} not found: run `cargo build --workspace` before the tests (scripts/test.sh does)",
         bin.display()
     );
     bin

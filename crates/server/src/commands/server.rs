@@ -602,10 +602,11 @@ pub fn command(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         (_, "command|count") => call.reply().int(specs.len() as i64),
         (_, "command|list") => {
             if args.len() > 2 {
-                let (k, v) = (args.get(2), args.try_get(3));
-                let Some(v) = v.filter(|_| args.len() == 4) else {
+                // COMMAND LIST FILTERBY <MODULE name | ACLCAT category | PATTERN pattern>
+                if args.len() != 5 || !is(args.get(2), "filterby") {
                     return Err(CmdError::Syntax);
-                };
+                }
+                let (k, v) = (args.get(3), args.get(4));
                 if is(k, "pattern") {
                     specs.retain(|c| glob::matches(v, c.name.as_bytes(), true));
                 } else if is(k, "aclcat") {
