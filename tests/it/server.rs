@@ -264,3 +264,26 @@ fn idle_clients_are_closed_after_timeout() {
         || c.is_closed(),
     );
 }
+
+#[test]
+fn thousands_of_clients_are_served_at_once() {
+    // The test process needs a descriptor per connection too.
+    rlimit::increase_nofile_limit(6000).unwrap();
+    let s = TestServer::start(&[]);
+    let mut clients: Vec<_> = (0..2000).map(|_| s.raw()).collect();
+    for c in clients.iter_mut() {
+        c.send(b"PING\r\n");
+    }
+    for c in clients.iter_mut() {
+        assert_eq!(c.read_reply(), b"+PONG\r\n");
+    }
+    let mut admin = s.raw();
+    let info = admin.cmd_str(&["INFO", "clients"]);
+    assert!(info.contains("connected_clients:2001"), "{info}");
+    drop(clients);
+    wait_for(Duration::from_secs(10), "the clients to be gone", || {
+        admin
+            .cmd_str(&["INFO", "clients"])
+            .contains("connected_clients:1\r")
+    });
+}

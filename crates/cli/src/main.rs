@@ -61,6 +61,27 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Raises the open files limit to what `maxclients` needs (32 descriptors are reserved for the
+/// server itself), or lowers `maxclients` to what the system allows, as Redis does.
+fn adjust_open_files_limit(config: &mut tessera_server::Config) {
+    const RESERVED: u64 = 32;
+    let wanted = config.maxclients as u64 + RESERVED;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) if limit >= wanted => {}
+        Ok(limit) => {
+            let reduced = limit.saturating_sub(RESERVED).max(1) as usize;
+            tracing::warn!(
+                "You requested maxclients of {} requiring at least {wanted} max file descriptors. \
+                 Current maximum open files is {limit}. maxclients has been reduced to {reduced} \
+                 to compensate for low ulimit.",
+                config.maxclients
+            );
+            config.maxclients = reduced;
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
+}
+
 fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
@@ -102,6 +123,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    adjust_open_files_limit(&mut config);
     let mut server = Server::bind(config.clone())
         .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
     if let Some(pidfile) = &config.pidfile {

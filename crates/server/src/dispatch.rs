@@ -87,7 +87,7 @@ struct Entry {
 /// The implemented commands.
 pub struct Commands {
     entries: Vec<Entry>,
-    by_name: HashMap<&'static [u8], usize>,
+    by_name: HashMap<&'static [u8], usize, foldhash::fast::RandomState>,
 }
 
 impl Default for Commands {
@@ -101,7 +101,7 @@ impl Commands {
     pub fn new() -> Self {
         let table = CommandTable::redis();
         let mut entries: Vec<Entry> = Vec::new();
-        let mut by_name = HashMap::new();
+        let mut by_name = HashMap::with_hasher(foldhash::fast::RandomState::default());
         for &(name, handler) in commands::HANDLERS {
             let (parent, sub) = match name.split_once('|') {
                 Some((p, s)) => (p, Some(s)),

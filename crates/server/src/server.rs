@@ -71,6 +71,8 @@ pub struct Server {
     fast_expire_due: bool,
     last_cron: Instant,
     cron_loops: u64,
+    /// When the current event-loop turn started (one clock read per turn, not per read).
+    turn_start: Instant,
 }
 
 /// Unix time in milliseconds.
@@ -132,6 +134,7 @@ impl Server {
             fast_expire_due: false,
             last_cron: Instant::now(),
             cron_loops: 0,
+            turn_start: Instant::now(),
             config,
         })
     }
@@ -158,6 +161,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+            self.turn_start = Instant::now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -262,7 +266,7 @@ impl Server {
                 }
                 Ok(n) => {
                     io.end += n;
-                    client.last_interaction = Instant::now();
+                    client.last_interaction = self.turn_start;
                     self.stats.net_input_bytes += n as u64;
                     if io.end - io.start > limit {
                         tracing::warn!(client = %client.addr, "closing client that reached max query buffer length");
@@ -293,7 +297,6 @@ impl Server {
         let Some(mut io) = client.io.take() else {
             return;
         };
-        client.paused = false;
         loop {
             if io.start == io.end {
                 io.start = 0;
@@ -317,8 +320,11 @@ impl Server {
                         if self.is_paused_for(&args) {
                             // Keep the request in the buffer (the parser is back at a request
                             // start); it runs again on unpause.
-                            self.clients[tok].paused = true;
-                            self.paused_clients.push(tok);
+                            let client = &mut self.clients[tok];
+                            if !client.paused {
+                                client.paused = true;
+                                self.paused_clients.push(tok);
+                            }
                             break;
                         }
                         self.execute(tok, &mut io.out, &args);
@@ -444,7 +450,10 @@ impl Server {
         if !self.paused_clients.is_empty() && self.pause.is_none_or(|p| Instant::now() >= p.until) {
             self.pause = None;
             for tok in std::mem::take(&mut self.paused_clients) {
-                self.process_input(tok);
+                if let Some(c) = self.clients.get_mut(tok) {
+                    c.paused = false;
+                    self.process_input(tok);
+                }
             }
         }
         // Clients marked by CLIENT KILL.

@@ -17,12 +17,18 @@ use crate::bytes::SmallBytes;
 use crate::dict::{Dict, hash};
 use crate::value::{ExpireEntry, FLAG_VOLATILE, KeyEntry, Value};
 
-/// The LRU clock: Unix seconds in 24 bits, as Redis keeps per object.
+/// The LRU clock at Unix time `now_ms`: seconds in 24 bits, as Redis keeps per object.
+#[inline]
+pub fn lru_clock_at(now_ms: i64) -> u32 {
+    ((now_ms / 1000) as u32) & 0xFF_FFFF
+}
+
+/// The LRU clock now.
 pub fn lru_clock() -> u32 {
-    let secs = std::time::SystemTime::now()
+    let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    (secs as u32) & 0xFF_FFFF
+        .map_or(0, |d| d.as_millis() as i64);
+    lru_clock_at(ms)
 }
 
 /// The expiry part of a write, as SET and friends request it.
@@ -213,7 +219,7 @@ impl Db {
         let entry = KeyEntry {
             key: SmallBytes::new(key),
             value,
-            access: lru_clock(),
+            access: lru_clock_at(now),
             flags: 0,
         };
         self.slots[l.slot].insert_new(entry, l.hash);
@@ -223,12 +229,12 @@ impl Db {
     }
 
     /// Inserts a key known to be absent (the caller has just looked it up).
-    pub fn insert_new(&mut self, key: &[u8], value: Value, expire_at: Option<i64>) {
+    pub fn insert_new(&mut self, key: &[u8], value: Value, expire_at: Option<i64>, now: i64) {
         let l = loc(key);
         let entry = KeyEntry {
             key: SmallBytes::new(key),
             value,
-            access: lru_clock(),
+            access: lru_clock_at(now),
             flags: 0,
         };
         self.slots[l.slot].insert_new(entry, l.hash);

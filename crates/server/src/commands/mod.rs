@@ -155,7 +155,7 @@ impl Server {
             Some(entry) => {
                 self.stats.keyspace_hits += 1;
                 if !no_touch {
-                    entry.touch(Server::lru_clock());
+                    entry.touch(tessera_storage::db::lru_clock_at(call.now));
                 }
                 Some(entry)
             }
@@ -169,7 +169,7 @@ impl Server {
     /// Looks up a key for writing (no hit/miss accounting, as Redis's `lookupKeyWrite`).
     pub fn write_key(&mut self, call: &Call<'_>, key: &[u8]) -> Option<&mut KeyEntry> {
         let entry = self.db.get_mut(key, call.now)?;
-        entry.touch(Server::lru_clock());
+        entry.touch(tessera_storage::db::lru_clock_at(call.now));
         Some(entry)
     }
 }
