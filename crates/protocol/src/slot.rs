@@ -1,12 +1,13 @@
 //! Redis Cluster hash slots: `CRC16(key) mod 16384`, where a non-empty `{...}` section (the first
 //! `{` and the first `}` after it) replaces the key, so related keys can share a slot.
 
-use crc::{CRC_16_XMODEM, Crc};
+use crc::{CRC_16_XMODEM, Crc, Table};
 
 /// Number of hash slots in a Redis Cluster keyspace.
 pub const SLOTS: usize = 16384;
 
-const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
+/// Slice-by-16 tables: a typical key is hashed in one or two steps.
+const CRC16: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_XMODEM);
 
 /// The hash slot of `key`, exactly as Redis Cluster computes it (`keyHashSlot` in cluster.c).
 #[inline]

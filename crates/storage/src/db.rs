@@ -78,7 +78,8 @@ impl ExpireTuning {
 pub struct Db {
     slots: Box<[Dict<KeyEntry>]>,
     expires: Dict<ExpireEntry>,
-    counts: SlotCounts,
+    /// Number of keys (DBSIZE); per-slot counts are the slot dicts' lengths.
+    keys: usize,
     expires_cursor: u64,
     rng: SmallRng,
     /// `INFO` counters.
@@ -112,7 +113,7 @@ impl Db {
         Db {
             slots: (0..SLOTS).map(|_| Dict::new()).collect(),
             expires: Dict::new(),
-            counts: SlotCounts::new(),
+            keys: 0,
             expires_cursor: 0,
             rng: SmallRng::from_os_rng(),
             stats: DbStats::default(),
@@ -122,7 +123,7 @@ impl Db {
     /// Number of keys, including expired keys not yet deleted (as Redis's `DBSIZE`).
     #[inline]
     pub fn len(&self) -> usize {
-        self.counts.total as usize
+        self.keys
     }
 
     /// True when there are no keys.
@@ -161,8 +162,9 @@ impl Db {
     #[inline]
     pub fn get_mut(&mut self, key: &[u8], now: i64) -> Option<&mut KeyEntry> {
         let l = loc(key);
-        let volatile = self.slots[l.slot].get(key, l.hash)?.flags & FLAG_VOLATILE != 0;
-        if volatile && self.expire_if_needed(key, l, now) {
+        // As Redis's expireIfNeeded: the expires dict is consulted only when it holds keys, and
+        // the main dict is searched once.
+        if !self.expires.is_empty() && self.expire_if_needed(key, l, now) {
             return None;
         }
         self.slots[l.slot].get_mut(key, l.hash)
@@ -223,7 +225,7 @@ impl Db {
             flags: 0,
         };
         self.slots[l.slot].insert_new(entry, l.hash);
-        self.counts.add(l.slot, 1);
+        self.keys += 1;
         self.apply_expiry(key, l, expiry, false);
         None
     }
@@ -238,7 +240,7 @@ impl Db {
             flags: 0,
         };
         self.slots[l.slot].insert_new(entry, l.hash);
-        self.counts.add(l.slot, 1);
+        self.keys += 1;
         if let Some(at) = expire_at {
             self.apply_expiry(key, l, Expiry::At(at), false);
         }
@@ -313,7 +315,7 @@ impl Db {
 
     fn remove_at(&mut self, key: &[u8], l: Loc) -> Option<Value> {
         let entry = self.slots[l.slot].remove(key, l.hash)?;
-        self.counts.add(l.slot, -1);
+        self.keys -= 1;
         if entry.flags & FLAG_VOLATILE != 0 {
             self.expires.remove(key, l.hash);
         }
@@ -325,7 +327,7 @@ impl Db {
     pub fn flush(&mut self) -> FlushedDb {
         let slots = std::mem::replace(&mut self.slots, (0..SLOTS).map(|_| Dict::new()).collect());
         let expires = self.expires.take();
-        self.counts = SlotCounts::new();
+        self.keys = 0;
         self.expires_cursor = 0;
         FlushedDb {
             _slots: slots,
@@ -335,14 +337,27 @@ impl Db {
 
     /// A random live key (`RANDOMKEY`): a slot chosen with probability proportional to its key
     /// count, then a random key of that slot. Expired keys met on the way are deleted.
+    ///
+    /// Choosing the slot walks the 16384 slot lengths (microseconds), which keeps inserts and
+    /// deletes free of any per-slot bookkeeping beyond the dicts themselves.
     pub fn random_key(&mut self, now: i64) -> Option<SmallBytes> {
         // Bounded like Redis, which gives up after many expired keys in a row on a replica.
         for _ in 0..100 {
-            if self.counts.total == 0 {
+            if self.keys == 0 {
                 return None;
             }
-            let nth = self.rng.random_range(0..self.counts.total);
-            let slot = self.counts.find(nth);
+            let mut nth = self.rng.random_range(0..self.keys);
+            let slot = self
+                .slots
+                .iter()
+                .position(|d| {
+                    if nth < d.len() {
+                        return true;
+                    }
+                    nth -= d.len();
+                    false
+                })
+                .expect("the slot lengths add up to the key count");
             let key = self.slots[slot].random(&mut self.rng)?.key.clone();
             if self.get(key.as_bytes(), now).is_some() {
                 return Some(key);
@@ -512,46 +527,6 @@ impl Db {
 pub struct FlushedDb {
     _slots: Box<[Dict<KeyEntry>]>,
     _expires: Dict<ExpireEntry>,
-}
-
-/// Key counts per slot in a Fenwick tree: O(log n) updates and a weighted random slot.
-struct SlotCounts {
-    tree: Box<[u64]>,
-    total: u64,
-}
-
-impl SlotCounts {
-    fn new() -> Self {
-        SlotCounts {
-            tree: vec![0; SLOTS + 1].into_boxed_slice(),
-            total: 0,
-        }
-    }
-
-    #[inline]
-    fn add(&mut self, slot: usize, delta: i64) {
-        self.total = self.total.wrapping_add_signed(delta);
-        let mut i = slot + 1;
-        while i <= SLOTS {
-            self.tree[i] = self.tree[i].wrapping_add_signed(delta);
-            i += i & i.wrapping_neg();
-        }
-    }
-
-    /// The slot holding the `nth` key (0-based) in slot order.
-    fn find(&self, mut nth: u64) -> usize {
-        let mut pos = 0;
-        let mut step = SLOTS;
-        while step > 0 {
-            let next = pos + step;
-            if next <= SLOTS && self.tree[next] <= nth {
-                pos = next;
-                nth -= self.tree[next];
-            }
-            step >>= 1;
-        }
-        pos
-    }
 }
 
 #[cfg(test)]

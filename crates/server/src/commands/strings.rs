@@ -130,15 +130,20 @@ pub fn set(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         .map(|(u, v)| expire_at(u, v, call.now, "set"))
         .transpose()?;
     let key = args.get(1);
-    let old = match s.db.get(key, call.now) {
-        Some(e) => {
-            let v = e.value();
-            if o.get && v.as_str().is_none() {
-                return Err(OpError::WrongType.into());
+    // Plain SET needs no lookup of its own: `Db::set` finds the key once.
+    let old = if o.nx || o.xx || o.get {
+        match s.db.get(key, call.now) {
+            Some(e) => {
+                let v = e.value();
+                if o.get && v.as_str().is_none() {
+                    return Err(OpError::WrongType.into());
+                }
+                Some(v.as_str().map(|v| v.to_vec()))
             }
-            Some(v.as_str().map(|v| v.to_vec()))
+            None => None,
         }
-        None => None,
+    } else {
+        None
     };
     if (o.nx && old.is_some()) || (o.xx && old.is_none()) {
         if o.get {
