@@ -91,25 +91,6 @@ fn trim_fraction(s: &str) -> &str {
     s.trim_end_matches('0').trim_end_matches('.')
 }
 
-/// Formats a double the way Redis's `INCRBYFLOAT` and `HINCRBYFLOAT` store it
-/// (`ld2string(..., LD_STR_HUMAN)`): fixed notation, no exponent, trailing zeros removed.
-///
-/// Redis computes in C `long double` and prints 17 decimals; Tessera computes in `f64` and prints
-/// the shortest decimal that reads back as the same `f64`, which agrees with Redis for the usual
-/// decimal increments but can differ in the last digits (see docs/COMMANDS.md).
-pub fn format_human(v: f64) -> String {
-    if v == 0.0 {
-        return "0".to_string();
-    }
-    // Rust's Display for f64 is the shortest round-trip representation, in fixed notation.
-    let s = format!("{v}");
-    if s.contains('.') {
-        trim_fraction(&s).to_string()
-    } else {
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,13 +147,5 @@ mod tests {
         for (v, want) in cases {
             assert_eq!(g17(v), want, "{v}");
         }
-    }
-
-    #[test]
-    fn human_format() {
-        assert_eq!(format_human(10.6), "10.6");
-        assert_eq!(format_human(3.0), "3");
-        assert_eq!(format_human(1e20), "100000000000000000000");
-        assert_eq!(format_human(-0.5), "-0.5");
     }
 }

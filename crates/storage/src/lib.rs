@@ -13,6 +13,7 @@ pub mod bytes;
 pub mod db;
 pub mod dict;
 pub mod error;
+pub mod longdouble;
 pub mod strings;
 pub mod value;
 

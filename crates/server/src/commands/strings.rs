@@ -368,22 +368,22 @@ pub fn incr(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 }
 
 /// `INCRBYFLOAT key increment`
+///
+/// Computed as Redis does, in 80-bit `long double` (emulated exactly, see
+/// `tessera_storage::longdouble`), so results match Redis digit for digit.
 pub fn incrbyfloat(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let incr = num::parse_f64(args.get(2)).ok_or(OpError::NotFloat)?;
+    use tessera_storage::longdouble::{IncrFloatError, incr_by_float};
     let key = args.get(1);
     let cur = match s.write_key(call, key) {
-        Some(e) => {
-            let v = e.value().as_str().ok_or(OpError::WrongType)?;
-            num::parse_f64(&v.to_vec()).ok_or(OpError::NotFloat)?
-        }
-        None => 0.0,
+        Some(e) => e.value().as_str().ok_or(OpError::WrongType)?.to_vec(),
+        None => b"0".to_vec(),
     };
-    let n = cur + incr;
-    if !n.is_finite() {
-        return Err(OpError::NanOrInfinity.into());
-    }
-    let text = num::format_human(n);
+    let text = incr_by_float(&cur, args.get(2)).map_err(|e| match e {
+        IncrFloatError::NotFloat => OpError::NotFloat,
+        IncrFloatError::NanOrInfinity => OpError::NanOrInfinity,
+    })?;
     match s.write_key(call, key) {
+        // In place: the key keeps its time to live.
         Some(e) => *e.value_mut() = Value::string(text.as_bytes()),
         None => {
             s.db.set(
