@@ -296,6 +296,12 @@ const CORPUS: &[Step] = &[
     s(&["OBJECT", "FREQ", "int"]),
     s(&["OBJECT", "HELP"]),
     s(&["OBJECT", "NOSUCH", "int"]),
+    // DEBUG DIGEST uses Redis's algorithm: the same data gives the same digest.
+    s(&["DEBUG", "DIGEST"]),
+    s(&["DEBUG", "DIGEST-VALUE", "int", "emb", "str", "nokey"]),
+    s(&["SETEX", "volatile", "1000", "v"]),
+    s(&["DEBUG", "DIGEST-VALUE", "volatile"]),
+    s(&["DEBUG", "DIGEST"]),
     // server and introspection
     s(&["CONFIG", "GET", "maxclients"]),
     s(&["CONFIG", "GET", "nosuchparam"]),

@@ -19,7 +19,22 @@ const DEFAULT: &[&str] = &[
     "cluster",
     "keyspace",
 ];
-const ALL_EXTRA: &[&str] = &["commandstats"];
+/// `INFO all` / `everything`, in Redis's order.
+const ALL: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "cluster",
+    "keyspace",
+];
 
 /// Renders the requested sections (none: the default set; `all`, `everything`, `default`).
 pub fn render(s: &Server, requested: &[String]) -> String {
@@ -29,10 +44,7 @@ pub fn render(s: &Server, requested: &[String]) -> String {
     }
     for r in requested {
         match r.as_str() {
-            "all" | "everything" => {
-                sections.extend(DEFAULT);
-                sections.extend(ALL_EXTRA);
-            }
+            "all" | "everything" => sections.extend(ALL),
             "default" => sections.extend(DEFAULT),
             other => sections.push(other),
         }

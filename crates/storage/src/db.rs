@@ -176,6 +176,12 @@ impl Db {
         self.get_mut(key, now).map(|e| &*e)
     }
 
+    /// The stored entry of a key, expired or not (for DEBUG commands, which see what is stored).
+    pub fn find_stored(&self, key: &[u8]) -> Option<&KeyEntry> {
+        let l = loc(key);
+        self.slots[l.slot].get(key, l.hash)
+    }
+
     /// Looks up a key without deleting it when it has expired (for read-only callers such as a
     /// snapshot); expired keys are reported as missing.
     pub fn peek(&self, key: &[u8], now: i64) -> Option<&KeyEntry> {

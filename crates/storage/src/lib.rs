@@ -12,6 +12,7 @@
 pub mod bytes;
 pub mod db;
 pub mod dict;
+pub mod digest;
 pub mod error;
 pub mod longdouble;
 pub mod strings;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tessera_protocol::command::{Arg, CommandSpec, acl, flag, key_spec_flag};
 use tessera_protocol::command::{BeginSearch, FindKeys};
 use tessera_protocol::{Args, Reply, glob};
-use tessera_storage::{Expiry, Value};
+use tessera_storage::{Expiry, Value, digest};
 
 use super::{int_arg, is};
 use crate::dispatch::{Call, CmdError, CmdResult};
@@ -195,17 +195,18 @@ pub fn debug(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         );
         call.reply().simple(&line);
     } else if is(sub, "digest") && args.len() == 2 {
-        let digest = db_digest(s, call.now);
-        call.reply().status_or_bulk(hex(&digest).as_bytes());
+        let digest = digest::dataset_digest(&s.db);
+        call.reply().status_or_bulk(digest::hex(&digest).as_bytes());
     } else if is(sub, "digest-value") {
         let keys: Vec<Vec<u8>> = args.iter_from(2).map(<[u8]>::to_vec).collect();
         let mut r = Vec::new();
         for k in keys {
-            let d = match s.db.get(&k, call.now) {
-                Some(e) => value_digest(e.value()),
+            // Like Redis, DEBUG sees logically expired keys that are still stored.
+            let d = match s.db.find_stored(&k) {
+                Some(e) => digest::value_digest(e.value(), e.is_volatile()),
                 None => [0; 20],
             };
-            r.push(hex(&d));
+            r.push(digest::hex(&d));
         }
         let mut reply = call.reply();
         reply.array(r.len());
@@ -243,97 +244,6 @@ pub fn debug(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         )));
     }
     Ok(())
-}
-
-fn hex(d: &[u8; 20]) -> String {
-    d.iter().fold(String::with_capacity(40), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// A 160-bit digest of a value (SHA-1 of its type and string form). Redis's own DEBUG DIGEST
-/// uses the same idea (SHA-1 mixing); the numbers differ from Redis's, so digests are compared
-/// between Tessera servers only (replicas, restarts).
-fn value_digest(v: &Value) -> [u8; 20] {
-    let mut data = v.type_name().as_bytes().to_vec();
-    if let Some(s) = v.as_str() {
-        data.extend_from_slice(&s.to_vec());
-    }
-    sha1(&data)
-}
-
-fn db_digest(s: &mut Server, now: i64) -> [u8; 20] {
-    let mut acc = [0u8; 20];
-    if s.db.is_empty() {
-        return acc;
-    }
-    for e in s.db.iter() {
-        let at = s.db.entry_expire_at(e);
-        if at.is_some_and(|at| at <= now) {
-            continue;
-        }
-        let mut data = e.key().to_vec();
-        data.extend_from_slice(&value_digest(e.value()));
-        if let Some(at) = at {
-            data.extend_from_slice(b"!!expire!!");
-            data.extend_from_slice(&at.to_le_bytes());
-        }
-        // Order-independent mix of per-key digests, like Redis's xorDigest.
-        for (a, b) in acc.iter_mut().zip(sha1(&data)) {
-            *a ^= b;
-        }
-    }
-    acc
-}
-
-/// SHA-1, for DEBUG DIGEST (not for security).
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
-    let mut msg = data.to_vec();
-    let bits = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bits.to_be_bytes());
-    for chunk in msg.chunks(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in chunk.chunks(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A827999),
-                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
-                _ => (b ^ c ^ d, 0xCA62C1D6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (i, x) in h.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&x.to_be_bytes());
-    }
-    out
 }
 
 /// `SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]`
