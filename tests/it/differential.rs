@@ -310,6 +310,8 @@ const CORPUS: &[Step] = &[
     s(&["CONFIG", "SET", "maxclients"]),
     s(&["CONFIG", "HELP"]),
     s(&["SLOWLOG", "HELP"]),
+    s(&["LATENCY", "HELP"]),
+    s(&["LATENCY", "HISTOGRAM", "nosuchcommand"]),
     s(&["SLOWLOG", "GET", "-2"]),
     s(&["DEBUG", "NOSUCH"]),
     s(&["COMMAND", "INFO", "get", "set", "nosuchcommand"]),

@@ -168,8 +168,58 @@ fn latency_monitor_records_spikes() {
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].0, "command");
     assert!(latest[0].2 >= 50);
+    let graph: String = redis::cmd("LATENCY")
+        .arg("GRAPH")
+        .arg("command")
+        .query(&mut r)
+        .unwrap();
+    assert!(graph.starts_with("command - high "), "{graph}");
+    assert!(graph.contains(&"-".repeat(80)), "{graph}");
+    let err = redis::cmd("LATENCY")
+        .arg("GRAPH")
+        .arg("nosuch")
+        .query::<String>(&mut r);
+    assert!(
+        err.unwrap_err()
+            .to_string()
+            .contains("No samples available for event 'nosuch'")
+    );
     let n: i64 = redis::cmd("LATENCY").arg("RESET").query(&mut r).unwrap();
     assert_eq!(n, 1);
+}
+
+#[test]
+fn latency_histograms_track_every_command() {
+    let s = TestServer::start(&[]);
+    let mut c = s.raw();
+    for i in 0..100 {
+        c.cmd_str(&["SET", &format!("k{i}"), "v"]);
+    }
+    c.cmd_str(&["CONFIG", "GET", "hz"]);
+    let h = c.cmd_str(&["LATENCY", "HISTOGRAM", "set", "config"]);
+    assert!(
+        h.starts_with("*4\r\n$10\r\nconfig|get\r\n*4\r\n$5\r\ncalls\r\n:1\r\n"),
+        "{h}"
+    );
+    assert!(
+        h.contains("$3\r\nset\r\n*4\r\n$5\r\ncalls\r\n:100\r\n$14\r\nhistogram_usec\r\n"),
+        "{h}"
+    );
+    let info = c.cmd_str(&["INFO", "latencystats"]);
+    assert!(info.contains("latency_percentiles_usec_set:p50="), "{info}");
+    assert!(info.contains(",p99.9="), "{info}");
+    c.cmd_str(&[
+        "CONFIG",
+        "SET",
+        "latency-tracking-info-percentiles",
+        "50 75",
+    ]);
+    let info = c.cmd_str(&["INFO", "latencystats"]);
+    assert!(info.contains(",p75=") && !info.contains("p99"), "{info}");
+    c.cmd_str(&["CONFIG", "RESETSTAT"]);
+    c.cmd_str(&["CONFIG", "SET", "latency-tracking", "no"]);
+    c.cmd_str(&["SET", "k", "v"]);
+    assert_eq!(c.cmd_str(&["LATENCY", "HISTOGRAM", "set"]), "*0\r\n");
 }
 
 #[test]

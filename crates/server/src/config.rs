@@ -24,6 +24,10 @@ pub struct Config {
     pub slowlog_log_slower_than: i64,
     pub slowlog_max_len: usize,
     pub latency_monitor_threshold: u64,
+    /// Per-command latency histograms (`LATENCY HISTOGRAM`, `INFO latencystats`).
+    pub latency_tracking: bool,
+    /// Percentiles `INFO latencystats` reports, as Redis's space-separated list.
+    pub latency_tracking_info_percentiles: String,
     pub active_expire_effort: u32,
     pub enable_debug_command: String,
     pub dir: PathBuf,
@@ -56,6 +60,8 @@ impl Default for Config {
             slowlog_log_slower_than: 10000,
             slowlog_max_len: 128,
             latency_monitor_threshold: 0,
+            latency_tracking: true,
+            latency_tracking_info_percentiles: "50 99 99.9".into(),
             active_expire_effort: 1,
             enable_debug_command: "no".into(),
             dir: PathBuf::from("."),
@@ -157,6 +163,11 @@ impl Config {
                 "latency-monitor-threshold",
                 self.latency_monitor_threshold.to_string(),
             ),
+            ("latency-tracking", b(self.latency_tracking)),
+            (
+                "latency-tracking-info-percentiles",
+                self.latency_tracking_info_percentiles.clone(),
+            ),
             (
                 "active-expire-effort",
                 self.active_expire_effort.to_string(),
@@ -213,6 +224,13 @@ impl Config {
             "slowlog-log-slower-than" => self.slowlog_log_slower_than = num(value)?,
             "slowlog-max-len" => self.slowlog_max_len = num(value)?,
             "latency-monitor-threshold" => self.latency_monitor_threshold = num(value)?,
+            "latency-tracking" => self.latency_tracking = yes_no(value)?,
+            "latency-tracking-info-percentiles" => {
+                if parse_percentiles(value).is_none() {
+                    return Err("argument(s) must be a list of percentiles between 0 and 100".into());
+                }
+                self.latency_tracking_info_percentiles = value.into();
+            }
             "active-expire-effort" => {
                 let v: u32 = num(value)?;
                 if !(1..=10).contains(&v) {
@@ -267,7 +285,7 @@ impl Config {
                 continue;
             }
             let rendered = match name {
-                "appendonly" => (value == "yes").to_string(),
+                "appendonly" | "latency-tracking" => (value == "yes").to_string(),
                 "bind"
                 | "requirepass"
                 | "enable-debug-command"
@@ -276,7 +294,8 @@ impl Config {
                 | "loglevel"
                 | "pidfile"
                 | "maxmemory-policy"
-                | "save" => {
+                | "save"
+                | "latency-tracking-info-percentiles" => {
                     format!("{value:?}")
                 }
                 _ => value,
@@ -305,6 +324,13 @@ where
             .ok_or_else(|| serde::de::Error::custom(format!("invalid memory value {s:?}")))?,
     };
     T::try_from(bytes).map_err(|_| serde::de::Error::custom("memory value out of range"))
+}
+
+/// Parses `latency-tracking-info-percentiles`: numbers between 0 and 100, space-separated.
+pub fn parse_percentiles(s: &str) -> Option<Vec<f64>> {
+    s.split_whitespace()
+        .map(|p| p.parse::<f64>().ok().filter(|v| (0.0..=100.0).contains(v)))
+        .collect()
 }
 
 /// Parses Redis memory values: `1024`, `1k`, `1kb`, `1m`, `1mb`, `1g`, `1gb` (k = 1000,

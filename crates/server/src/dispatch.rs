@@ -13,7 +13,7 @@ use tessera_storage::OpError;
 use crate::client::ReplyMode;
 use crate::commands;
 use crate::server::{Server, unix_ms};
-use crate::stats::CommandStats;
+use crate::stats::{CommandStats, LatencyHistogram};
 
 /// What a handler returns when it fails. Successful replies are written by the handler itself.
 #[derive(Debug)]
@@ -82,6 +82,8 @@ struct Entry {
     /// Implemented subcommands of a container command: (lower-case name, entry index).
     subs: Vec<(&'static str, usize)>,
     stats: CommandStats,
+    /// Created on the first call while `latency-tracking` is on.
+    latency: Option<Box<LatencyHistogram>>,
 }
 
 /// The implemented commands.
@@ -118,6 +120,7 @@ impl Commands {
                         handler,
                         subs: Vec::new(),
                         stats: CommandStats::default(),
+                        latency: None,
                     });
                     entries.len() - 1
                 });
@@ -130,6 +133,7 @@ impl Commands {
                     handler,
                     subs: Vec::new(),
                     stats: CommandStats::default(),
+                    latency: None,
                 });
                 let idx = entries.len() - 1;
                 entries[parent_idx].subs.push((sub, idx));
@@ -227,10 +231,20 @@ impl Commands {
             .map(|e| (e.spec.name, e.stats))
     }
 
+    /// Latency histograms of commands called while tracking was on, by full name.
+    pub fn latency_histograms(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, &LatencyHistogram)> + '_ {
+        self.entries
+            .iter()
+            .filter_map(|e| e.latency.as_deref().map(|h| (e.spec.name, h)))
+    }
+
     /// `CONFIG RESETSTAT`.
     pub fn reset_stats(&mut self) {
         for e in &mut self.entries {
             e.stats = CommandStats::default();
+            e.latency = None;
         }
     }
 }
@@ -309,11 +323,17 @@ impl Server {
             }
         };
         self.stats.total_commands_processed += 1;
-        let stats = &mut self.commands.entries[idx].stats;
-        stats.calls += 1;
-        stats.usec += duration_us;
+        let entry = &mut self.commands.entries[idx];
+        entry.stats.calls += 1;
+        entry.stats.usec += duration_us;
         if failed {
-            stats.failed_calls += 1;
+            entry.stats.failed_calls += 1;
+        }
+        if self.config.latency_tracking {
+            entry
+                .latency
+                .get_or_insert_with(Default::default)
+                .record(duration_us);
         }
         self.after_call(tok, out, out_start, args, spec, duration_us);
     }

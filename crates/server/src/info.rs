@@ -278,6 +278,21 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 );
             }
         }
+        "latencystats" => {
+            w!("# Latencystats");
+            let percentiles =
+                crate::config::parse_percentiles(&s.config.latency_tracking_info_percentiles)
+                    .unwrap_or_default();
+            let mut hists: Vec<_> = s.commands.latency_histograms().collect();
+            hists.sort_by_key(|(n, _)| *n);
+            for (name, h) in hists {
+                let fields: Vec<String> = percentiles
+                    .iter()
+                    .map(|p| format!("p{}={:.3}", trim_float(*p), h.percentile_us(*p)))
+                    .collect();
+                w!("latency_percentiles_usec_{name}:{}", fields.join(","));
+            }
+        }
         "commandstats" => {
             w!("# Commandstats");
             let mut stats: Vec<_> = s.commands.stats().collect();
@@ -300,6 +315,12 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
         _ => return false,
     }
     true
+}
+
+/// A percentile as Redis prints it in field names: `%f` with trailing zeros removed.
+fn trim_float(v: f64) -> String {
+    let s = format!("{v:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Redis's `bytesToHuman`.

@@ -198,3 +198,165 @@ impl LatencyMonitor {
         }
     }
 }
+
+/// `LATENCY GRAPH`: the event's samples as Redis's filled sparkline (latency.c and
+/// sparkline.c): a header, 80 dashes, then 4 rows of `_o#|` per 80 samples with the age of
+/// each sample written vertically below it.
+pub fn latency_graph(name: &str, e: &LatencyEvent, now: i64) -> String {
+    const COLUMNS: usize = 80;
+    const ROWS: usize = 4;
+    let samples: Vec<(u64, String)> = e
+        .samples
+        .iter()
+        .map(|s| {
+            let elapsed = now - s.time;
+            let label = match elapsed {
+                ..60 => format!("{elapsed}s"),
+                60..3600 => format!("{}m", elapsed / 60),
+                3600..86400 => format!("{}h", elapsed / 3600),
+                _ => format!("{}d", elapsed / 86400),
+            };
+            (s.latency_ms, label)
+        })
+        .collect();
+    let min = samples.iter().map(|s| s.0).min().unwrap_or(0);
+    let max = samples.iter().map(|s| s.0).max().unwrap_or(0);
+    let mut out = format!(
+        "{name} - high {max} ms, low {min} ms (all time high {} ms)\n{}\n",
+        e.max,
+        "-".repeat(COLUMNS)
+    );
+    for (n, chunk) in samples.chunks(COLUMNS).enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        sparkline_range(&mut out, chunk, min, max, ROWS);
+    }
+    out
+}
+
+/// One block of Redis's `sparklineRenderRange` with `SPARKLINE_FILL`.
+fn sparkline_range(out: &mut String, samples: &[(u64, String)], min: u64, max: u64, rows: usize) {
+    const FILL: [char; 3] = ['_', 'o', '#'];
+    const LABEL_MARGIN_TOP: usize = 1;
+    let steps = (FILL.len() * rows) as i64;
+    let relmax = if max == min { 1.0 } else { (max - min) as f64 };
+    let mut row = 0;
+    loop {
+        let mut more = false;
+        let mut chars = vec![' '; samples.len()];
+        for (j, (value, label)) in samples.iter().enumerate() {
+            let relval = (value - min) as f64;
+            // As C: (int)(relval * steps) / relmax, truncated.
+            let step = (((relval * steps as f64) as i64) as f64 / relmax) as i64;
+            let step = step.clamp(0, steps - 1);
+            if row < rows {
+                more = true;
+                let idx = step - ((rows - row - 1) * FILL.len()) as i64;
+                if (0..FILL.len() as i64).contains(&idx) {
+                    chars[j] = FILL[idx as usize];
+                } else if idx >= FILL.len() as i64 {
+                    chars[j] = '|';
+                }
+            } else {
+                if row - rows < LABEL_MARGIN_TOP {
+                    more = true;
+                    break;
+                }
+                let at = row - rows - LABEL_MARGIN_TOP;
+                if let Some(c) = label.chars().nth(at) {
+                    more = true;
+                    chars[j] = c;
+                }
+            }
+        }
+        if !more {
+            break;
+        }
+        row += 1;
+        out.extend(chars);
+        out.push('\n');
+    }
+}
+
+/// A command's latency histogram (Redis 7's `latency-tracking`): nanoseconds from 1 ns to 1 s
+/// with 2 significant digits, as Redis's hdr_histogram.
+pub struct LatencyHistogram(hdrhistogram::Histogram<u64>);
+
+impl LatencyHistogram {
+    const MAX_NS: u64 = 1_000_000_000;
+
+    /// An empty histogram.
+    pub fn new() -> Self {
+        LatencyHistogram(
+            hdrhistogram::Histogram::new_with_bounds(1, Self::MAX_NS, 2)
+                .expect("constant bounds are valid"),
+        )
+    }
+
+    /// Records one call of `duration_us` microseconds (clamped to 1 ns .. 1 s, as Redis).
+    #[inline]
+    pub fn record(&mut self, duration_us: u64) {
+        self.0
+            .saturating_record(duration_us.saturating_mul(1000).clamp(1, Self::MAX_NS));
+    }
+
+    /// Number of calls recorded.
+    pub fn calls(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The latency at `percentile` (0..100), in microseconds.
+    pub fn percentile_us(&self, percentile: f64) -> f64 {
+        self.0.value_at_percentile(percentile) as f64 / 1000.0
+    }
+
+    /// The cumulative distribution `LATENCY HISTOGRAM` replies: for power-of-two reporting
+    /// levels from 1024 ns, the highest value equivalent to the level (in µs) and the number of
+    /// calls up to it, only where the count grew (Redis's `fillCommandCDF`).
+    pub fn cdf(&self) -> Vec<(u64, u64)> {
+        let total = self.0.len();
+        let mut out = Vec::new();
+        let mut level: u64 = 1024;
+        let mut previous = 0;
+        while previous < total && level <= Self::MAX_NS * 2 {
+            let upper = self.0.highest_equivalent(level);
+            let cumulative = self.0.count_between(0, level);
+            if cumulative > previous {
+                out.push((upper / 1000, cumulative));
+            }
+            previous = cumulative;
+            level *= 2;
+        }
+        out
+    }
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LatencyHistogram({} calls)", self.calls())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LatencyHistogram;
+
+    #[test]
+    fn cdf_reports_redis_buckets() {
+        let mut h = LatencyHistogram::new();
+        for us in [0, 0, 0, 5, 5, 40] {
+            h.record(us);
+        }
+        // Levels 1024, 8192 and 65536 ns, reported at their highest equivalent value in µs.
+        assert_eq!(h.cdf(), [(1, 3), (8, 5), (66, 6)]);
+        assert_eq!(h.calls(), 6);
+        assert!((h.percentile_us(50.0) - 0.001).abs() < 1e-9);
+    }
+}

@@ -117,6 +117,8 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("latency|history", server::latency),
     ("latency|reset", server::latency),
     ("latency|doctor", server::latency),
+    ("latency|graph", server::latency),
+    ("latency|histogram", server::latency),
     ("latency|help", server::latency),
     ("command|count", server::command),
     ("command|info", server::command),

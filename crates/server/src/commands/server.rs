@@ -381,6 +381,8 @@ const LATENCY_HELP: &[&str] = &[
     "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "DOCTOR",
     "    Return a human readable latency analysis report.",
+    "GRAPH <event>",
+    "    Return an ASCII latency graph for the <event> class.",
     "HISTORY <event>",
     "    Return time-latency samples for the <event> class.",
     "LATEST",
@@ -388,6 +390,9 @@ const LATENCY_HELP: &[&str] = &[
     "RESET [<event> ...]",
     "    Reset latency data of one or more <event> classes.",
     "    (default: reset all data for all event classes)",
+    "HISTOGRAM [COMMAND ...]",
+    "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+    "    If no commands are specified then all histograms are replied.",
     "HELP",
     "    Prints this help.",
 ];
@@ -445,6 +450,49 @@ pub fn latency(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
                 n
             };
             call.reply().int(n as i64);
+        }
+        "latency|histogram" => {
+            // All tracked commands, or the named ones (a container names its subcommands).
+            let names: Vec<String> = args
+                .iter_from(2)
+                .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+                .collect();
+            let mut hists: Vec<(&'static str, Vec<(u64, u64)>, u64)> = s
+                .commands
+                .latency_histograms()
+                .filter(|(n, _)| {
+                    names.is_empty()
+                        || names
+                            .iter()
+                            .any(|w| n == w || n.split('|').next() == Some(w.as_str()))
+                })
+                .map(|(n, h)| (n, h.cdf(), h.calls()))
+                .collect();
+            hists.sort_by_key(|(n, ..)| *n);
+            let mut r = call.reply();
+            r.map(hists.len());
+            for (name, cdf, calls) in hists {
+                r.bulk(name.as_bytes());
+                r.map(2);
+                r.bulk(b"calls");
+                r.int(calls as i64);
+                r.bulk(b"histogram_usec");
+                r.map(cdf.len());
+                for (us, count) in cdf {
+                    r.int(us as i64);
+                    r.int(count as i64);
+                }
+            }
+        }
+        "latency|graph" => {
+            let name = String::from_utf8_lossy(args.get(2)).into_owned();
+            let Some(e) = s.latency.events.get(name.as_str()) else {
+                return Err(CmdError::msg(format!(
+                    "ERR No samples available for event '{name}'"
+                )));
+            };
+            let graph = crate::stats::latency_graph(&name, e, unix_ms() / 1000);
+            call.reply().verbatim("txt", graph.as_bytes());
         }
         "latency|doctor" => {
             let mut text = String::new();
