@@ -457,7 +457,7 @@ pub fn latency(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
                 .iter_from(2)
                 .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
                 .collect();
-            let mut hists: Vec<(&'static str, Vec<(u64, u64)>, u64)> = s
+            let mut hists: Vec<_> = s
                 .commands
                 .latency_histograms()
                 .filter(|(n, _)| {
@@ -466,16 +466,16 @@ pub fn latency(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
                             .iter()
                             .any(|w| n == w || n.split('|').next() == Some(w.as_str()))
                 })
-                .map(|(n, h)| (n, h.cdf(), h.calls()))
                 .collect();
-            hists.sort_by_key(|(n, ..)| *n);
+            hists.sort_by_key(|(n, _)| *n);
             let mut r = call.reply();
             r.map(hists.len());
-            for (name, cdf, calls) in hists {
+            for (name, h) in hists {
+                let cdf = h.cdf();
                 r.bulk(name.as_bytes());
                 r.map(2);
                 r.bulk(b"calls");
-                r.int(calls as i64);
+                r.int(h.calls() as i64);
                 r.bulk(b"histogram_usec");
                 r.map(cdf.len());
                 for (us, count) in cdf {
