@@ -400,10 +400,7 @@ fn split_args(
                         other => other,
                     });
                 } else if c == b'"' {
-                    // A closing quote must be followed by a space or nothing.
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return Err(ParseError::UnbalancedQuotes);
-                    }
+                    close_quote(line, i)?;
                     i += 1;
                     break;
                 } else {
@@ -418,9 +415,7 @@ fn split_args(
                     i += 1;
                     out.push(b'\'');
                 } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return Err(ParseError::UnbalancedQuotes);
-                    }
+                    close_quote(line, i)?;
                     i += 1;
                     break;
                 } else {
@@ -440,6 +435,14 @@ fn split_args(
             i += 1;
         }
         spans.push((start as u32, out.len() as u32));
+    }
+}
+
+/// A closing quote at `i` must be followed by a space or the end of the line.
+fn close_quote(line: &[u8], i: usize) -> Result<(), ParseError> {
+    match line.get(i + 1) {
+        Some(c) if !c.is_ascii_whitespace() => Err(ParseError::UnbalancedQuotes),
+        _ => Ok(()),
     }
 }
 

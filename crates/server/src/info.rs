@@ -6,46 +6,34 @@ use std::fmt::Write as _;
 use crate::commands::connection::REDIS_VERSION;
 use crate::server::Server;
 
-const DEFAULT: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "modules",
-    "errorstats",
-    "cluster",
-    "keyspace",
-];
-/// `INFO all` / `everything`, in Redis's order.
-const ALL: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "modules",
-    "commandstats",
-    "errorstats",
-    "latencystats",
-    "cluster",
-    "keyspace",
+/// Every section in Redis's order, and whether a plain `INFO` includes it.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("modules", true),
+    ("commandstats", false),
+    ("errorstats", true),
+    ("latencystats", false),
+    ("cluster", true),
+    ("keyspace", true),
 ];
 
 /// Renders the requested sections (none: the default set; `all`, `everything`, `default`).
 pub fn render(s: &Server, requested: &[String]) -> String {
+    let defaults = SECTIONS.iter().filter(|(_, d)| *d).map(|(n, _)| *n);
     let mut sections: Vec<&str> = Vec::new();
     if requested.is_empty() {
-        sections.extend(DEFAULT);
+        sections.extend(defaults.clone());
     }
     for r in requested {
         match r.as_str() {
-            "all" | "everything" => sections.extend(ALL),
-            "default" => sections.extend(DEFAULT),
+            "all" | "everything" => sections.extend(SECTIONS.iter().map(|(n, _)| *n)),
+            "default" => sections.extend(defaults.clone()),
             other => sections.push(other),
         }
     }

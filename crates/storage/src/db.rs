@@ -236,22 +236,6 @@ impl Db {
         None
     }
 
-    /// Inserts a key known to be absent (the caller has just looked it up).
-    pub fn insert_new(&mut self, key: &[u8], value: Value, expire_at: Option<i64>, now: i64) {
-        let l = loc(key);
-        let entry = KeyEntry {
-            key: SmallBytes::new(key),
-            value,
-            access: lru_clock_at(now),
-            flags: 0,
-        };
-        self.slots[l.slot].insert_new(entry, l.hash);
-        self.keys += 1;
-        if let Some(at) = expire_at {
-            self.apply_expiry(key, l, Expiry::At(at), false);
-        }
-    }
-
     fn apply_expiry(&mut self, key: &[u8], l: Loc, expiry: Expiry, volatile: bool) {
         match expiry {
             Expiry::Keep => {}

@@ -137,13 +137,7 @@ impl LongDouble {
                 exp: 0,
             });
         }
-        let neg = sum.sign() == Sign::Minus;
-        let mag = sum.magnitude();
-        if e >= 0 {
-            Self::from_ratio(neg, &(mag << e as usize), &BigUint::one())
-        } else {
-            Self::from_ratio(neg, mag, &(BigUint::one() << (-e) as usize))
-        }
+        from_binary(sum.sign() == Sign::Minus, sum.magnitude(), e)
     }
 
     /// Redis's `ld2string(value, LD_STR_HUMAN)`: `%.17Lf` (rounded half to even), trailing
@@ -183,23 +177,36 @@ impl LongDouble {
     }
 }
 
-/// Digits and a decimal exponent: `[digits][.digits][e[+-]digits]`, at least one digit.
-fn parse_decimal(neg: bool, s: &str) -> Option<Result<LongDouble, Range>> {
-    let (mantissa, exp) = match s.find('e') {
+/// Splits `[int][.frac][<marker>[+-]exp]` whose mantissa digits satisfy `digit`, with at least
+/// one digit: `(int, frac, exp)`.
+fn split_number(s: &str, marker: char, digit: fn(&u8) -> bool) -> Option<(&str, &str, i64)> {
+    let (mantissa, exp) = match s.find(marker) {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty() {
+    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|c| digit(&c)) {
         return None;
     }
-    if !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let exp10 = match exp {
+    let exp = match exp {
         Some(e) => parse_exponent(e)?,
         None => 0,
     };
+    Some((int, frac, exp))
+}
+
+/// Rounds `n * 2^b` (`b` may be negative).
+fn from_binary(neg: bool, n: &BigUint, b: i64) -> Result<LongDouble, Range> {
+    if b >= 0 {
+        LongDouble::from_ratio(neg, &(n << b as usize), &BigUint::one())
+    } else {
+        LongDouble::from_ratio(neg, n, &(BigUint::one() << (-b) as usize))
+    }
+}
+
+/// Decimal text: `[digits][.digits][e[+-]digits]`.
+fn parse_decimal(neg: bool, s: &str) -> Option<Result<LongDouble, Range>> {
+    let (int, frac, exp10) = split_number(s, 'e', u8::is_ascii_digit)?;
     let digits = format!("{int}{frac}");
     let n = BigUint::parse_bytes(digits.as_bytes(), 10).unwrap_or_default();
     if n.is_zero() {
@@ -226,27 +233,9 @@ fn parse_decimal(neg: bool, s: &str) -> Option<Result<LongDouble, Range>> {
     })
 }
 
-/// Hex digits and a binary exponent: `[hex][.hex][p[+-]digits]`, at least one digit.
+/// Hex text after `0x`: `[hex][.hex][p[+-]digits]`, a binary exponent.
 fn parse_hex(neg: bool, s: &str) -> Option<Result<LongDouble, Range>> {
-    let (mantissa, exp) = match s.find('p') {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
-        None => (s, None),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    if !int
-        .bytes()
-        .chain(frac.bytes())
-        .all(|c| c.is_ascii_hexdigit())
-    {
-        return None;
-    }
-    let exp2 = match exp {
-        Some(e) => parse_exponent(e)?,
-        None => 0,
-    };
+    let (int, frac, exp2) = split_number(s, 'p', u8::is_ascii_hexdigit)?;
     let n = BigUint::parse_bytes(format!("{int}{frac}").as_bytes(), 16).unwrap_or_default();
     if n.is_zero() {
         return Some(Ok(LongDouble {
@@ -262,11 +251,7 @@ fn parse_hex(neg: bool, s: &str) -> Option<Result<LongDouble, Range>> {
     if n.bits() as i64 + b < MIN_EXP - 1 {
         return Some(Err(Range::Underflow));
     }
-    Some(if b >= 0 {
-        LongDouble::from_ratio(neg, &(n << b as usize), &BigUint::one())
-    } else {
-        LongDouble::from_ratio(neg, &n, &(BigUint::one() << (-b) as usize))
-    })
+    Some(from_binary(neg, &n, b))
 }
 
 /// An exponent `[+-]digits`, saturated far beyond any representable value.

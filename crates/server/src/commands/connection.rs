@@ -286,6 +286,21 @@ const CLIENT_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
+/// A client type (`normal`, `master`, `replica`, `slave`, `pubsub`): true for `normal`, the
+/// only type of client that exists until replication and pub/sub.
+fn client_type_is_normal(t: &[u8]) -> Result<bool, CmdError> {
+    if !["normal", "master", "replica", "slave", "pubsub"]
+        .iter()
+        .any(|n| is(t, n))
+    {
+        return Err(CmdError::msg(format!(
+            "ERR Unknown client type '{}'",
+            String::from_utf8_lossy(t)
+        )));
+    }
+    Ok(is(t, "normal"))
+}
+
 fn on_off(a: &[u8]) -> Result<bool, CmdError> {
     if is(a, "on") {
         Ok(true)
@@ -322,17 +337,7 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             while i < args.len() {
                 let a = args.get(i);
                 if is(a, "type") && i + 1 < args.len() {
-                    let t = args.get(i + 1);
-                    if !["normal", "master", "replica", "slave", "pubsub"]
-                        .iter()
-                        .any(|n| is(t, n))
-                    {
-                        return Err(CmdError::msg(format!(
-                            "ERR Unknown client type '{}'",
-                            String::from_utf8_lossy(t)
-                        )));
-                    }
-                    if !is(t, "normal") {
+                    if !client_type_is_normal(args.get(i + 1))? {
                         ids = Some(Vec::new());
                     }
                     i += 2;
@@ -488,16 +493,7 @@ fn client_kill(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         } else if is(k, "laddr") {
             laddr = Some(String::from_utf8_lossy(v).into_owned());
         } else if is(k, "type") {
-            if !["normal", "master", "replica", "slave", "pubsub"]
-                .iter()
-                .any(|n| is(v, n))
-            {
-                return Err(CmdError::msg(format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(v)
-                )));
-            }
-            type_normal = is(v, "normal");
+            type_normal = client_type_is_normal(v)?;
         } else if is(k, "skipme") {
             skipme = on_off_yes_no(v)?;
         } else if is(k, "user") {
