@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tessera_protocol::Limits;
 
+/// The largest query buffer: argument offsets in a request are 32-bit.
+const MAX_QUERY_BUFFER: u64 = u32::MAX as u64;
+
 /// Configuration of a shard server. Field names are Redis's parameter names with `_` for `-`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -121,6 +124,11 @@ impl Config {
                 "active-expire-effort must be 1..10".into(),
             ));
         }
+        if !(1024 * 1024..=MAX_QUERY_BUFFER).contains(&(self.client_query_buffer_limit as u64)) {
+            return Err(ConfigError::Invalid(
+                "client-query-buffer-limit must be between 1mb and 4gb".into(),
+            ));
+        }
         if self.databases != 1 {
             return Err(ConfigError::Invalid(
                 "databases must be 1: Tessera has one database per shard, like Redis Cluster"
@@ -220,7 +228,13 @@ impl Config {
                 self.hz = num::<i64>(value)?.clamp(1, 500) as u32;
             }
             "proto-max-bulk-len" => self.proto_max_bulk_len = mem(value)? as usize,
-            "client-query-buffer-limit" => self.client_query_buffer_limit = mem(value)? as usize,
+            "client-query-buffer-limit" => {
+                let v = mem(value)?;
+                if !(1024 * 1024..=MAX_QUERY_BUFFER).contains(&v) {
+                    return Err("argument must be between 1mb and 4gb".into());
+                }
+                self.client_query_buffer_limit = v as usize;
+            }
             "slowlog-log-slower-than" => self.slowlog_log_slower_than = num(value)?,
             "slowlog-max-len" => self.slowlog_max_len = num(value)?,
             "latency-monitor-threshold" => self.latency_monitor_threshold = num(value)?,

@@ -427,7 +427,11 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             if args.len() > 4 {
                 return Err(CmdError::Syntax);
             }
-            let until = Instant::now() + Duration::from_millis(ms as u64);
+            // A timeout beyond what the clock can add means "until CLIENT UNPAUSE".
+            let now = Instant::now();
+            let until = now
+                .checked_add(Duration::from_millis(ms as u64))
+                .unwrap_or(now + Duration::from_secs(100 * 365 * 86400));
             // A new pause never shortens or weakens one in force (Redis's pauseClients).
             let pause = match s.pause {
                 Some(p) if p.until > Instant::now() => Pause {

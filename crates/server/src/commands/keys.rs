@@ -306,7 +306,7 @@ pub fn ttl(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         None => -2,
         Some(None) => -1,
         Some(Some(at)) => match name {
-            "ttl" => ((at - call.now).max(0) + 500) / 1000,
+            "ttl" => (at - call.now).max(0).saturating_add(500) / 1000,
             "pttl" => (at - call.now).max(0),
             "expiretime" => at / 1000,
             _ => at,
