@@ -10,4 +10,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 # `cargo test` builds binaries only for their own package's tests: build `tessera` first, so the
 # integration tests never run an old binary.
 cargo build --workspace
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+# One closing line with the totals over every test binary (doc-test runs with nothing to run
+# come last in cargo's output and would otherwise close it).
+awk '/^test result:/ {
+       for (i = 2; i <= NF; i++) {
+         if ($i ~ /^passed;?$/) p += $(i - 1)
+         if ($i ~ /^failed;?$/) f += $(i - 1)
+       }
+     }
+     END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0) }' "$log"
