@@ -122,6 +122,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     adjust_open_files_limit(&mut config);
     let mut server = Server::bind(config.clone())

@@ -119,6 +119,8 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
         }
         "memory" => {
             let m = crate::memory::stats();
+            let overhead = s.db.buckets() as u64 * 8;
+            let dataset = m.allocated.saturating_sub(m.startup);
             w!("# Memory");
             w!("used_memory:{}", m.allocated);
             w!("used_memory_human:{}", human(m.allocated));
@@ -130,17 +132,36 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 "used_memory_peak_perc:{:.2}%",
                 m.allocated as f64 * 100.0 / m.peak.max(1) as f64
             );
-            w!("used_memory_overhead:{}", s.db.buckets() * 8);
+            w!("used_memory_overhead:{overhead}");
             w!("used_memory_startup:{}", m.startup);
+            w!("used_memory_dataset:{dataset}");
             w!(
-                "used_memory_dataset:{}",
-                m.allocated.saturating_sub(m.startup)
+                "used_memory_dataset_perc:{:.2}%",
+                dataset as f64 * 100.0 / m.allocated.max(1) as f64
             );
             w!("allocator_allocated:{}", m.allocated);
             w!("allocator_active:{}", m.active);
             w!("allocator_resident:{}", m.resident);
             w!("total_system_memory:{}", m.total_system);
             w!("total_system_memory_human:{}", human(m.total_system));
+            // TODO(#7): scripting and functions memory.
+            for f in [
+                "used_memory_lua:0",
+                "used_memory_vm_eval:0",
+                "used_memory_lua_human:0B",
+                "used_memory_scripts_eval:0",
+                "number_of_cached_scripts:0",
+                "number_of_functions:0",
+                "number_of_libraries:0",
+                "used_memory_vm_functions:0",
+                "used_memory_vm_total:0",
+                "used_memory_vm_total_human:0B",
+                "used_memory_functions:0",
+                "used_memory_scripts:0",
+                "used_memory_scripts_human:0B",
+            ] {
+                w!("{f}");
+            }
             w!("maxmemory:{}", s.config.maxmemory);
             w!("maxmemory_human:{}", human(s.config.maxmemory));
             w!("maxmemory_policy:{}", s.config.maxmemory_policy);
@@ -157,9 +178,14 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 m.resident as f64 / m.active.max(1) as f64
             );
             w!(
+                "allocator_rss_bytes:{}",
+                m.resident as i64 - m.active as i64
+            );
+            w!(
                 "rss_overhead_ratio:{:.2}",
                 m.rss as f64 / m.resident.max(1) as f64
             );
+            w!("rss_overhead_bytes:{}", m.rss as i64 - m.resident as i64);
             w!(
                 "mem_fragmentation_ratio:{:.2}",
                 m.rss as f64 / m.allocated.max(1) as f64
@@ -168,22 +194,65 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 "mem_fragmentation_bytes:{}",
                 m.rss as i64 - m.allocated as i64
             );
+            let clients: u64 = s
+                .clients
+                .iter()
+                .filter_map(|(_, c)| c.io.as_ref())
+                .map(|io| (io.buf.capacity() + io.out.capacity()) as u64)
+                .sum();
+            w!("mem_not_counted_for_evict:0");
+            w!("mem_replication_backlog:0");
+            w!("mem_total_replication_buffers:0");
+            w!("mem_clients_slaves:0");
+            w!("mem_clients_normal:{clients}");
+            w!("mem_cluster_links:0");
+            w!("mem_aof_buffer:0");
             w!("mem_allocator:jemalloc-5.3.0");
+            w!("active_defrag_running:0");
             w!("lazyfree_pending_objects:0");
+            w!("lazyfreed_objects:0");
         }
         "persistence" => {
-            // TODO(#4): persistence fills these in.
+            // TODO(#4): persistence fills these in; until then nothing is saved or loaded.
             w!("# Persistence");
-            w!("loading:0");
-            w!("async_loading:0");
-            w!("current_cow_peak:0");
-            w!("rdb_changes_since_last_save:0");
-            w!("rdb_bgsave_in_progress:0");
+            for f in [
+                "loading:0",
+                "async_loading:0",
+                "current_cow_peak:0",
+                "current_cow_size:0",
+                "current_cow_size_age:0",
+                "current_fork_perc:0.00",
+                "current_save_keys_processed:0",
+                "current_save_keys_total:0",
+                "rdb_changes_since_last_save:0",
+                "rdb_bgsave_in_progress:0",
+            ] {
+                w!("{f}");
+            }
             w!("rdb_last_save_time:{}", s.last_save);
-            w!("rdb_last_bgsave_status:ok");
-            w!("aof_enabled:0");
-            w!("aof_rewrite_in_progress:0");
-            w!("aof_last_write_status:ok");
+            for f in [
+                "rdb_last_bgsave_status:ok",
+                "rdb_last_bgsave_time_sec:-1",
+                "rdb_current_bgsave_time_sec:-1",
+                "rdb_saves:0",
+                "rdb_last_cow_size:0",
+                "rdb_last_load_keys_expired:0",
+                "rdb_last_load_keys_loaded:0",
+                "aof_enabled:0",
+                "aof_rewrite_in_progress:0",
+                "aof_rewrite_scheduled:0",
+                "aof_last_rewrite_time_sec:-1",
+                "aof_current_rewrite_time_sec:-1",
+                "aof_last_bgrewrite_status:ok",
+                "aof_rewrites:0",
+                "aof_rewrites_consecutive_failures:0",
+                "aof_last_write_status:ok",
+                "aof_last_cow_size:0",
+                "module_fork_in_progress:0",
+                "module_fork_last_cow_size:0",
+            ] {
+                w!("{f}");
+            }
         }
         "stats" => {
             let st = &s.stats;
@@ -198,9 +267,16 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             w!("instantaneous_ops_per_sec:{}", st.instantaneous_ops());
             w!("total_net_input_bytes:{}", st.net_input_bytes);
             w!("total_net_output_bytes:{}", st.net_output_bytes);
+            w!("total_net_repl_input_bytes:0");
+            w!("total_net_repl_output_bytes:0");
             w!("instantaneous_input_kbps:{kin:.2}");
             w!("instantaneous_output_kbps:{kout:.2}");
+            w!("instantaneous_input_repl_kbps:0.00");
+            w!("instantaneous_output_repl_kbps:0.00");
             w!("rejected_connections:{}", st.rejected_connections);
+            w!("sync_full:0");
+            w!("sync_partial_ok:0");
+            w!("sync_partial_err:0");
             w!("expired_keys:{}", db.expired_keys);
             w!("expired_stale_perc:{:.2}", db.expired_stale_perc);
             w!(
@@ -212,20 +288,47 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 db.expire_cycle_us / 1000
             );
             w!("evicted_keys:{}", st.evicted_keys);
+            w!("evicted_clients:0");
+            w!("total_eviction_exceeded_time:0");
+            w!("current_eviction_exceeded_time:0");
             w!("keyspace_hits:{}", st.keyspace_hits);
             w!("keyspace_misses:{}", st.keyspace_misses);
-            w!("pubsub_channels:0");
-            w!("pubsub_patterns:0");
-            w!("latest_fork_usec:0");
-            w!("total_forks:0");
-            w!("total_error_replies:{}", st.total_error_replies);
+            for f in [
+                "pubsub_channels:0",
+                "pubsub_patterns:0",
+                "pubsubshard_channels:0",
+                "latest_fork_usec:0",
+                "total_forks:0",
+                "migrate_cached_sockets:0",
+                "slave_expires_tracked_keys:0",
+                "active_defrag_hits:0",
+                "active_defrag_misses:0",
+                "active_defrag_key_hits:0",
+                "active_defrag_key_misses:0",
+                "total_active_defrag_time:0",
+                "current_active_defrag_time:0",
+                "tracking_total_keys:0",
+                "tracking_total_items:0",
+                "tracking_total_prefixes:0",
+            ] {
+                w!("{f}");
+            }
             w!("unexpected_error_replies:{}", st.unexpected_error_replies);
+            w!("total_error_replies:{}", st.total_error_replies);
+            w!("dump_payload_sanitizations:0");
+            w!("total_reads_processed:{}", st.total_reads_processed);
+            w!("total_writes_processed:{}", st.total_writes_processed);
+            w!("io_threaded_reads_processed:0");
+            w!("io_threaded_writes_processed:0");
+            w!("reply_buffer_shrinks:0");
+            w!("reply_buffer_expands:0");
         }
         "replication" => {
             // TODO(#5): replication fills these in.
             w!("# Replication");
             w!("role:master");
             w!("connected_slaves:0");
+            w!("master_failover_state:no-failover");
             w!("master_replid:{}", s.run_id);
             w!("master_replid2:0000000000000000000000000000000000000000");
             w!("master_repl_offset:0");
@@ -237,11 +340,14 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
         }
         "cpu" => {
             let (user, sys) = crate::memory::cpu_times();
+            let (main_user, main_sys) = crate::memory::main_thread_cpu_times();
             w!("# CPU");
             w!("used_cpu_sys:{sys:.6}");
             w!("used_cpu_user:{user:.6}");
             w!("used_cpu_sys_children:0.000000");
             w!("used_cpu_user_children:0.000000");
+            w!("used_cpu_sys_main_thread:{main_sys:.6}");
+            w!("used_cpu_user_main_thread:{main_user:.6}");
         }
         "modules" => {
             w!("# Modules");

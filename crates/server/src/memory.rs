@@ -75,7 +75,17 @@ fn total_system() -> u64 {
 
 /// User and system CPU seconds of this process, from /proc/self/stat (clock ticks of 1/100 s).
 pub fn cpu_times() -> (f64, f64) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    stat_cpu_times("/proc/self/stat")
+}
+
+/// User and system CPU seconds of the main thread (the event loop's), whose thread id is the
+/// process id.
+pub fn main_thread_cpu_times() -> (f64, f64) {
+    stat_cpu_times(&format!("/proc/self/task/{}/stat", std::process::id()))
+}
+
+fn stat_cpu_times(path: &str) -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return (0.0, 0.0);
     };
     // Fields after the command name (which may contain spaces) start after the last ')'.

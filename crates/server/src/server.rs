@@ -265,6 +265,7 @@ impl Server {
                     return;
                 }
                 Ok(n) => {
+                    self.stats.total_reads_processed += 1;
                     io.end += n;
                     client.last_interaction = self.turn_start;
                     self.stats.net_input_bytes += n as u64;
@@ -385,6 +386,7 @@ impl Server {
             match client.stream.write(&io.out[io.out_pos..]) {
                 Ok(0) => break,
                 Ok(n) => {
+                    self.stats.total_writes_processed += 1;
                     io.out_pos += n;
                     self.stats.net_output_bytes += n as u64;
                 }

@@ -17,6 +17,10 @@ pub struct Stats {
     pub evicted_keys: u64,
     pub total_error_replies: u64,
     pub unexpected_error_replies: u64,
+    /// Read events handled (`total_reads_processed`).
+    pub total_reads_processed: u64,
+    /// Write calls made (`total_writes_processed`).
+    pub total_writes_processed: u64,
     pub errorstats: BTreeMap<String, u64>,
     ops_samples: [u64; 16],
     in_samples: [u64; 16],
