@@ -430,3 +430,26 @@ fn replies_match_redis_server_resp2() {
 fn replies_match_redis_server_resp3() {
     compare(true);
 }
+
+/// The field names of `INFO everything` on a fresh server, without per-command, per-error and
+/// per-database lines and Tessera's own `tessera_version`.
+fn info_fields(server: &TestServer) -> Vec<String> {
+    let text = server.raw().cmd_str(&["INFO", "everything"]);
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.to_string()))
+        .filter(|n| {
+            !["cmdstat_", "errorstat_", "latency_percentiles_usec_", "db"]
+                .iter()
+                .any(|p| n.starts_with(p))
+                && n != "tessera_version"
+        })
+        .collect()
+}
+
+#[test]
+fn info_has_every_redis_field_in_redis_order() {
+    let tessera = TestServer::start(&[]);
+    let redis = TestServer::start_redis();
+    assert_eq!(info_fields(&tessera), info_fields(&redis));
+}
