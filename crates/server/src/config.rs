@@ -32,6 +32,11 @@ pub struct Config {
     /// Percentiles `INFO latencystats` reports, as Redis's space-separated list.
     pub latency_tracking_info_percentiles: String,
     pub active_expire_effort: u32,
+    #[serde(alias = "hash-max-ziplist-entries")]
+    pub hash_max_listpack_entries: usize,
+    #[serde(alias = "hash-max-ziplist-value")]
+    pub hash_max_listpack_value: usize,
+    pub set_max_intset_entries: usize,
     pub enable_debug_command: String,
     pub dir: PathBuf,
     pub logfile: String,
@@ -66,6 +71,9 @@ impl Default for Config {
             latency_tracking: true,
             latency_tracking_info_percentiles: "50 99 99.9".into(),
             active_expire_effort: 1,
+            hash_max_listpack_entries: 128,
+            hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
             enable_debug_command: "no".into(),
             dir: PathBuf::from("."),
             logfile: String::new(),
@@ -138,6 +146,15 @@ impl Config {
         Ok(())
     }
 
+    /// The compact encoding thresholds this configuration sets.
+    pub fn compact_limits(&self) -> tessera_storage::CompactLimits {
+        tessera_storage::CompactLimits {
+            hash_max_listpack_entries: self.hash_max_listpack_entries,
+            hash_max_listpack_value: self.hash_max_listpack_value,
+            set_max_intset_entries: self.set_max_intset_entries,
+        }
+    }
+
     /// The protocol limits this configuration sets.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -179,6 +196,26 @@ impl Config {
             (
                 "active-expire-effort",
                 self.active_expire_effort.to_string(),
+            ),
+            (
+                "hash-max-listpack-entries",
+                self.hash_max_listpack_entries.to_string(),
+            ),
+            (
+                "hash-max-listpack-value",
+                self.hash_max_listpack_value.to_string(),
+            ),
+            (
+                "hash-max-ziplist-entries",
+                self.hash_max_listpack_entries.to_string(),
+            ),
+            (
+                "hash-max-ziplist-value",
+                self.hash_max_listpack_value.to_string(),
+            ),
+            (
+                "set-max-intset-entries",
+                self.set_max_intset_entries.to_string(),
             ),
             ("enable-debug-command", self.enable_debug_command.clone()),
             ("dir", self.dir.display().to_string()),
@@ -239,6 +276,13 @@ impl Config {
             "slowlog-max-len" => self.slowlog_max_len = num(value)?,
             "latency-monitor-threshold" => self.latency_monitor_threshold = num(value)?,
             "latency-tracking" => self.latency_tracking = yes_no(value)?,
+            "hash-max-listpack-entries" | "hash-max-ziplist-entries" => {
+                self.hash_max_listpack_entries = num(value)?
+            }
+            "hash-max-listpack-value" | "hash-max-ziplist-value" => {
+                self.hash_max_listpack_value = num(value)?
+            }
+            "set-max-intset-entries" => self.set_max_intset_entries = num(value)?,
             "latency-tracking-info-percentiles" => {
                 if parse_percentiles(value).is_none() {
                     return Err("argument(s) must be a list of percentiles between 0 and 100".into());
@@ -295,7 +339,8 @@ impl Config {
                 .params()
                 .iter()
                 .any(|(n, v)| *n == name && *v == value);
-            if is_default {
+            // Old names are aliases: writing both would be a duplicate key.
+            if is_default || name.contains("ziplist") {
                 continue;
             }
             let rendered = match name {

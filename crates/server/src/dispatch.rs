@@ -71,6 +71,13 @@ impl Call<'_> {
     pub fn reply(&mut self) -> Reply<'_> {
         Reply::new(self.out, self.resp3)
     }
+
+    /// A reply encoder built from the output buffer alone, for handlers that keep a borrow of
+    /// the keyspace (through the server) while they write the reply.
+    #[inline]
+    pub fn reply_to(out: &mut Vec<u8>, resp3: bool) -> Reply<'_> {
+        Reply::new(out, resp3)
+    }
 }
 
 /// A command handler.

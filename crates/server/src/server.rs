@@ -109,8 +109,10 @@ impl Server {
             .map(|_| char::from_digit(rand::random_range(0..16u32), 16).expect("digit below 16"))
             .collect();
         let now = unix_ms();
+        let mut db = Db::new();
+        db.limits = config.compact_limits();
         Ok(Server {
-            db: Db::new(),
+            db,
             clients: Slab::with_capacity(64),
             stats: Stats::default(),
             commands: Commands::new(),

@@ -84,6 +84,8 @@ pub struct Db {
     rng: SmallRng,
     /// `INFO` counters.
     pub stats: DbStats,
+    /// Thresholds of the compact encodings (from the server's configuration).
+    pub limits: crate::types::CompactLimits,
 }
 
 impl Default for Db {
@@ -117,6 +119,7 @@ impl Db {
             expires_cursor: 0,
             rng: SmallRng::from_os_rng(),
             stats: DbStats::default(),
+            limits: crate::types::CompactLimits::default(),
         }
     }
 

@@ -267,18 +267,18 @@ impl<E: Keyed> Dict<E> {
 
     /// One step of Redis's `dictScan`: calls `f` for the entries of the buckets at `cursor` and
     /// returns the next cursor (0 when the scan is complete).
-    pub fn scan(&self, cursor: u64, mut f: impl FnMut(&E)) -> u64 {
+    pub fn scan<'a>(&'a self, cursor: u64, mut f: impl FnMut(&'a E)) -> u64 {
         if self.is_empty() {
             return 0;
         }
         let mut v = cursor;
-        let emit = |table: &[Link<E>], idx: usize, f: &mut dyn FnMut(&E)| {
+        fn emit<'a, E>(table: &'a [Link<E>], idx: usize, f: &mut impl FnMut(&'a E)) {
             let mut link = &table[idx];
             while let Some(node) = link {
                 f(&node.entry);
                 link = &node.next;
             }
-        };
+        }
         if self.rehash_idx.is_none() {
             let m0 = (self.tables[0].len() - 1) as u64;
             emit(&self.tables[0], (v & m0) as usize, &mut f);

@@ -14,6 +14,8 @@ use crate::value::Value;
 fn type_number(v: &Value) -> u32 {
     match v {
         Value::Int(_) | Value::Str(_) | Value::Raw(_) => 0,
+        Value::Set(_) => 2,
+        Value::Hash(_) => 4,
     }
 }
 
@@ -34,8 +36,26 @@ fn mix_digest(digest: &mut [u8; 20], data: &[u8]) {
 /// then `!!expire!!` XORed in when the key has a time to live.
 fn object_digest(digest: &mut [u8; 20], v: &Value, volatile: bool) {
     mix_digest(digest, &type_number(v).to_be_bytes());
-    if let Some(s) = v.as_str() {
-        mix_digest(digest, s.bytes(&mut itoa::Buffer::new()));
+    match v {
+        Value::Int(_) | Value::Str(_) | Value::Raw(_) => {
+            if let Some(s) = v.as_str() {
+                mix_digest(digest, s.bytes(&mut itoa::Buffer::new()));
+            }
+        }
+        // Unordered members: XOR of their digests.
+        Value::Set(s) => {
+            for m in s.iter() {
+                xor_digest(digest, m.bytes(&mut itoa::Buffer::new()));
+            }
+        }
+        Value::Hash(h) => {
+            for (f, val) in h.iter() {
+                let mut element = [0u8; 20];
+                mix_digest(&mut element, f);
+                mix_digest(&mut element, val);
+                xor_digest(digest, &element);
+            }
+        }
     }
     if volatile {
         xor_digest(digest, b"!!expire!!");

@@ -16,10 +16,14 @@ pub mod digest;
 pub mod error;
 pub mod longdouble;
 pub mod strings;
+pub mod types;
 pub mod value;
 
 pub use bytes::SmallBytes;
 pub use db::{Db, DbStats, ExpireTuning, Expiry, FlushedDb};
 pub use dict::Dict;
 pub use error::OpError;
+pub use types::CompactLimits;
+pub use types::hash::Hash;
+pub use types::set::Set;
 pub use value::{KeyEntry, StrView, Value};

@@ -2,6 +2,8 @@
 
 use crate::bytes::SmallBytes;
 use crate::dict::Keyed;
+use crate::types::hash::Hash;
+use crate::types::set::Set;
 
 /// A value in the keyspace. Strings have three encodings, as in Redis: `Int` for canonical
 /// integers, `Str` for strings stored once, and `Raw` for strings changed in place (APPEND,
@@ -13,6 +15,8 @@ pub enum Value {
     Int(i64),
     Str(SmallBytes),
     Raw(Box<Vec<u8>>),
+    Hash(Box<Hash>),
+    Set(Box<Set>),
 }
 
 const _: () = assert!(std::mem::size_of::<Value>() == 24);
@@ -82,6 +86,8 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Int(_) | Value::Str(_) | Value::Raw(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
         }
     }
 
@@ -91,6 +97,8 @@ impl Value {
             Value::Int(_) => "int",
             Value::Str(s) if s.len() <= EMBSTR_LIMIT => "embstr",
             Value::Str(_) | Value::Raw(_) => "raw",
+            Value::Hash(h) => h.encoding(),
+            Value::Set(s) => s.encoding(),
         }
     }
 
@@ -101,6 +109,7 @@ impl Value {
             Value::Int(n) => Some(StrView::Int(*n)),
             Value::Str(s) => Some(StrView::Bytes(s.as_bytes())),
             Value::Raw(v) => Some(StrView::Bytes(v)),
+            Value::Hash(_) | Value::Set(_) => None,
         }
     }
 
@@ -111,6 +120,7 @@ impl Value {
             Value::Raw(v) => return Some(v),
             Value::Int(n) => itoa::Buffer::new().format(*n).as_bytes().to_vec(),
             Value::Str(s) => s.as_bytes().to_vec(),
+            Value::Hash(_) | Value::Set(_) => return None,
         };
         *self = Value::Raw(Box::new(bytes));
         match self {
@@ -125,6 +135,8 @@ impl Value {
             Value::Int(_) => 0,
             Value::Str(s) => s.heap_size(),
             Value::Raw(v) => 24 + v.capacity(),
+            Value::Hash(h) => h.heap_size(),
+            Value::Set(s) => s.heap_size(),
         }
     }
 }

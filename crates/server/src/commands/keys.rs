@@ -136,41 +136,16 @@ pub fn keys(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
 pub fn scan(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let cursor = std::str::from_utf8(args.get(1))
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-        .ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
-    let mut count = 10usize;
-    let mut pattern: Option<&[u8]> = None;
-    let mut type_filter: Option<&[u8]> = None;
-    let mut i = 2;
-    while i < args.len() {
-        let a = args.get(i);
-        let Some(v) = args.try_get(i + 1) else {
-            return Err(CmdError::Syntax);
-        };
-        if is(a, "count") {
-            let n = int_arg(v)?;
-            if n < 1 {
-                return Err(CmdError::Syntax);
-            }
-            count = n as usize;
-        } else if is(a, "match") {
-            pattern = (v != b"*").then_some(v);
-        } else if is(a, "type") {
-            type_filter = Some(v);
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 2;
-    }
+    let o = super::ScanOptions::parse(args, 1, true)?;
     let now = call.now;
     let mut found = Vec::new();
-    let next = s.db.scan(cursor, count, |e| {
-        if pattern.is_some_and(|p| !glob::matches(p, e.key(), false)) {
+    let next = s.db.scan(o.cursor, o.count, |e| {
+        if !o.matches(e.key()) {
             return;
         }
-        if type_filter.is_some_and(|t| !t.eq_ignore_ascii_case(e.value().type_name().as_bytes())) {
+        if o.type_filter
+            .is_some_and(|t| !t.eq_ignore_ascii_case(e.value().type_name().as_bytes()))
+        {
             return;
         }
         found.push(e.key().to_vec());

@@ -4,12 +4,13 @@
 
 pub mod bitmaps;
 pub mod connection;
+pub mod hashes;
 pub mod keys;
 pub mod server;
 pub mod strings;
 
-use tessera_protocol::num;
-use tessera_storage::{KeyEntry, OpError};
+use tessera_protocol::{Args, glob, num};
+use tessera_storage::{Expiry, Hash, KeyEntry, OpError, Set, Value};
 
 use crate::dispatch::{Call, CmdError, Handler};
 use crate::server::Server;
@@ -97,6 +98,23 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("bitop", bitmaps::bitop),
     ("bitfield", bitmaps::bitfield),
     ("bitfield_ro", bitmaps::bitfield),
+    // hashes
+    ("hset", hashes::hset),
+    ("hmset", hashes::hset),
+    ("hsetnx", hashes::hsetnx),
+    ("hget", hashes::hget),
+    ("hmget", hashes::hmget),
+    ("hdel", hashes::hdel),
+    ("hlen", hashes::hlen),
+    ("hstrlen", hashes::hstrlen),
+    ("hexists", hashes::hexists),
+    ("hkeys", hashes::hgetall),
+    ("hvals", hashes::hgetall),
+    ("hgetall", hashes::hgetall),
+    ("hincrby", hashes::hincrby),
+    ("hincrbyfloat", hashes::hincrbyfloat),
+    ("hrandfield", hashes::hrandfield),
+    ("hscan", hashes::hscan),
     // server
     ("info", server::info),
     ("config|get", server::config),
@@ -147,7 +165,134 @@ pub fn is(a: &[u8], lit: &str) -> bool {
     a.eq_ignore_ascii_case(lit.as_bytes())
 }
 
+/// Options of SCAN, HSCAN, SSCAN and ZSCAN: `cursor [MATCH pattern] [COUNT count]`, and
+/// `[TYPE type]` for SCAN.
+pub struct ScanOptions<'a> {
+    pub cursor: u64,
+    pub count: usize,
+    /// `None` when absent or `*`.
+    pub pattern: Option<&'a [u8]>,
+    pub type_filter: Option<&'a [u8]>,
+}
+
+impl<'a> ScanOptions<'a> {
+    /// Parses the cursor at `at` and the options after it.
+    pub fn parse(args: &Args<'a>, at: usize, allow_type: bool) -> Result<Self, CmdError> {
+        let cursor = std::str::from_utf8(args.get(at))
+            .ok()
+            .and_then(|c| c.parse::<u64>().ok())
+            .ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
+        let mut o = ScanOptions {
+            cursor,
+            count: 10,
+            pattern: None,
+            type_filter: None,
+        };
+        let mut i = at + 1;
+        while i < args.len() {
+            let a = args.get(i);
+            let Some(v) = args.try_get(i + 1) else {
+                return Err(CmdError::Syntax);
+            };
+            if is(a, "count") {
+                let n = int_arg(v)?;
+                if n < 1 {
+                    return Err(CmdError::Syntax);
+                }
+                o.count = n as usize;
+            } else if is(a, "match") {
+                o.pattern = (v != b"*").then_some(v);
+            } else if is(a, "type") && allow_type {
+                o.type_filter = Some(v);
+            } else {
+                return Err(CmdError::Syntax);
+            }
+            i += 2;
+        }
+        Ok(o)
+    }
+
+    /// True if `name` passes the MATCH pattern.
+    pub fn matches(&self, name: &[u8]) -> bool {
+        self.pattern.is_none_or(|p| glob::matches(p, name, false))
+    }
+}
+
 impl Server {
+    /// The hash at `key` for reading (`None` when missing).
+    pub fn read_hash(&mut self, call: &Call<'_>, key: &[u8]) -> Result<Option<&Hash>, CmdError> {
+        match self.read_key(call, key) {
+            None => Ok(None),
+            Some(e) => match e.value() {
+                Value::Hash(h) => Ok(Some(h)),
+                _ => Err(OpError::WrongType.into()),
+            },
+        }
+    }
+
+    /// The hash at `key` for writing, created empty when `create` and missing.
+    pub fn write_hash(
+        &mut self,
+        call: &Call<'_>,
+        key: &[u8],
+        create: bool,
+    ) -> Result<Option<&mut Hash>, CmdError> {
+        if create && !self.db.contains(key, call.now) {
+            self.db
+                .set(key, Value::Hash(Box::default()), Expiry::Persist, call.now);
+        }
+        match self.write_key(call, key) {
+            None => Ok(None),
+            Some(e) => match e.value_mut() {
+                Value::Hash(h) => Ok(Some(h)),
+                _ => Err(OpError::WrongType.into()),
+            },
+        }
+    }
+
+    /// The set at `key` for reading (`None` when missing).
+    pub fn read_set(&mut self, call: &Call<'_>, key: &[u8]) -> Result<Option<&Set>, CmdError> {
+        match self.read_key(call, key) {
+            None => Ok(None),
+            Some(e) => match e.value() {
+                Value::Set(s) => Ok(Some(s)),
+                _ => Err(OpError::WrongType.into()),
+            },
+        }
+    }
+
+    /// The set at `key` for writing, created empty when `create` and missing.
+    pub fn write_set(
+        &mut self,
+        call: &Call<'_>,
+        key: &[u8],
+        create: bool,
+    ) -> Result<Option<&mut Set>, CmdError> {
+        if create && !self.db.contains(key, call.now) {
+            self.db
+                .set(key, Value::Set(Box::default()), Expiry::Persist, call.now);
+        }
+        match self.write_key(call, key) {
+            None => Ok(None),
+            Some(e) => match e.value_mut() {
+                Value::Set(s) => Ok(Some(s)),
+                _ => Err(OpError::WrongType.into()),
+            },
+        }
+    }
+
+    /// Deletes `key` if its collection became empty (Redis never keeps empty collections).
+    pub fn remove_if_empty(&mut self, key: &[u8]) {
+        let empty = self.db.find_stored(key).is_some_and(|e| match e.value() {
+            Value::Hash(h) => h.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            _ => false,
+        });
+        if empty {
+            self.db.remove(key);
+        }
+    }
+
     /// Looks up a key for reading: counts a keyspace hit or miss and updates the key's access
     /// time, unless the client asked for `CLIENT NO-TOUCH` (Redis's `lookupKeyRead`).
     pub fn read_key(&mut self, call: &Call<'_>, key: &[u8]) -> Option<&mut KeyEntry> {
