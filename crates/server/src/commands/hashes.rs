@@ -10,7 +10,7 @@ use crate::server::Server;
 
 /// `HSET key field value [field value ...]`, `HMSET key field value [field value ...]`
 pub fn hset(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(CmdError::msg(format!(
             "ERR wrong number of arguments for '{}' command",
             call.spec.name
