@@ -3,6 +3,7 @@
 
 mod support;
 
+mod collections;
 mod differential;
 mod expire;
 mod keys;

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod hashes;
 pub mod keys;
 pub mod server;
+pub mod sets;
 pub mod strings;
 
 use tessera_protocol::{Args, glob, num};
@@ -115,6 +116,24 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("hincrbyfloat", hashes::hincrbyfloat),
     ("hrandfield", hashes::hrandfield),
     ("hscan", hashes::hscan),
+    // sets
+    ("sadd", sets::sadd),
+    ("srem", sets::srem),
+    ("scard", sets::scard),
+    ("sismember", sets::sismember),
+    ("smismember", sets::sismember),
+    ("smembers", sets::smembers),
+    ("srandmember", sets::srandmember),
+    ("spop", sets::spop),
+    ("smove", sets::smove),
+    ("sinter", sets::algebra),
+    ("sunion", sets::algebra),
+    ("sdiff", sets::algebra),
+    ("sinterstore", sets::algebra_store),
+    ("sunionstore", sets::algebra_store),
+    ("sdiffstore", sets::algebra_store),
+    ("sintercard", sets::sintercard),
+    ("sscan", sets::sscan),
     // server
     ("info", server::info),
     ("config|get", server::config),
