@@ -14,6 +14,7 @@ use crate::value::Value;
 fn type_number(v: &Value) -> u32 {
     match v {
         Value::Int(_) | Value::Str(_) | Value::Raw(_) => 0,
+        Value::List(_) => 1,
         Value::Set(_) => 2,
         Value::Hash(_) => 4,
     }
@@ -40,6 +41,12 @@ fn object_digest(digest: &mut [u8; 20], v: &Value, volatile: bool) {
         Value::Int(_) | Value::Str(_) | Value::Raw(_) => {
             if let Some(s) = v.as_str() {
                 mix_digest(digest, s.bytes(&mut itoa::Buffer::new()));
+            }
+        }
+        // Ordered elements: mixed in order.
+        Value::List(l) => {
+            for e in l.0.iter() {
+                mix_digest(digest, e.as_bytes());
             }
         }
         // Unordered members: XOR of their digests.

@@ -25,5 +25,6 @@ pub use dict::Dict;
 pub use error::OpError;
 pub use types::CompactLimits;
 pub use types::hash::Hash;
+pub use types::list::{End, List};
 pub use types::set::Set;
 pub use value::{KeyEntry, StrView, Value};

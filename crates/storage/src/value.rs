@@ -3,6 +3,7 @@
 use crate::bytes::SmallBytes;
 use crate::dict::Keyed;
 use crate::types::hash::Hash;
+use crate::types::list::List;
 use crate::types::set::Set;
 
 /// A value in the keyspace. Strings have three encodings, as in Redis: `Int` for canonical
@@ -17,6 +18,7 @@ pub enum Value {
     Raw(Box<Vec<u8>>),
     Hash(Box<Hash>),
     Set(Box<Set>),
+    List(Box<List>),
 }
 
 const _: () = assert!(std::mem::size_of::<Value>() == 24);
@@ -88,6 +90,7 @@ impl Value {
             Value::Int(_) | Value::Str(_) | Value::Raw(_) => "string",
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
+            Value::List(_) => "list",
         }
     }
 
@@ -99,6 +102,7 @@ impl Value {
             Value::Str(_) | Value::Raw(_) => "raw",
             Value::Hash(h) => h.encoding(),
             Value::Set(s) => s.encoding(),
+            Value::List(_) => "quicklist",
         }
     }
 
@@ -109,7 +113,7 @@ impl Value {
             Value::Int(n) => Some(StrView::Int(*n)),
             Value::Str(s) => Some(StrView::Bytes(s.as_bytes())),
             Value::Raw(v) => Some(StrView::Bytes(v)),
-            Value::Hash(_) | Value::Set(_) => None,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) => None,
         }
     }
 
@@ -120,7 +124,7 @@ impl Value {
             Value::Raw(v) => return Some(v),
             Value::Int(n) => itoa::Buffer::new().format(*n).as_bytes().to_vec(),
             Value::Str(s) => s.as_bytes().to_vec(),
-            Value::Hash(_) | Value::Set(_) => return None,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) => return None,
         };
         *self = Value::Raw(Box::new(bytes));
         match self {
@@ -137,6 +141,7 @@ impl Value {
             Value::Raw(v) => 24 + v.capacity(),
             Value::Hash(h) => h.heap_size(),
             Value::Set(s) => s.heap_size(),
+            Value::List(l) => l.heap_size(),
         }
     }
 }

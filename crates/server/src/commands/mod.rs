@@ -6,12 +6,13 @@ pub mod bitmaps;
 pub mod connection;
 pub mod hashes;
 pub mod keys;
+pub mod lists;
 pub mod server;
 pub mod sets;
 pub mod strings;
 
 use tessera_protocol::{Args, glob, num};
-use tessera_storage::{Expiry, Hash, KeyEntry, OpError, Set, Value};
+use tessera_storage::{Expiry, Hash, KeyEntry, List, OpError, Set, Value};
 
 use crate::dispatch::{Call, CmdError, Handler};
 use crate::server::Server;
@@ -116,6 +117,24 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("hincrbyfloat", hashes::hincrbyfloat),
     ("hrandfield", hashes::hrandfield),
     ("hscan", hashes::hscan),
+    // lists
+    ("lpush", lists::push),
+    ("rpush", lists::push),
+    ("lpushx", lists::push),
+    ("rpushx", lists::push),
+    ("lpop", lists::pop),
+    ("rpop", lists::pop),
+    ("llen", lists::llen),
+    ("lindex", lists::lindex),
+    ("lrange", lists::lrange),
+    ("ltrim", lists::ltrim),
+    ("lset", lists::lset),
+    ("linsert", lists::linsert),
+    ("lrem", lists::lrem),
+    ("lpos", lists::lpos),
+    ("lmove", lists::lmove),
+    ("rpoplpush", lists::rpoplpush),
+    ("lmpop", lists::lmpop),
     // sets
     ("sadd", sets::sadd),
     ("srem", sets::srem),
@@ -300,11 +319,43 @@ impl Server {
         }
     }
 
+    /// The list at `key` for reading (`None` when missing).
+    pub fn read_list(&mut self, call: &Call<'_>, key: &[u8]) -> Result<Option<&List>, CmdError> {
+        match self.read_key(call, key) {
+            None => Ok(None),
+            Some(e) => match e.value() {
+                Value::List(l) => Ok(Some(l)),
+                _ => Err(OpError::WrongType.into()),
+            },
+        }
+    }
+
+    /// The list at `key` for writing, created empty when `create` and missing.
+    pub fn write_list(
+        &mut self,
+        call: &Call<'_>,
+        key: &[u8],
+        create: bool,
+    ) -> Result<Option<&mut List>, CmdError> {
+        if create && !self.db.contains(key, call.now) {
+            self.db
+                .set(key, Value::List(Box::default()), Expiry::Persist, call.now);
+        }
+        match self.write_key(call, key) {
+            None => Ok(None),
+            Some(e) => match e.value_mut() {
+                Value::List(l) => Ok(Some(l)),
+                _ => Err(OpError::WrongType.into()),
+            },
+        }
+    }
+
     /// Deletes `key` if its collection became empty (Redis never keeps empty collections).
     pub fn remove_if_empty(&mut self, key: &[u8]) {
         let empty = self.db.find_stored(key).is_some_and(|e| match e.value() {
             Value::Hash(h) => h.is_empty(),
             Value::Set(s) => s.is_empty(),
+            Value::List(l) => l.is_empty(),
             _ => false,
         });
         if empty {

@@ -3,6 +3,7 @@
 //! structure it converts to as it grows; it never converts back, as in Redis.
 
 pub mod hash;
+pub mod list;
 pub mod packed;
 pub mod set;
 
