@@ -3,6 +3,7 @@
 
 mod support;
 
+mod blocking;
 mod collections;
 mod differential;
 mod expire;

@@ -57,6 +57,8 @@ pub struct Client {
     pub paused: bool,
     /// Not read from while its unwritten output is above the backpressure threshold.
     pub output_blocked: bool,
+    /// Waiting in a blocking command (BLPOP ...).
+    pub blocked: Option<crate::blocking::Blocked>,
     /// True while the socket is registered for writable events.
     pub want_write: bool,
     /// True while on the server's pending-write list.
@@ -99,6 +101,7 @@ impl Client {
             close_asap: false,
             paused: false,
             output_blocked: false,
+            blocked: None,
             want_write: false,
             pending_write: false,
             created: now,

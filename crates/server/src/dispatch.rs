@@ -318,6 +318,21 @@ impl Server {
         };
         let handler = self.commands.entries[idx].handler;
         let result = handler(self, &mut call, args);
+        if let Some(req) = self.blocking.request.take() {
+            if self.blocking.retrying == Some(tok) {
+                // Still no data: the client stays blocked (the retry loop sees the request).
+                self.blocking.request = Some(req);
+            } else {
+                self.block_client(tok, args, req);
+            }
+            return;
+        }
+        if result.is_ok() && spec.has(flag::WRITE) && !self.blocking.nobody_waits() {
+            // Wake clients blocked on the keys this command wrote.
+            for (pos, _) in spec.key_positions(args).unwrap_or_default() {
+                self.blocking.mark_ready(args.get(pos));
+            }
+        }
         let duration_us = started.elapsed().as_micros() as u64;
         let out = call.out;
         let failed = match result {

@@ -113,7 +113,7 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             }
             w!("client_recent_max_input_buffer:{max_in}");
             w!("client_recent_max_output_buffer:{max_out}");
-            w!("blocked_clients:0");
+            w!("blocked_clients:{}", s.blocking.count(&s.clients));
             w!("tracking_clients:0");
             w!("clients_in_timeout_table:0");
         }

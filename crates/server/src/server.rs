@@ -54,6 +54,8 @@ pub struct Server {
     pub monitors: Vec<usize>,
     /// `DEBUG SET-ACTIVE-EXPIRE`.
     pub active_expire_enabled: bool,
+    /// Clients blocked in BLPOP and friends.
+    pub blocking: crate::blocking::Blocking,
     pub start: Instant,
     pub start_unix_ms: i64,
     pub run_id: String,
@@ -121,6 +123,7 @@ impl Server {
             pause: None,
             monitors: Vec::new(),
             active_expire_enabled: true,
+            blocking: Default::default(),
             start: Instant::now(),
             start_unix_ms: now,
             run_id,
@@ -153,11 +156,15 @@ impl Server {
         loop {
             let period = Duration::from_millis(1000 / u64::from(self.config.hz.max(1)));
             let since = self.last_cron.elapsed();
-            let timeout = if self.fast_expire_due || !self.pending_writes.is_empty() {
+            let mut timeout = if self.fast_expire_due || !self.pending_writes.is_empty() {
                 Duration::ZERO
             } else {
                 period.saturating_sub(since)
             };
+            // Wake up for the earliest blocking timeout.
+            if let Some(d) = self.blocking.next_deadline() {
+                timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+            }
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -307,7 +314,7 @@ impl Server {
                 break;
             }
             let client = &mut self.clients[tok];
-            if client.close_after_reply || client.close_asap {
+            if client.close_after_reply || client.close_asap || client.blocked.is_some() {
                 break;
             }
             if io.out.len() - io.out_pos > OUT_BACKPRESSURE {
@@ -331,6 +338,9 @@ impl Server {
                             break;
                         }
                         self.execute(tok, &mut io.out, &args);
+                        if self.blocking.has_ready() {
+                            self.serve_ready_keys();
+                        }
                     }
                     io.start += n;
                 }
@@ -442,6 +452,9 @@ impl Server {
             if client.monitor {
                 self.monitors.retain(|&t| t != tok);
             }
+            if let Some(blocked) = client.blocked.take() {
+                self.forget_blocked(tok, &blocked);
+            }
         }
     }
 
@@ -450,6 +463,7 @@ impl Server {
             let tuning = ExpireTuning::from_effort(self.config.active_expire_effort);
             self.fast_expire_due = self.db.active_expire_cycle(tuning, 1000, unix_ms);
         }
+        self.handle_blocked_in_before_sleep();
         // Resume clients whose pause ended.
         if !self.paused_clients.is_empty() && self.pause.is_none_or(|p| Instant::now() >= p.until) {
             self.pause = None;

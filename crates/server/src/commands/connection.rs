@@ -268,6 +268,8 @@ const CLIENT_HELP: &[&str] = &[
     "      Return clients of specified type.",
     "UNPAUSE",
     "    Stop the current client pause, resuming traffic.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
     "PAUSE <timeout> [WRITE|ALL]",
     "    Suspend all, or just write, clients for <timeout> milliseconds.",
     "REPLY (ON|OFF|SKIP)",
@@ -446,6 +448,26 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         "client|unpause" => {
             s.pause = None;
             call.reply().ok();
+        }
+        "client|unblock" => {
+            let id = int_arg(args.get(2))?;
+            let how = match args.try_get(3) {
+                None => crate::blocking::Release::Timeout,
+                Some(a) if is(a, "timeout") => crate::blocking::Release::Timeout,
+                Some(a) if is(a, "error") => crate::blocking::Release::Error,
+                Some(_) => {
+                    return Err(CmdError::msg(
+                        "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+                    ));
+                }
+            };
+            let target = s
+                .clients
+                .iter()
+                .find(|(_, c)| c.id == id as u64)
+                .map(|(t, _)| t);
+            let done = target.is_some_and(|t| s.release_blocked(t, how));
+            call.reply().int(i64::from(done));
         }
         "client|help" => return super::server::help(call, CLIENT_HELP),
         _ => {

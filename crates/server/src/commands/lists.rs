@@ -353,14 +353,15 @@ pub fn rpoplpush(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRes
     lmove_generic(s, call, args.get(1), args.get(2), End::Right, End::Left)
 }
 
-/// `LMPOP numkeys key [key ...] <LEFT | RIGHT> [COUNT count]`
-pub fn lmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let numkeys = int_arg(args.get(1))
+/// Parses `numkeys key [key ...] <LEFT | RIGHT> [COUNT count]` from argument `at` on, as
+/// Redis's `lmpopGenericCommand`.
+fn parse_mpop<'a>(args: &Args<'a>, at: usize) -> Result<(Vec<&'a [u8]>, End, usize), CmdError> {
+    let numkeys = int_arg(args.get(at))
         .ok()
         .filter(|&n| n > 0)
         .ok_or_else(|| CmdError::msg("ERR numkeys should be greater than 0"))?
         as usize;
-    let where_idx = 2 + numkeys;
+    let where_idx = at + 1 + numkeys;
     if where_idx >= args.len() {
         return Err(CmdError::Syntax);
     }
@@ -379,9 +380,23 @@ pub fn lmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             return Err(CmdError::Syntax);
         }
     }
-    let count = count.unwrap_or(1);
-    for k in 2..where_idx {
-        let key = args.get(k);
+    Ok((
+        (at + 1..where_idx).map(|k| args.get(k)).collect(),
+        end,
+        count.unwrap_or(1),
+    ))
+}
+
+/// Pops up to `count` elements from the first non-empty list and replies `[key, [elements]]`.
+/// Returns false, replying nothing, when every list is empty.
+fn mpop(
+    s: &mut Server,
+    call: &mut Call<'_>,
+    keys: &[&[u8]],
+    end: End,
+    count: usize,
+) -> Result<bool, CmdError> {
+    for key in keys {
         let Some(list) = s.write_list(call, key, false)? else {
             continue;
         };
@@ -398,8 +413,73 @@ pub fn lmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         for e in &popped {
             r.bulk(e.as_bytes());
         }
-        return Ok(());
+        return Ok(true);
     }
-    call.reply().null_array();
+    Ok(false)
+}
+
+/// `LMPOP numkeys key [key ...] <LEFT | RIGHT> [COUNT count]`
+pub fn lmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let (keys, end, count) = parse_mpop(args, 1)?;
+    if !mpop(s, call, &keys, end, count)? {
+        call.reply().null_array();
+    }
+    Ok(())
+}
+
+/// Asks the dispatcher to block the caller on `keys`.
+fn block_on(s: &mut Server, keys: Vec<Vec<u8>>, timeout: Option<std::time::Duration>) {
+    s.blocking.request = Some(crate::blocking::BlockRequest { keys, timeout });
+}
+
+/// `BLPOP key [key ...] timeout`, `BRPOP key [key ...] timeout`
+pub fn blpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let end = if call.spec.name == "blpop" {
+        End::Left
+    } else {
+        End::Right
+    };
+    let timeout = crate::blocking::parse_timeout(args.get(args.len() - 1))?;
+    let keys: Vec<&[u8]> = (1..args.len() - 1).map(|i| args.get(i)).collect();
+    for key in &keys {
+        if let Some(list) = s.write_list(call, key, false)?
+            && let Some(e) = list.pop(end)
+        {
+            s.remove_if_empty(key);
+            let mut r = call.reply();
+            r.array(2);
+            r.bulk(key);
+            r.bulk(e.as_bytes());
+            return Ok(());
+        }
+    }
+    block_on(s, keys.iter().map(|k| k.to_vec()).collect(), timeout);
+    Ok(())
+}
+
+/// `BLMOVE source destination <LEFT | RIGHT> <LEFT | RIGHT> timeout`,
+/// `BRPOPLPUSH source destination timeout`
+pub fn blmove(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let (from, to, timeout_at) = if call.spec.name == "blmove" {
+        (end_of(args.get(3))?, end_of(args.get(4))?, 5)
+    } else {
+        (End::Right, End::Left, 3)
+    };
+    let timeout = crate::blocking::parse_timeout(args.get(timeout_at))?;
+    let src = args.get(1);
+    if s.read_list(call, src)?.is_some_and(|l| !l.is_empty()) {
+        return lmove_generic(s, call, src, args.get(2), from, to);
+    }
+    block_on(s, vec![src.to_vec()], timeout);
+    Ok(())
+}
+
+/// `BLMPOP timeout numkeys key [key ...] <LEFT | RIGHT> [COUNT count]`
+pub fn blmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let timeout = crate::blocking::parse_timeout(args.get(1))?;
+    let (keys, end, count) = parse_mpop(args, 2)?;
+    if !mpop(s, call, &keys, end, count)? {
+        block_on(s, keys.iter().map(|k| k.to_vec()).collect(), timeout);
+    }
     Ok(())
 }

@@ -40,6 +40,7 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("client|pause", connection::client),
     ("client|unpause", connection::client),
     ("client|help", connection::client),
+    ("client|unblock", connection::client),
     // keys
     ("del", keys::del),
     ("unlink", keys::del),
@@ -135,6 +136,11 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("lmove", lists::lmove),
     ("rpoplpush", lists::rpoplpush),
     ("lmpop", lists::lmpop),
+    ("blpop", lists::blpop),
+    ("brpop", lists::blpop),
+    ("blmove", lists::blmove),
+    ("brpoplpush", lists::blmove),
+    ("blmpop", lists::blmpop),
     // sets
     ("sadd", sets::sadd),
     ("srem", sets::srem),
