@@ -59,6 +59,12 @@ pub struct Client {
     pub output_blocked: bool,
     /// Waiting in a blocking command (BLPOP ...).
     pub blocked: Option<crate::blocking::Blocked>,
+    /// Inside MULTI: the queued commands.
+    pub multi: Option<crate::commands::transactions::MultiState>,
+    /// Keys this client WATCHes.
+    pub watched: Vec<Vec<u8>>,
+    /// A watched key was modified: EXEC will fail.
+    pub dirty_cas: bool,
     /// True while the socket is registered for writable events.
     pub want_write: bool,
     /// True while on the server's pending-write list.
@@ -102,6 +108,9 @@ impl Client {
             paused: false,
             output_blocked: false,
             blocked: None,
+            multi: None,
+            watched: Vec::new(),
+            dirty_cas: false,
             want_write: false,
             pending_write: false,
             created: now,

@@ -307,6 +307,29 @@ impl Server {
             return;
         }
 
+        // Inside MULTI, commands are queued (Redis's processCommand).
+        if self.clients[tok].multi.is_some()
+            && !matches!(
+                spec.name,
+                "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+            )
+        {
+            if spec.has(flag::NO_MULTI) {
+                self.reject(
+                    tok,
+                    out,
+                    Some(idx),
+                    "ERR Command not allowed inside a transaction",
+                );
+                return;
+            }
+            if let Some(m) = self.clients[tok].multi.as_mut() {
+                m.queue.push(args.iter().map(<[u8]>::to_vec).collect());
+            }
+            out.extend_from_slice(b"+QUEUED\r\n");
+            return;
+        }
+
         let out_start = out.len();
         let started = Instant::now();
         let mut call = Call {
@@ -322,17 +345,26 @@ impl Server {
             if self.blocking.retrying == Some(tok) {
                 // Still no data: the client stays blocked (the retry loop sees the request).
                 self.blocking.request = Some(req);
+            } else if self.in_exec == Some(tok) {
+                // Inside EXEC a blocking command does not wait: it answers as timed out.
+                Reply::new(out, resp3).null_array();
             } else {
                 self.block_client(tok, args, req);
             }
             return;
         }
-        if result.is_ok() && spec.has(flag::WRITE) && !self.blocking.nobody_waits() {
-            // Wake clients blocked on the keys this command wrote.
+        if result.is_ok()
+            && spec.has(flag::WRITE)
+            && (!self.blocking.nobody_waits() || !self.watches.is_empty())
+        {
+            // Wake clients blocked on the keys this command wrote, invalidate their watches.
             for (pos, _) in spec.key_positions(args).unwrap_or_default() {
-                self.blocking.mark_ready(args.get(pos));
+                let key = args.get(pos);
+                self.blocking.mark_ready(key);
+                self.touch_watched(key);
             }
         }
+        self.drain_expired_keys();
         let duration_us = started.elapsed().as_micros() as u64;
         let out = call.out;
         let failed = match result {
@@ -408,10 +440,14 @@ impl Server {
         }
     }
 
-    /// Replies to a request refused before running, counting it as Redis does.
+    /// Replies to a request refused before running, counting it as Redis does; inside MULTI
+    /// the transaction is flagged so EXEC aborts.
     fn reject(&mut self, tok: usize, out: &mut Vec<u8>, idx: Option<usize>, text: &str) {
         if let Some(idx) = idx {
             self.commands.entries[idx].stats.rejected_calls += 1;
+        }
+        if let Some(m) = self.clients[tok].multi.as_mut() {
+            m.aborted = true;
         }
         self.count_error_text(text);
         Reply::new(out, self.clients[tok].resp3).error(text);

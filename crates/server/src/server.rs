@@ -56,6 +56,10 @@ pub struct Server {
     pub active_expire_enabled: bool,
     /// Clients blocked in BLPOP and friends.
     pub blocking: crate::blocking::Blocking,
+    /// Keys watched by clients (WATCH).
+    pub watches: crate::commands::transactions::Watches,
+    /// The client whose EXEC is running.
+    pub in_exec: Option<usize>,
     pub start: Instant,
     pub start_unix_ms: i64,
     pub run_id: String,
@@ -124,6 +128,8 @@ impl Server {
             monitors: Vec::new(),
             active_expire_enabled: true,
             blocking: Default::default(),
+            watches: Default::default(),
+            in_exec: None,
             start: Instant::now(),
             start_unix_ms: now,
             run_id,
@@ -455,6 +461,19 @@ impl Server {
             if let Some(blocked) = client.blocked.take() {
                 self.forget_blocked(tok, &blocked);
             }
+            if !client.watched.is_empty() {
+                // Put the client back briefly so its watches can be dropped by token.
+                let watched = client.watched;
+                for key in watched {
+                    if let Some(list) = self.watches.by_key_mut().get_mut(&key) {
+                        list.retain(|&t| t != tok);
+                        if list.is_empty() {
+                            self.watches.by_key_mut().remove(&key);
+                        }
+                    }
+                }
+                self.db.log_expired = !self.watches.is_empty();
+            }
         }
     }
 
@@ -503,6 +522,7 @@ impl Server {
             let tuning = ExpireTuning::from_effort(self.config.active_expire_effort);
             self.fast_expire_due = self.db.active_expire_cycle(tuning, budget_us, unix_ms);
         }
+        self.drain_expired_keys();
         self.db.rehash_and_shrink(1000);
         self.stats.sample_ops();
         if let Some(p) = self.pause

@@ -86,6 +86,10 @@ pub struct Db {
     pub stats: DbStats,
     /// Thresholds of the compact encodings (from the server's configuration).
     pub limits: crate::types::CompactLimits,
+    /// When set, keys deleted because they expired are recorded for [`Db::take_expired`]
+    /// (the server turns them into WATCH invalidations).
+    pub log_expired: bool,
+    expired_log: Vec<SmallBytes>,
 }
 
 impl Default for Db {
@@ -120,6 +124,8 @@ impl Db {
             rng: SmallRng::from_os_rng(),
             stats: DbStats::default(),
             limits: crate::types::CompactLimits::default(),
+            log_expired: false,
+            expired_log: Vec::new(),
         }
     }
 
@@ -148,13 +154,35 @@ impl Db {
         self.expires.get(key, l.hash).map(|e| e.at)
     }
 
+    fn note_expired(&mut self, key: &[u8]) {
+        self.stats.expired_keys += 1;
+        if self.log_expired {
+            self.expired_log.push(SmallBytes::new(key));
+        }
+    }
+
+    /// Keys deleted by expiry since the last call (while `log_expired` is set).
+    pub fn take_expired(&mut self) -> Vec<SmallBytes> {
+        std::mem::take(&mut self.expired_log)
+    }
+
+    /// True if expired keys are waiting in the log.
+    pub fn has_expired_log(&self) -> bool {
+        !self.expired_log.is_empty()
+    }
+
+    /// True if `key` is stored but its time to live has run out (not yet deleted).
+    pub fn is_logically_expired(&self, key: &[u8], now: i64) -> bool {
+        self.find_stored(key).is_some() && self.peek(key, now).is_none()
+    }
+
     /// True if the entry at `l` has expired at `now`; deletes it if so.
     #[inline]
     fn expire_if_needed(&mut self, key: &[u8], l: Loc, now: i64) -> bool {
         match self.expire_at_loc(key, l) {
             Some(at) if at <= now => {
                 self.remove_at(key, l);
-                self.stats.expired_keys += 1;
+                self.note_expired(key);
                 true
             }
             _ => false,
@@ -225,7 +253,7 @@ impl Db {
             }
             // The old value had already expired: the write creates a new key.
             self.remove_at(key, l);
-            self.stats.expired_keys += 1;
+            self.note_expired(key);
         }
         let entry = KeyEntry {
             key: SmallBytes::new(key),
@@ -458,6 +486,9 @@ impl Db {
             }
             for key in &expired_keys {
                 self.remove(key.as_bytes());
+                if self.log_expired {
+                    self.expired_log.push(key.clone());
+                }
             }
             let expired = expired_keys.len() as u64;
             self.stats.expired_keys += expired;

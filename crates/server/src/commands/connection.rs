@@ -161,6 +161,8 @@ pub fn reset(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult
         c.monitor = false;
         s.monitors.retain(|&t| t != tok);
     }
+    c.multi = None;
+    s.unwatch_all(tok);
     call.resp3 = false;
     call.reply().simple("RESET");
     Ok(())
@@ -200,6 +202,12 @@ fn client_line(tok: usize, c: &Client, now: Instant) -> String {
     if c.no_touch {
         flags.push('T');
     }
+    if c.multi.is_some() {
+        flags.push('x');
+    }
+    if c.blocked.is_some() {
+        flags.push('b');
+    }
     if flags.is_empty() {
         flags.push('N');
     }
@@ -215,7 +223,7 @@ fn client_line(tok: usize, c: &Client, now: Instant) -> String {
             .unwrap_or_default()
     };
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
         c.id,
         c.addr,
         c.laddr.map(|a| a.to_string()).unwrap_or_default(),
@@ -224,6 +232,7 @@ fn client_line(tok: usize, c: &Client, now: Instant) -> String {
         now.duration_since(c.created).as_secs(),
         now.duration_since(c.last_interaction).as_secs(),
         flags,
+        c.multi.as_ref().map_or(-1, |m| m.queue.len() as i64),
         qbuf,
         qbuf_free,
         c.io.as_ref().map_or(0, |io| io.buf.len()),

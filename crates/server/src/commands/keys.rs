@@ -183,6 +183,7 @@ pub fn flush(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         Some(a) if args.len() == 2 && is(a, "sync") => false,
         Some(_) => return Err(CmdError::Syntax),
     };
+    s.touch_watched_existing();
     let old = s.db.flush();
     if asynchronous {
         // Redis's lazyfree: the memory is released on another thread.

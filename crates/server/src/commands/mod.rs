@@ -10,6 +10,7 @@ pub mod lists;
 pub mod server;
 pub mod sets;
 pub mod strings;
+pub mod transactions;
 
 use tessera_protocol::{Args, glob, num};
 use tessera_storage::{Expiry, Hash, KeyEntry, List, OpError, Set, Value};
@@ -159,6 +160,12 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("sdiffstore", sets::algebra_store),
     ("sintercard", sets::sintercard),
     ("sscan", sets::sscan),
+    // transactions
+    ("multi", transactions::multi),
+    ("exec", transactions::exec),
+    ("discard", transactions::discard),
+    ("watch", transactions::watch),
+    ("unwatch", transactions::unwatch),
     // server
     ("info", server::info),
     ("config|get", server::config),
