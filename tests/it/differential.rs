@@ -667,6 +667,27 @@ const CORPUS: &[Step] = &[
     s(&["COMMAND", "LIST", "FILTERBY", "PATTERN"]),
     s(&["COMMAND", "LIST", "PATTERN", "x"]),
     s(&["SHUTDOWN", "BOGUS"]),
+    // pub/sub last: RESP2 subscribed mode restricts what follows
+    s(&["PUBSUB", "NUMPAT"]),
+    s(&["PUBSUB", "CHANNELS"]),
+    s(&["PUBSUB", "NUMSUB", "c1", "c2"]),
+    s(&["PUBLISH", "nochan", "msg"]),
+    s(&["SPUBLISH", "nochan", "msg"]),
+    s(&["PUBSUB", "HELP"]),
+    s(&["UNSUBSCRIBE"]),
+    s(&["SUBSCRIBE", "c1", "c2", "c1"]),
+    s(&["PSUBSCRIBE", "c*"]),
+    s(&["SSUBSCRIBE", "s1"]),
+    s(&["PING"]),
+    s(&["PING", "hi"]),
+    s(&["GET", "x"]),
+    s(&["PUBLISH", "c1", "hello"]),
+    s(&["UNSUBSCRIBE", "c1", "nosub"]),
+    s(&["PUNSUBSCRIBE"]),
+    s(&["SUNSUBSCRIBE"]),
+    s(&["UNSUBSCRIBE"]),
+    s(&["UNSUBSCRIBE"]),
+    s(&["PING"]),
 ];
 
 fn run(conn: &mut RawConn, step: &Step) -> Vec<u8> {

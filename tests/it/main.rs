@@ -9,6 +9,7 @@ mod differential;
 mod expire;
 mod keys;
 mod protocol;
+mod pubsub;
 mod server;
 mod strings;
 mod transactions;

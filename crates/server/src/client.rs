@@ -65,6 +65,12 @@ pub struct Client {
     pub watched: Vec<Vec<u8>>,
     /// A watched key was modified: EXEC will fail.
     pub dirty_cas: bool,
+    /// Subscribed channels, patterns and shard channels, in subscription order.
+    pub subscriptions: Vec<Vec<u8>>,
+    pub psubscriptions: Vec<Vec<u8>>,
+    pub ssubscriptions: Vec<Vec<u8>>,
+    /// Since when the output has been above the soft output buffer limit.
+    pub soft_limit_since: Option<Instant>,
     /// True while the socket is registered for writable events.
     pub want_write: bool,
     /// True while on the server's pending-write list.
@@ -111,6 +117,10 @@ impl Client {
             multi: None,
             watched: Vec::new(),
             dirty_cas: false,
+            subscriptions: Vec::new(),
+            psubscriptions: Vec::new(),
+            ssubscriptions: Vec::new(),
+            soft_limit_since: None,
             want_write: false,
             pending_write: false,
             created: now,
@@ -118,6 +128,13 @@ impl Client {
             last_cmd: "NULL",
             is_local: addr.ip().is_loopback(),
         }
+    }
+
+    /// True with any subscription (Redis's `CLIENT_PUBSUB`).
+    pub fn in_pubsub(&self) -> bool {
+        !self.subscriptions.is_empty()
+            || !self.psubscriptions.is_empty()
+            || !self.ssubscriptions.is_empty()
     }
 
     /// Bytes of output not yet written.

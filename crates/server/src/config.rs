@@ -37,6 +37,8 @@ pub struct Config {
     #[serde(alias = "hash-max-ziplist-value")]
     pub hash_max_listpack_value: usize,
     pub set_max_intset_entries: usize,
+    /// `<class> <hard> <soft> <seconds>` for the normal, replica and pubsub classes.
+    pub client_output_buffer_limit: String,
     pub enable_debug_command: String,
     pub dir: PathBuf,
     pub logfile: String,
@@ -74,6 +76,8 @@ impl Default for Config {
             hash_max_listpack_entries: 128,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
+            client_output_buffer_limit:
+                "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
             enable_debug_command: "no".into(),
             dir: PathBuf::from("."),
             logfile: String::new(),
@@ -144,6 +148,42 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Applies `client-output-buffer-limit` groups; classes not given keep their limits.
+    fn set_output_limits(&mut self, value: &str) -> Result<(), String> {
+        use crate::commands::pubsub::parse_output_limits;
+        let given = parse_output_limits(value).ok_or_else(|| {
+            "argument(s) must be a list of <class> <hard> <soft> <seconds>".to_string()
+        })?;
+        let mut all = parse_output_limits(&self.client_output_buffer_limit).unwrap_or_default();
+        for g in given {
+            all.retain(|a| a.0 != g.0);
+            all.push(g);
+        }
+        all.sort_by_key(|a| {
+            ["normal", "replica", "pubsub"]
+                .iter()
+                .position(|c| *c == a.0)
+        });
+        self.client_output_buffer_limit = all
+            .iter()
+            .map(|(c, h, s, t)| {
+                let c = if c == "replica" { "slave" } else { c.as_str() };
+                format!("{c} {h} {s} {t}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(())
+    }
+
+    /// The `client-output-buffer-limit` of a class: (hard, soft, soft seconds); 0 is no limit.
+    pub fn output_limit(&self, class: &str) -> (u64, u64, u64) {
+        crate::commands::pubsub::parse_output_limits(&self.client_output_buffer_limit)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(c, ..)| c == class)
+            .map_or((0, 0, 0), |(_, h, s, t)| (h, s, t))
     }
 
     /// The compact encoding thresholds this configuration sets.
@@ -217,6 +257,10 @@ impl Config {
                 "set-max-intset-entries",
                 self.set_max_intset_entries.to_string(),
             ),
+            (
+                "client-output-buffer-limit",
+                self.client_output_buffer_limit.clone(),
+            ),
             ("enable-debug-command", self.enable_debug_command.clone()),
             ("dir", self.dir.display().to_string()),
             ("logfile", self.logfile.clone()),
@@ -283,6 +327,7 @@ impl Config {
                 self.hash_max_listpack_value = num(value)?
             }
             "set-max-intset-entries" => self.set_max_intset_entries = num(value)?,
+            "client-output-buffer-limit" => self.set_output_limits(value)?,
             "latency-tracking-info-percentiles" => {
                 if parse_percentiles(value).is_none() {
                     return Err("argument(s) must be a list of percentiles between 0 and 100".into());
@@ -354,7 +399,8 @@ impl Config {
                 | "pidfile"
                 | "maxmemory-policy"
                 | "save"
-                | "latency-tracking-info-percentiles" => {
+                | "latency-tracking-info-percentiles"
+                | "client-output-buffer-limit" => {
                     format!("{value:?}")
                 }
                 _ => value,

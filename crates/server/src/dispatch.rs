@@ -302,6 +302,18 @@ impl Server {
             self.reject(tok, out, Some(idx), "NOAUTH Authentication required.");
             return;
         }
+        let c = &self.clients[tok];
+        if !c.resp3
+            && c.in_pubsub()
+            && !crate::commands::pubsub::allowed_in_subscribed_mode(spec.name)
+        {
+            let text = format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                spec.name
+            );
+            self.reject(tok, out, Some(idx), &text);
+            return;
+        }
         if spec.name.starts_with("debug") && !self.debug_allowed(tok) {
             self.reject(tok, out, Some(idx), DEBUG_NOT_ALLOWED);
             return;

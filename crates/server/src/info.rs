@@ -293,10 +293,10 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             w!("current_eviction_exceeded_time:0");
             w!("keyspace_hits:{}", st.keyspace_hits);
             w!("keyspace_misses:{}", st.keyspace_misses);
+            w!("pubsub_channels:{}", s.pubsub.channel_count());
+            w!("pubsub_patterns:{}", s.pubsub.pattern_count());
+            w!("pubsubshard_channels:{}", s.pubsub.shard_channel_count());
             for f in [
-                "pubsub_channels:0",
-                "pubsub_patterns:0",
-                "pubsubshard_channels:0",
                 "latest_fork_usec:0",
                 "total_forks:0",
                 "migrate_cached_sockets:0",

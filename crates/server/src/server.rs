@@ -56,6 +56,8 @@ pub struct Server {
     pub active_expire_enabled: bool,
     /// Clients blocked in BLPOP and friends.
     pub blocking: crate::blocking::Blocking,
+    /// Pub/sub subscriptions.
+    pub pubsub: crate::commands::pubsub::PubSub,
     /// Keys watched by clients (WATCH).
     pub watches: crate::commands::transactions::Watches,
     /// The client whose EXEC is running.
@@ -129,6 +131,7 @@ impl Server {
             active_expire_enabled: true,
             blocking: Default::default(),
             watches: Default::default(),
+            pubsub: Default::default(),
             in_exec: None,
             start: Instant::now(),
             start_unix_ms: now,
@@ -460,6 +463,10 @@ impl Server {
             }
             if let Some(blocked) = client.blocked.take() {
                 self.forget_blocked(tok, &blocked);
+            }
+            if client.in_pubsub() {
+                // The client is gone from the slab: drop its subscriptions by token.
+                self.pubsub.forget(tok, &client);
             }
             if !client.watched.is_empty() {
                 // Put the client back briefly so its watches can be dropped by token.

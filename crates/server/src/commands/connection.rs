@@ -13,7 +13,12 @@ use crate::server::{Pause, Server};
 pub const REDIS_VERSION: &str = "7.0.15";
 
 /// `PING [message]`
-pub fn ping(_s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+pub fn ping(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let c = &s.clients[call.client];
+    if args.len() <= 2 && !c.resp3 && c.in_pubsub() {
+        super::pubsub::subscribed_ping(call, args);
+        return Ok(());
+    }
     match args.try_get(1) {
         None => call.reply().simple("PONG"),
         Some(m) if args.len() == 2 => call.reply().bulk(m),
@@ -163,6 +168,7 @@ pub fn reset(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult
     }
     c.multi = None;
     s.unwatch_all(tok);
+    s.unsubscribe_all_silently(tok);
     call.resp3 = false;
     call.reply().simple("RESET");
     Ok(())
@@ -205,6 +211,9 @@ fn client_line(tok: usize, c: &Client, now: Instant) -> String {
     if c.multi.is_some() {
         flags.push('x');
     }
+    if c.in_pubsub() {
+        flags.push('P');
+    }
     if c.blocked.is_some() {
         flags.push('b');
     }
@@ -223,7 +232,7 @@ fn client_line(tok: usize, c: &Client, now: Instant) -> String {
             .unwrap_or_default()
     };
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
         c.id,
         c.addr,
         c.laddr.map(|a| a.to_string()).unwrap_or_default(),
@@ -232,6 +241,9 @@ fn client_line(tok: usize, c: &Client, now: Instant) -> String {
         now.duration_since(c.created).as_secs(),
         now.duration_since(c.last_interaction).as_secs(),
         flags,
+        c.subscriptions.len(),
+        c.psubscriptions.len(),
+        c.ssubscriptions.len(),
         c.multi.as_ref().map_or(-1, |m| m.queue.len() as i64),
         qbuf,
         qbuf_free,

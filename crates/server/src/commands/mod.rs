@@ -7,6 +7,7 @@ pub mod connection;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -160,6 +161,21 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("sdiffstore", sets::algebra_store),
     ("sintercard", sets::sintercard),
     ("sscan", sets::sscan),
+    // pub/sub
+    ("subscribe", pubsub::subscribe),
+    ("psubscribe", pubsub::subscribe),
+    ("ssubscribe", pubsub::subscribe),
+    ("unsubscribe", pubsub::unsubscribe),
+    ("punsubscribe", pubsub::unsubscribe),
+    ("sunsubscribe", pubsub::unsubscribe),
+    ("publish", pubsub::publish),
+    ("spublish", pubsub::publish),
+    ("pubsub|channels", pubsub::pubsub),
+    ("pubsub|numsub", pubsub::pubsub),
+    ("pubsub|numpat", pubsub::pubsub),
+    ("pubsub|shardchannels", pubsub::pubsub),
+    ("pubsub|shardnumsub", pubsub::pubsub),
+    ("pubsub|help", pubsub::pubsub),
     // transactions
     ("multi", transactions::multi),
     ("exec", transactions::exec),
