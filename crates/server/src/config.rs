@@ -37,6 +37,10 @@ pub struct Config {
     #[serde(alias = "hash-max-ziplist-value")]
     pub hash_max_listpack_value: usize,
     pub set_max_intset_entries: usize,
+    #[serde(alias = "zset-max-ziplist-entries")]
+    pub zset_max_listpack_entries: usize,
+    #[serde(alias = "zset-max-ziplist-value")]
+    pub zset_max_listpack_value: usize,
     /// `<class> <hard> <soft> <seconds>` for the normal, replica and pubsub classes.
     pub client_output_buffer_limit: String,
     pub enable_debug_command: String,
@@ -76,6 +80,8 @@ impl Default for Config {
             hash_max_listpack_entries: 128,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
             client_output_buffer_limit:
                 "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
             enable_debug_command: "no".into(),
@@ -192,6 +198,8 @@ impl Config {
             hash_max_listpack_entries: self.hash_max_listpack_entries,
             hash_max_listpack_value: self.hash_max_listpack_value,
             set_max_intset_entries: self.set_max_intset_entries,
+            zset_max_listpack_entries: self.zset_max_listpack_entries,
+            zset_max_listpack_value: self.zset_max_listpack_value,
         }
     }
 
@@ -261,6 +269,22 @@ impl Config {
                 "client-output-buffer-limit",
                 self.client_output_buffer_limit.clone(),
             ),
+            (
+                "zset-max-listpack-entries",
+                self.zset_max_listpack_entries.to_string(),
+            ),
+            (
+                "zset-max-listpack-value",
+                self.zset_max_listpack_value.to_string(),
+            ),
+            (
+                "zset-max-ziplist-entries",
+                self.zset_max_listpack_entries.to_string(),
+            ),
+            (
+                "zset-max-ziplist-value",
+                self.zset_max_listpack_value.to_string(),
+            ),
             ("enable-debug-command", self.enable_debug_command.clone()),
             ("dir", self.dir.display().to_string()),
             ("logfile", self.logfile.clone()),
@@ -328,6 +352,12 @@ impl Config {
             }
             "set-max-intset-entries" => self.set_max_intset_entries = num(value)?,
             "client-output-buffer-limit" => self.set_output_limits(value)?,
+            "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
+                self.zset_max_listpack_entries = num(value)?
+            }
+            "zset-max-listpack-value" | "zset-max-ziplist-value" => {
+                self.zset_max_listpack_value = num(value)?
+            }
             "latency-tracking-info-percentiles" => {
                 if parse_percentiles(value).is_none() {
                     return Err("argument(s) must be a list of percentiles between 0 and 100".into());

@@ -16,6 +16,7 @@ fn type_number(v: &Value) -> u32 {
         Value::Int(_) | Value::Str(_) | Value::Raw(_) => 0,
         Value::List(_) => 1,
         Value::Set(_) => 2,
+        Value::ZSet(_) => 3,
         Value::Hash(_) => 4,
     }
 }
@@ -47,6 +48,15 @@ fn object_digest(digest: &mut [u8; 20], v: &Value, volatile: bool) {
         Value::List(l) => {
             for e in l.0.iter() {
                 mix_digest(digest, e.as_bytes());
+            }
+        }
+        // Elements with their scores (%.17g), XORed.
+        Value::ZSet(z) => {
+            for e in z.iter() {
+                let mut element = [0u8; 20];
+                mix_digest(&mut element, e.member.as_bytes());
+                mix_digest(&mut element, tessera_protocol::num::g17(e.score).as_bytes());
+                xor_digest(digest, &element);
             }
         }
         // Unordered members: XOR of their digests.

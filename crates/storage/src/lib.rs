@@ -27,4 +27,5 @@ pub use types::CompactLimits;
 pub use types::hash::Hash;
 pub use types::list::{End, List};
 pub use types::set::Set;
+pub use types::zset::{Elem, ZSet};
 pub use value::{KeyEntry, StrView, Value};

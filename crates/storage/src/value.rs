@@ -5,6 +5,7 @@ use crate::dict::Keyed;
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
+use crate::types::zset::ZSet;
 
 /// A value in the keyspace. Strings have three encodings, as in Redis: `Int` for canonical
 /// integers, `Str` for strings stored once, and `Raw` for strings changed in place (APPEND,
@@ -19,6 +20,7 @@ pub enum Value {
     Hash(Box<Hash>),
     Set(Box<Set>),
     List(Box<List>),
+    ZSet(Box<ZSet>),
 }
 
 const _: () = assert!(std::mem::size_of::<Value>() == 24);
@@ -91,6 +93,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::List(_) => "list",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -103,6 +106,7 @@ impl Value {
             Value::Hash(h) => h.encoding(),
             Value::Set(s) => s.encoding(),
             Value::List(_) => "quicklist",
+            Value::ZSet(z) => z.encoding(),
         }
     }
 
@@ -113,7 +117,7 @@ impl Value {
             Value::Int(n) => Some(StrView::Int(*n)),
             Value::Str(s) => Some(StrView::Bytes(s.as_bytes())),
             Value::Raw(v) => Some(StrView::Bytes(v)),
-            Value::Hash(_) | Value::Set(_) | Value::List(_) => None,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => None,
         }
     }
 
@@ -124,7 +128,7 @@ impl Value {
             Value::Raw(v) => return Some(v),
             Value::Int(n) => itoa::Buffer::new().format(*n).as_bytes().to_vec(),
             Value::Str(s) => s.as_bytes().to_vec(),
-            Value::Hash(_) | Value::Set(_) | Value::List(_) => return None,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => return None,
         };
         *self = Value::Raw(Box::new(bytes));
         match self {
@@ -142,6 +146,7 @@ impl Value {
             Value::Hash(h) => h.heap_size(),
             Value::Set(s) => s.heap_size(),
             Value::List(l) => l.heap_size(),
+            Value::ZSet(z) => z.heap_size(),
         }
     }
 }

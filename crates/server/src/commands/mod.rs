@@ -385,6 +385,7 @@ impl Server {
             Value::Hash(h) => h.is_empty(),
             Value::Set(s) => s.is_empty(),
             Value::List(l) => l.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
             _ => false,
         });
         if empty {

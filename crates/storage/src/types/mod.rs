@@ -6,6 +6,7 @@ pub mod hash;
 pub mod list;
 pub mod packed;
 pub mod set;
+pub mod zset;
 
 /// Thresholds of the compact encodings (`hash-max-listpack-entries` and friends).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +14,18 @@ pub struct CompactLimits {
     pub hash_max_listpack_entries: usize,
     pub hash_max_listpack_value: usize,
     pub set_max_intset_entries: usize,
+    pub zset_max_listpack_entries: usize,
+    pub zset_max_listpack_value: usize,
+}
+
+impl CompactLimits {
+    /// The sorted set thresholds.
+    pub fn zset(&self) -> zset::ZLimits {
+        zset::ZLimits {
+            max_listpack_entries: self.zset_max_listpack_entries,
+            max_listpack_value: self.zset_max_listpack_value,
+        }
+    }
 }
 
 impl Default for CompactLimits {
@@ -21,6 +34,8 @@ impl Default for CompactLimits {
             hash_max_listpack_entries: 128,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
         }
     }
 }
