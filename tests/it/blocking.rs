@@ -192,3 +192,21 @@ fn timeout_errors() {
     c.cmd_str(&["SET", "str", "x"]);
     assert!(c.cmd_str(&["BLPOP", "str", "0"]).starts_with("-WRONGTYPE"));
 }
+
+#[test]
+fn bzpopmin_is_woken_by_zadd() {
+    let s = TestServer::start(&[]);
+    let mut waiter = s.raw();
+    waiter.send(&encode(&[b"BZPOPMIN", b"z", b"0"]));
+    wait_for(Duration::from_secs(5), "the client to block", || {
+        blocked_clients(&s) == 1
+    });
+    s.raw().cmd_str(&["ZADD", "z", "2", "b", "1", "a"]);
+    assert_eq!(
+        waiter.read_reply(),
+        b"*3\r\n$1\r\nz\r\n$1\r\na\r\n$1\r\n1\r\n"
+    );
+    let mut mpop = s.raw();
+    mpop.send(&encode(&[b"BZMPOP", b"0.1", b"1", b"none", b"MAX"]));
+    assert_eq!(mpop.read_reply(), b"*-1\r\n");
+}

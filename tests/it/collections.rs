@@ -127,3 +127,70 @@ fn types_do_not_mix() {
         assert!(err.to_string().contains("WRONGTYPE"), "{err}");
     }
 }
+
+#[test]
+fn large_sorted_sets_keep_ranks_and_ranges_exact() {
+    let s = TestServer::start(&[]);
+    let mut r = s.redis();
+    // 5000 members with repeated scores, inserted out of order.
+    let mut model: Vec<(i64, String)> = Vec::new();
+    for i in 0..5000i64 {
+        let m = format!("m{:05}", (i * 7919) % 5000);
+        let score = (i * 31) % 97;
+        let _: i64 = r.zadd("big", &m, score).unwrap();
+        model.push((score, m));
+    }
+    model.sort();
+    let enc: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg("big")
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(enc, "skiplist");
+    for rank in [0usize, 1, 255, 256, 511, 512, 2500, 4999] {
+        let (score, m) = &model[rank];
+        assert_eq!(
+            r.zrank::<_, _, Option<usize>>("big", m).unwrap(),
+            Some(rank)
+        );
+        let got: Vec<String> = r.zrange("big", rank as isize, rank as isize).unwrap();
+        assert_eq!(&got[0], m);
+        assert_eq!(r.zscore::<_, _, i64>("big", m).unwrap(), *score);
+    }
+    let in_range: Vec<String> = r.zrangebyscore("big", 10, 12).unwrap();
+    let expect: Vec<String> = model
+        .iter()
+        .filter(|(sc, _)| (10..=12).contains(sc))
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_eq!(in_range, expect);
+    assert_eq!(
+        r.zcount::<_, _, _, usize>("big", 10, 12).unwrap(),
+        expect.len()
+    );
+    // Remove a band and check the ranks around it.
+    let removed: usize = r.zrembyscore("big", 0, 5).unwrap();
+    let rest: Vec<&(i64, String)> = model.iter().filter(|(sc, _)| *sc > 5).collect();
+    assert_eq!(removed, 5000 - rest.len());
+    assert_eq!(
+        r.zrank::<_, _, Option<usize>>("big", &rest[100].1).unwrap(),
+        Some(100)
+    );
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, items): (u64, Vec<String>) = redis::cmd("ZSCAN")
+            .arg("big")
+            .arg(cursor)
+            .query(&mut r)
+            .unwrap();
+        for pair in items.chunks(2) {
+            seen.insert(pair[0].clone());
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), rest.len());
+}

@@ -12,6 +12,7 @@ pub mod server;
 pub mod sets;
 pub mod strings;
 pub mod transactions;
+pub mod zsets;
 
 use tessera_protocol::{Args, glob, num};
 use tessera_storage::{Expiry, Hash, KeyEntry, List, OpError, Set, Value};
@@ -161,6 +162,42 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("sdiffstore", sets::algebra_store),
     ("sintercard", sets::sintercard),
     ("sscan", sets::sscan),
+    // sorted sets
+    ("zadd", zsets::zadd),
+    ("zincrby", zsets::zincrby),
+    ("zrem", zsets::zrem),
+    ("zcard", zsets::zcard),
+    ("zscore", zsets::zscore),
+    ("zmscore", zsets::zscore),
+    ("zrank", zsets::zrank),
+    ("zrevrank", zsets::zrank),
+    ("zcount", zsets::zcount),
+    ("zlexcount", zsets::zlexcount),
+    ("zrange", zsets::zrange),
+    ("zrevrange", zsets::zrange),
+    ("zrangebyscore", zsets::zrange),
+    ("zrevrangebyscore", zsets::zrange),
+    ("zrangebylex", zsets::zrange),
+    ("zrevrangebylex", zsets::zrange),
+    ("zrangestore", zsets::zrangestore),
+    ("zremrangebyrank", zsets::zremrange),
+    ("zremrangebyscore", zsets::zremrange),
+    ("zremrangebylex", zsets::zremrange),
+    ("zpopmin", zsets::zpop),
+    ("zpopmax", zsets::zpop),
+    ("bzpopmin", zsets::bzpop),
+    ("bzpopmax", zsets::bzpop),
+    ("zmpop", zsets::zmpop),
+    ("bzmpop", zsets::bzmpop),
+    ("zrandmember", zsets::zrandmember),
+    ("zunion", zsets::zalgebra),
+    ("zinter", zsets::zalgebra),
+    ("zdiff", zsets::zalgebra),
+    ("zunionstore", zsets::zalgebra),
+    ("zinterstore", zsets::zalgebra),
+    ("zdiffstore", zsets::zalgebra),
+    ("zintercard", zsets::zintercard),
+    ("zscan", zsets::zscan),
     // pub/sub
     ("subscribe", pubsub::subscribe),
     ("psubscribe", pubsub::subscribe),
