@@ -201,6 +201,34 @@ impl Db {
         self.slots[l.slot].get_mut(key, l.hash)
     }
 
+    /// Looks up a live key for writing, inserting `make()` first when it is missing; the key's
+    /// slot and hash are computed once.
+    #[inline]
+    pub fn get_or_insert_with(
+        &mut self,
+        key: &[u8],
+        now: i64,
+        make: impl FnOnce() -> Value,
+    ) -> &mut KeyEntry {
+        let l = loc(key);
+        if !self.expires.is_empty() {
+            self.expire_if_needed(key, l, now);
+        }
+        if self.slots[l.slot].get(key, l.hash).is_none() {
+            let entry = KeyEntry {
+                key: SmallBytes::new(key),
+                value: make(),
+                access: lru_clock_at(now),
+                flags: 0,
+            };
+            self.slots[l.slot].insert_new(entry, l.hash);
+            self.keys += 1;
+        }
+        self.slots[l.slot]
+            .get_mut(key, l.hash)
+            .expect("present or inserted just above")
+    }
+
     /// Looks up a live key for reading. An expired key is deleted and not found.
     #[inline]
     pub fn get(&mut self, key: &[u8], now: i64) -> Option<&KeyEntry> {

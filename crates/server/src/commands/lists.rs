@@ -90,7 +90,9 @@ pub fn pop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
             }
         }
     }
-    s.remove_if_empty(key);
+    if list.is_empty() {
+        s.db.remove(key);
+    }
     Ok(())
 }
 

@@ -15,7 +15,7 @@ pub mod transactions;
 pub mod zsets;
 
 use tessera_protocol::{Args, glob, num};
-use tessera_storage::{Expiry, Hash, KeyEntry, List, OpError, Set, Value};
+use tessera_storage::{Hash, KeyEntry, List, OpError, Set, Value};
 
 use crate::dispatch::{Call, CmdError, Handler};
 use crate::server::Server;
@@ -341,16 +341,17 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut Hash>, CmdError> {
-        if create && !self.db.contains(key, call.now) {
-            self.db
-                .set(key, Value::Hash(Box::default()), Expiry::Persist, call.now);
-        }
-        match self.write_key(call, key) {
-            None => Ok(None),
-            Some(e) => match e.value_mut() {
-                Value::Hash(h) => Ok(Some(h)),
-                _ => Err(OpError::WrongType.into()),
-            },
+        let make = || Value::Hash(Box::default());
+        let entry = if create {
+            Some(self.db.get_or_insert_with(key, call.now, make))
+        } else {
+            self.db.get_mut(key, call.now)
+        };
+        let Some(e) = entry else { return Ok(None) };
+        e.touch(tessera_storage::db::lru_clock_at(call.now));
+        match e.value_mut() {
+            Value::Hash(v) => Ok(Some(v)),
+            _ => Err(OpError::WrongType.into()),
         }
     }
 
@@ -372,16 +373,17 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut Set>, CmdError> {
-        if create && !self.db.contains(key, call.now) {
-            self.db
-                .set(key, Value::Set(Box::default()), Expiry::Persist, call.now);
-        }
-        match self.write_key(call, key) {
-            None => Ok(None),
-            Some(e) => match e.value_mut() {
-                Value::Set(s) => Ok(Some(s)),
-                _ => Err(OpError::WrongType.into()),
-            },
+        let make = || Value::Set(Box::default());
+        let entry = if create {
+            Some(self.db.get_or_insert_with(key, call.now, make))
+        } else {
+            self.db.get_mut(key, call.now)
+        };
+        let Some(e) = entry else { return Ok(None) };
+        e.touch(tessera_storage::db::lru_clock_at(call.now));
+        match e.value_mut() {
+            Value::Set(v) => Ok(Some(v)),
+            _ => Err(OpError::WrongType.into()),
         }
     }
 
@@ -403,16 +405,17 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut List>, CmdError> {
-        if create && !self.db.contains(key, call.now) {
-            self.db
-                .set(key, Value::List(Box::default()), Expiry::Persist, call.now);
-        }
-        match self.write_key(call, key) {
-            None => Ok(None),
-            Some(e) => match e.value_mut() {
-                Value::List(l) => Ok(Some(l)),
-                _ => Err(OpError::WrongType.into()),
-            },
+        let make = || Value::List(Box::default());
+        let entry = if create {
+            Some(self.db.get_or_insert_with(key, call.now, make))
+        } else {
+            self.db.get_mut(key, call.now)
+        };
+        let Some(e) = entry else { return Ok(None) };
+        e.touch(tessera_storage::db::lru_clock_at(call.now));
+        match e.value_mut() {
+            Value::List(v) => Ok(Some(v)),
+            _ => Err(OpError::WrongType.into()),
         }
     }
 

@@ -32,16 +32,17 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut ZSet>, CmdError> {
-        if create && !self.db.contains(key, call.now) {
-            self.db
-                .set(key, Value::ZSet(Box::default()), Expiry::Persist, call.now);
-        }
-        match self.write_key(call, key) {
-            None => Ok(None),
-            Some(e) => match e.value_mut() {
-                Value::ZSet(z) => Ok(Some(z)),
-                _ => Err(OpError::WrongType.into()),
-            },
+        let make = || Value::ZSet(Box::default());
+        let entry = if create {
+            Some(self.db.get_or_insert_with(key, call.now, make))
+        } else {
+            self.db.get_mut(key, call.now)
+        };
+        let Some(e) = entry else { return Ok(None) };
+        e.touch(tessera_storage::db::lru_clock_at(call.now));
+        match e.value_mut() {
+            Value::ZSet(v) => Ok(Some(v)),
+            _ => Err(OpError::WrongType.into()),
         }
     }
 }
