@@ -9,8 +9,14 @@ prints ops/s, p50 and p99 latency and the Tessera/Redis ratio for
 
 then memory: used_memory and RSS after loading 1M keys with 16-byte values, per key.
 
-usage: bench/bench.py [--rounds 3] [--requests 200000] [--pipeline-requests 2000000]
-                      [--keys 1000000] [--no-build] [--skip-memory] [--skip-throughput]
+`--suite types` measures the data types instead: redis-benchmark's
+`-t lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange_100,lrange_300,mset`, a sorted set
+and a hash growing to 1M random members, and memory per element of 1M-member hashes, sets and
+sorted sets and of 100k hashes of 10 fields.
+
+usage: bench/bench.py [--suite strings|types] [--rounds 3] [--requests 200000]
+                      [--pipeline-requests 2000000] [--keys 1000000] [--no-build]
+                      [--skip-memory] [--skip-throughput]
 
 It prints figures; it is not a test and never fails on a figure.
 """
@@ -28,6 +34,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/tessera/target"))
 TESTS = "set,get,incr,mset"
+TYPE_TESTS = "lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange_100,lrange_300,mset"
+# Custom workloads: a name and the command redis-benchmark sends (random members up to 1M).
+WORKLOADS = [
+    ("ZADD_1M", ["ZADD", "bench:zset", "__rand_int__", "member:__rand_int__"]),
+    ("HSET_1M", ["HSET", "bench:hash", "field:__rand_int__", "__rand_int__"]),
+]
 
 
 def free_port():
@@ -77,17 +89,28 @@ class Server:
         self.tmp.cleanup()
 
 
-def benchmark(server, pipeline, requests):
-    server.cli("FLUSHALL")
+def run_benchmark(server, pipeline, requests, extra):
     out = subprocess.run(
-        ["redis-benchmark", "-p", str(server.port), "-t", TESTS, "-c", "50", "-r", "1000000",
-         "-d", "16", "-n", str(requests), "-P", str(pipeline), "--csv"],
+        ["redis-benchmark", "-p", str(server.port), "-c", "50", "-r", "1000000", "-d", "16",
+         "-n", str(requests), "-P", str(pipeline), "--csv", *extra],
         capture_output=True, text=True, check=True).stdout
     rows = {}
     for row in csv.DictReader(io.StringIO(out)):
         name = row["test"].split(" ")[0]
         rows[name] = (float(row["rps"]), float(row["p50_latency_ms"]),
                       float(row["p99_latency_ms"]))
+    return rows
+
+
+def benchmark(server, pipeline, requests, suite):
+    server.cli("FLUSHALL")
+    if suite == "strings":
+        return run_benchmark(server, pipeline, requests, ["-t", TESTS])
+    rows = run_benchmark(server, pipeline, requests, ["-t", TYPE_TESTS])
+    for name, command in WORKLOADS:
+        server.cli("FLUSHALL")
+        got = run_benchmark(server, pipeline, requests, command)
+        rows[name] = next(iter(got.values()))
     return rows
 
 
@@ -101,7 +124,8 @@ def throughput(args):
                 requests = args.requests if pipeline == 1 else args.pipeline_requests
                 for kind in order:
                     print(f"round {rnd + 1}/{args.rounds}: {kind} -P {pipeline}", file=sys.stderr)
-                    for test, figures in benchmark(servers[kind], pipeline, requests).items():
+                    for test, figures in benchmark(servers[kind], pipeline, requests,
+                                                   args.suite).items():
                         results.setdefault((kind, pipeline, test), []).append(figures)
     finally:
         for s in servers.values():
@@ -111,68 +135,117 @@ def throughput(args):
         return statistics.median(f[i] for f in results[(kind, pipeline, test)])
 
     print()
-    print(f"redis-benchmark -t {TESTS} -c 50 -r 1000000 -d 16, median of {args.rounds} "
+    tests = TESTS if args.suite == "strings" else TYPE_TESTS + " + " + ",".join(
+        n for n, _ in WORKLOADS)
+    print(f"redis-benchmark -t {tests} -c 50 -r 1000000 -d 16, median of {args.rounds} "
           "interleaved rounds")
-    header = (f"{'test':<6} {'P':>3} {'tessera ops/s':>14} {'redis ops/s':>12} {'ratio':>6} "
+    header = (f"{'test':<16} {'P':>3} {'tessera ops/s':>14} {'redis ops/s':>12} {'ratio':>6} "
               f"{'t p50':>7} {'r p50':>7} {'t p99':>7} {'r p99':>7} {'p99 ratio':>9}")
     print(header)
     print("-" * len(header))
+    names = sorted({t for (_, _, t) in results}, key=lambda t: list(results).index(
+        next(k for k in results if k[2] == t)))
     for pipeline in (1, 16):
-        for test in ("SET", "GET", "INCR", "MSET"):
-            if ("tessera", pipeline, test) not in results:
+        for test in names:
+            if ("tessera", pipeline, test) not in results or ("redis", pipeline, test) not in results:
                 continue
             t = [med("tessera", pipeline, test, i) for i in range(3)]
             r = [med("redis", pipeline, test, i) for i in range(3)]
-            print(f"{test:<6} {pipeline:>3} {t[0]:>14,.0f} {r[0]:>12,.0f} {t[0] / r[0]:>6.2f} "
+            print(f"{test[:16]:<16} {pipeline:>3} {t[0]:>14,.0f} {r[0]:>12,.0f} {t[0] / r[0]:>6.2f} "
                   f"{t[1]:>7.3f} {r[1]:>7.3f} {t[2]:>7.3f} {r[2]:>7.3f} "
                   f"{t[2] / r[2] if r[2] else float('nan'):>9.2f}")
 
 
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def dataset(name, n):
+    """Yields RESP commands building a dataset, and returns its element count."""
+    if name == "strings":
+        for i in range(n):
+            yield resp(b"SET", b"key:%012d" % i, b"v" * 16)
+    elif name in ("hash", "set", "zset"):
+        batch = 100
+        for start in range(0, n, batch):
+            parts = []
+            for i in range(start, min(n, start + batch)):
+                if name == "hash":
+                    parts += [b"field:%012d" % i, b"value:%08d" % i]
+                elif name == "set":
+                    parts += [b"member:%012d" % i]
+                else:
+                    parts += [b"%d" % (i % 10007), b"member:%012d" % i]
+            cmd = {"hash": b"HSET", "set": b"SADD", "zset": b"ZADD"}[name]
+            yield resp(cmd, b"big:" + name.encode(), *parts)
+    elif name == "small-hashes":
+        for k in range(n):
+            parts = []
+            for f in range(10):
+                parts += [b"field:%d" % f, b"value:%08d" % (k * 10 + f)]
+            yield resp(b"HSET", b"small:%08d" % k, *parts)
+
+
+MEMORY_SETS = {
+    "strings": ("keys of 16-byte values", 1.0),
+    "hash": ("fields in one hash", 1.0),
+    "set": ("members in one set", 1.0),
+    "zset": ("members in one sorted set", 1.0),
+    "small-hashes": ("hashes of 10 fields (per hash)", 1.0),
+}
+
+
 def memory(args):
-    keys = args.keys
-    with tempfile.NamedTemporaryFile(suffix=".resp", delete=False) as f:
-        path = f.name
-        value = b"v" * 16
-        chunk = []
-        for i in range(keys):
-            k = b"key:%012d" % i
-            chunk.append(b"*3\r\n$3\r\nSET\r\n$16\r\n%s\r\n$16\r\n%s\r\n" % (k, value))
-            if len(chunk) == 10000:
-                f.write(b"".join(chunk))
-                chunk = []
-        f.write(b"".join(chunk))
+    names = ["strings"] if args.suite == "strings" else ["hash", "set", "zset", "small-hashes"]
     rows = []
-    try:
-        for kind in ("tessera", "redis"):
-            s = Server(kind)
-            try:
-                before_used, before_rss = s.info("used_memory"), s.info("used_memory_rss")
-                with open(path, "rb") as data:
-                    subprocess.run(["redis-cli", "-p", str(s.port), "--pipe"], stdin=data,
-                                   capture_output=True, check=True)
-                n = int(s.cli("DBSIZE"))
-                time.sleep(0.5)
-                used, rss = s.info("used_memory"), s.info("used_memory_rss")
-                rows.append((kind, n, used, rss, (used - before_used) / n, (rss - before_rss) / n))
-            finally:
-                s.stop()
-    finally:
-        os.unlink(path)
+    for name in names:
+        n = args.keys if name != "small-hashes" else args.keys // 10
+        with tempfile.NamedTemporaryFile(suffix=".resp", delete=False) as f:
+            path = f.name
+            chunk = []
+            for c in dataset(name, n):
+                chunk.append(c)
+                if len(chunk) == 10000:
+                    f.write(b"".join(chunk))
+                    chunk = []
+            f.write(b"".join(chunk))
+        try:
+            for kind in ("tessera", "redis"):
+                s = Server(kind)
+                try:
+                    before_used, before_rss = s.info("used_memory"), s.info("used_memory_rss")
+                    with open(path, "rb") as data:
+                        subprocess.run(["redis-cli", "-p", str(s.port), "--pipe"], stdin=data,
+                                       capture_output=True, check=True)
+                    time.sleep(0.5)
+                    used, rss = s.info("used_memory"), s.info("used_memory_rss")
+                    rows.append((name, kind, n, used, rss, (used - before_used) / n,
+                                 (rss - before_rss) / n))
+                finally:
+                    s.stop()
+        finally:
+            os.unlink(path)
     print()
-    print(f"memory after loading {keys:,} keys (16-byte keys, 16-byte values)")
-    header = (f"{'server':<8} {'keys':>9} {'used_memory':>12} {'rss':>12} {'used/key':>9} "
-              f"{'rss/key':>8}")
+    print("memory per element (used_memory and RSS growth divided by the element count)")
+    header = (f"{'dataset':<14} {'server':<8} {'elements':>9} {'used_memory':>12} {'rss':>12} "
+              f"{'used/elem':>9} {'rss/elem':>8}")
     print(header)
     print("-" * len(header))
-    for kind, n, used, rss, upk, rpk in rows:
-        print(f"{kind:<8} {n:>9,} {used:>12,} {rss:>12,} {upk:>9.1f} {rpk:>8.1f}")
-    t, r = rows[0], rows[1]
-    print(f"ratio tessera/redis: used_memory per key {t[4] / r[4]:.2f}, rss per key "
-          f"{t[5] / r[5]:.2f}")
+    for name, kind, n, used, rss, upk, rpk in rows:
+        print(f"{name:<14} {kind:<8} {n:>9,} {used:>12,} {rss:>12,} {upk:>9.1f} {rpk:>8.1f}")
+    for name in names:
+        t = next(r for r in rows if r[0] == name and r[1] == "tessera")
+        r = next(r for r in rows if r[0] == name and r[1] == "redis")
+        print(f"ratio tessera/redis for {name} ({MEMORY_SETS[name][0]}): used_memory per element "
+              f"{t[5] / r[5]:.2f}, rss per element {t[6] / r[6]:.2f}")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--suite", choices=["strings", "types"], default="strings")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--requests", type=int, default=200000, help="requests per test at -P 1")
     p.add_argument("--pipeline-requests", type=int, default=2000000,

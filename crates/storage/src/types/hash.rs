@@ -23,7 +23,8 @@ impl Keyed for Field {
 pub enum Hash {
     /// Fields and values alternating, in insertion order.
     Packed(Packed),
-    Table(Dict<Field>),
+    /// Boxed so a small (packed) hash stays a 32-byte value.
+    Table(Box<Dict<Field>>),
 }
 
 impl std::fmt::Debug for Hash {
@@ -52,7 +53,7 @@ impl Clone for Hash {
                         hash(f),
                     );
                 }
-                Hash::Table(d)
+                Hash::Table(Box::new(d))
             }
         }
     }
@@ -169,7 +170,7 @@ impl Hash {
                 d.insert_new(field, hash(f));
             }
         }
-        *self = Hash::Table(d);
+        *self = Hash::Table(Box::new(d));
     }
 
     /// Removes `field`. Returns true if it existed.

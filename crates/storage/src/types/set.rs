@@ -19,7 +19,8 @@ impl Keyed for Member {
 /// A set value.
 pub enum Set {
     Ints(Vec<i64>),
-    Table(Dict<Member>),
+    /// Boxed so a small (intset) set stays a 32-byte value.
+    Table(Box<Dict<Member>>),
 }
 
 impl Default for Set {
@@ -48,7 +49,7 @@ impl Clone for Set {
                 for m in d.iter() {
                     n.insert_new(Member(m.0.clone()), hash(m.0.as_bytes()));
                 }
-                Set::Table(n)
+                Set::Table(Box::new(n))
             }
         }
     }
@@ -136,7 +137,7 @@ impl Set {
             let h = hash(&s);
             d.insert_new(Member(SmallBytes::from_vec(s)), h);
         }
-        *self = Set::Table(d);
+        *self = Set::Table(Box::new(d));
     }
 
     /// Removes `member`. Returns true if it was there.

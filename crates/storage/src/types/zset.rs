@@ -189,7 +189,8 @@ impl Chunks {
 pub enum ZSet {
     /// Sorted by (score, member).
     Packed(Vec<Elem>),
-    Large(Large),
+    /// Boxed so a small (packed) sorted set stays a 32-byte value.
+    Large(Box<Large>),
 }
 
 /// The large encoding: the ordered chunks and the member-to-score dict.
@@ -262,7 +263,7 @@ impl ZSet {
     pub fn len(&self) -> usize {
         match self {
             ZSet::Packed(v) => v.len(),
-            ZSet::Large(Large { order, .. }) => order.len,
+            ZSet::Large(l) => l.order.len,
         }
     }
 
@@ -286,7 +287,10 @@ impl ZSet {
                 .iter()
                 .find(|e| e.member.as_bytes() == member)
                 .map(|e| e.score),
-            ZSet::Large(Large { scores, .. }) => scores.get(member, hash(member)).map(|s| s.score),
+            ZSet::Large(l) => {
+                let Large { scores, .. } = &**l;
+                scores.get(member, hash(member)).map(|s| s.score)
+            }
         }
     }
 
@@ -304,7 +308,7 @@ impl ZSet {
             );
             order.insert(e);
         }
-        *self = ZSet::Large(Large { order, scores });
+        *self = ZSet::Large(Box::new(Large { order, scores }));
     }
 
     /// Inserts a member known to be absent.
@@ -323,9 +327,10 @@ impl ZSet {
             }
             self.convert();
         }
-        let ZSet::Large(Large { order, scores }) = self else {
+        let ZSet::Large(l) = self else {
             unreachable!("converted above")
         };
+        let Large { order, scores, .. } = &mut **l;
         scores.insert_new(
             Score {
                 member: SmallBytes::new(member),
@@ -360,7 +365,8 @@ impl ZSet {
                     v.remove(p);
                 }
             }
-            ZSet::Large(Large { order, scores }) => {
+            ZSet::Large(l) => {
+                let Large { order, scores, .. } = &mut **l;
                 order.remove(score, member);
                 scores.remove(member, hash(member));
             }
@@ -382,7 +388,8 @@ impl ZSet {
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
         match self {
             ZSet::Packed(v) => v.iter().position(|e| e.member.as_bytes() == member),
-            ZSet::Large(Large { order, scores }) => {
+            ZSet::Large(l) => {
+                let Large { order, scores, .. } = &**l;
                 let s = scores.get(member, hash(member))?.score;
                 order.rank_of(s, member)
             }
@@ -396,7 +403,7 @@ impl ZSet {
         }
         Some(match self {
             ZSet::Packed(v) => &v[r],
-            ZSet::Large(Large { order, .. }) => order.get_rank(r),
+            ZSet::Large(l) => l.order.get_rank(r),
         })
     }
 
@@ -404,7 +411,7 @@ impl ZSet {
     pub fn rank_lower_bound(&self, score: f64, member: &[u8]) -> usize {
         match self {
             ZSet::Packed(v) => v.partition_point(|e| e.cmp_key(score, member) == Ordering::Less),
-            ZSet::Large(Large { order, .. }) => order.rank_lower_bound(score, member),
+            ZSet::Large(l) => l.order.rank_lower_bound(score, member),
         }
     }
 
@@ -418,7 +425,8 @@ impl ZSet {
                     e.score < score
                 }
             }),
-            ZSet::Large(Large { order, .. }) => {
+            ZSet::Large(l) => {
+                let order = &l.order;
                 // Binary search on ranks with element access.
                 let (mut lo, mut hi) = (0usize, order.len);
                 while lo < hi {
@@ -465,7 +473,7 @@ impl ZSet {
     pub fn iter(&self) -> Box<dyn DoubleEndedIterator<Item = &Elem> + '_> {
         match self {
             ZSet::Packed(v) => Box::new(v.iter()),
-            ZSet::Large(Large { order, .. }) => Box::new(order.iter()),
+            ZSet::Large(l) => Box::new(l.order.iter()),
         }
     }
 
@@ -479,7 +487,8 @@ impl ZSet {
         let start = start.min(end);
         match self {
             ZSet::Packed(v) => Box::new(v[start..end].iter()),
-            ZSet::Large(Large { order, .. }) => {
+            ZSet::Large(l) => {
+                let order = &l.order;
                 if start == end {
                     return Box::new(std::iter::empty());
                 }
@@ -503,7 +512,8 @@ impl ZSet {
         }
         Some(match self {
             ZSet::Packed(v) => v.remove(r),
-            ZSet::Large(Large { order, scores }) => {
+            ZSet::Large(l) => {
+                let Large { order, scores, .. } = &mut **l;
                 let (c, o) = order.locate_rank(r);
                 let e = order.remove_at(c, o);
                 scores.remove(e.member.as_bytes(), hash(e.member.as_bytes()));
@@ -521,7 +531,8 @@ impl ZSet {
                 }
                 0
             }
-            ZSet::Large(Large { scores, .. }) => {
+            ZSet::Large(l) => {
+                let Large { scores, .. } = &**l;
                 let mut cursor = cursor;
                 let mut emitted = 0;
                 let mut budget = count.saturating_mul(10).max(1);
@@ -551,7 +562,8 @@ impl ZSet {
     pub fn heap_size(&self) -> usize {
         match self {
             ZSet::Packed(v) => v.capacity() * 32,
-            ZSet::Large(Large { order, scores }) => {
+            ZSet::Large(l) => {
+                let Large { order, scores, .. } = &**l;
                 order.len * 32 + scores.len() * 48 + scores.buckets() * 8
             }
         }
