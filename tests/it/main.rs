@@ -6,6 +6,7 @@ mod support;
 mod blocking;
 mod collections;
 mod differential;
+mod eviction;
 mod expire;
 mod keys;
 mod protocol;

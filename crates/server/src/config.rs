@@ -51,6 +51,9 @@ pub struct Config {
     #[serde(deserialize_with = "de_memory")]
     pub maxmemory: u64,
     pub maxmemory_policy: String,
+    pub maxmemory_samples: usize,
+    pub lfu_log_factor: u32,
+    pub lfu_decay_time: u32,
     pub databases: u32,
     pub appendonly: bool,
     pub save: String,
@@ -91,6 +94,9 @@ impl Default for Config {
             pidfile: None,
             maxmemory: 0,
             maxmemory_policy: "noeviction".into(),
+            maxmemory_samples: 5,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
             databases: 1,
             appendonly: false,
             save: String::new(),
@@ -190,6 +196,11 @@ impl Config {
             .into_iter()
             .find(|(c, ..)| c == class)
             .map_or((0, 0, 0), |(_, h, s, t)| (h, s, t))
+    }
+
+    /// True under an LFU eviction policy (keys carry LFU counters).
+    pub fn lfu(&self) -> bool {
+        crate::evict::Policy::parse(&self.maxmemory_policy).is_some_and(|p| p.is_lfu())
     }
 
     /// The compact encoding thresholds this configuration sets.
@@ -298,6 +309,9 @@ impl Config {
             ),
             ("maxmemory", self.maxmemory.to_string()),
             ("maxmemory-policy", self.maxmemory_policy.clone()),
+            ("maxmemory-samples", self.maxmemory_samples.to_string()),
+            ("lfu-log-factor", self.lfu_log_factor.to_string()),
+            ("lfu-decay-time", self.lfu_decay_time.to_string()),
             ("databases", self.databases.to_string()),
             ("appendonly", b(self.appendonly)),
             ("save", self.save.clone()),
@@ -378,15 +392,19 @@ impl Config {
                 _ => return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()),
             },
             "maxmemory" => self.maxmemory = mem(value)?,
-            "maxmemory-policy" => match value {
-                "noeviction" => self.maxmemory_policy = value.into(),
-                "volatile-lru" | "volatile-lfu" | "volatile-random" | "volatile-ttl"
-                | "allkeys-lru" | "allkeys-lfu" | "allkeys-random" => {
-                    // TODO(#3): eviction policies arrive with maxmemory eviction.
-                    return Err("argument(s) must be one of the following: noeviction (other policies arrive with eviction support)".into());
-                }
-                _ => return Err("argument(s) must be one of the following: volatile-lru, allkeys-lru, volatile-lfu, allkeys-lfu, volatile-random, allkeys-random, volatile-ttl, noeviction".into()),
+            "maxmemory-policy" => match crate::evict::Policy::parse(value) {
+                Some(_) => self.maxmemory_policy = value.into(),
+                None => return Err("argument(s) must be one of the following: volatile-lru, allkeys-lru, volatile-lfu, allkeys-lfu, volatile-random, allkeys-random, volatile-ttl, noeviction".into()),
             },
+            "maxmemory-samples" => {
+                let v: usize = num(value)?;
+                if !(1..=64).contains(&v) {
+                    return Err("argument must be between 1 and 64 inclusive".into());
+                }
+                self.maxmemory_samples = v;
+            }
+            "lfu-log-factor" => self.lfu_log_factor = num(value)?,
+            "lfu-decay-time" => self.lfu_decay_time = num(value)?,
             "appendonly" => {
                 if yes_no(value)? {
                     // TODO(#4): persistence.

@@ -319,6 +319,25 @@ impl Server {
             return;
         }
 
+        // maxmemory: evict first; a command that may grow memory is refused when that fails
+        // (not inside EXEC or a blocked client's retry, which passed this check already).
+        if self.config.maxmemory > 0
+            && self.in_exec != Some(tok)
+            && self.blocking.retrying != Some(tok)
+        {
+            let in_multi = self.clients[tok].multi.is_some();
+            let reject_on_oom = spec.has(flag::DENYOOM)
+                || (in_multi && !matches!(spec.name, "exec" | "discard" | "quit" | "reset"));
+            if !self.perform_evictions(unix_ms()) && reject_on_oom {
+                self.reject(
+                    tok,
+                    out,
+                    Some(idx),
+                    "OOM command not allowed when used memory > 'maxmemory'.",
+                );
+                return;
+            }
+        }
         // Inside MULTI, commands are queued (Redis's processCommand).
         if self.clients[tok].multi.is_some()
             && !matches!(

@@ -13,6 +13,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod dispatch;
+pub mod evict;
 pub mod info;
 pub mod memory;
 pub mod server;

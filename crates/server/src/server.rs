@@ -62,6 +62,8 @@ pub struct Server {
     pub watches: crate::commands::transactions::Watches,
     /// The client whose EXEC is running.
     pub in_exec: Option<usize>,
+    /// Allocated memory as read this event-loop turn (for `maxmemory`).
+    pub used_memory_cache: Option<u64>,
     pub start: Instant,
     pub start_unix_ms: i64,
     pub run_id: String,
@@ -119,6 +121,7 @@ impl Server {
         let now = unix_ms();
         let mut db = Db::new();
         db.limits = config.compact_limits();
+        db.lfu = config.lfu();
         Ok(Server {
             db,
             clients: Slab::with_capacity(64),
@@ -133,6 +136,7 @@ impl Server {
             watches: Default::default(),
             pubsub: Default::default(),
             in_exec: None,
+            used_memory_cache: None,
             start: Instant::now(),
             start_unix_ms: now,
             run_id,
@@ -180,6 +184,7 @@ impl Server {
                 Err(e) => return Err(e),
             }
             self.turn_start = Instant::now();
+            self.used_memory_cache = None;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),

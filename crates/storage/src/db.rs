@@ -86,6 +86,8 @@ pub struct Db {
     pub stats: DbStats,
     /// Thresholds of the compact encodings (from the server's configuration).
     pub limits: crate::types::CompactLimits,
+    /// When set, new keys start with an LFU counter instead of an LRU clock (LFU policies).
+    pub lfu: bool,
     /// When set, keys deleted because they expired are recorded for [`Db::take_expired`]
     /// (the server turns them into WATCH invalidations).
     pub log_expired: bool,
@@ -126,6 +128,7 @@ impl Db {
             limits: crate::types::CompactLimits::default(),
             log_expired: false,
             expired_log: Vec::new(),
+            lfu: false,
         }
     }
 
@@ -152,6 +155,38 @@ impl Db {
 
     fn expire_at_loc(&self, key: &[u8], l: Loc) -> Option<i64> {
         self.expires.get(key, l.hash).map(|e| e.at)
+    }
+
+    /// The access field of a new key: the LRU clock, or an LFU counter under LFU policies.
+    fn initial_access(&self, now: i64) -> u32 {
+        if self.lfu {
+            crate::lfu::initial(now)
+        } else {
+            lru_clock_at(now)
+        }
+    }
+
+    /// A random stored key for eviction sampling: a random non-empty slot, then a random key
+    /// of it (cheap, close to uniform when keys are spread over many slots).
+    pub fn sample_key(&mut self) -> Option<&KeyEntry> {
+        if self.keys == 0 {
+            return None;
+        }
+        for _ in 0..64 {
+            let slot = self.rng.random_range(0..SLOTS);
+            if !self.slots[slot].is_empty() {
+                return self.slots[slot].random(&mut self.rng);
+            }
+        }
+        let slot = self.slots.iter().position(|d| !d.is_empty())?;
+        self.slots[slot].random(&mut self.rng)
+    }
+
+    /// A random key with a time to live, and its expiry time.
+    pub fn sample_volatile(&mut self) -> Option<(SmallBytes, i64)> {
+        self.expires
+            .random(&mut self.rng)
+            .map(|e| (e.key.clone(), e.at))
     }
 
     fn note_expired(&mut self, key: &[u8]) {
@@ -218,7 +253,7 @@ impl Db {
             let entry = KeyEntry {
                 key: SmallBytes::new(key),
                 value: make(),
-                access: lru_clock_at(now),
+                access: self.initial_access(now),
                 flags: 0,
             };
             self.slots[l.slot].insert_new(entry, l.hash);
@@ -286,7 +321,7 @@ impl Db {
         let entry = KeyEntry {
             key: SmallBytes::new(key),
             value,
-            access: lru_clock_at(now),
+            access: self.initial_access(now),
             flags: 0,
         };
         self.slots[l.slot].insert_new(entry, l.hash);

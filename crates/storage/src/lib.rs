@@ -14,6 +14,7 @@ pub mod db;
 pub mod dict;
 pub mod digest;
 pub mod error;
+pub mod lfu;
 pub mod longdouble;
 pub mod strings;
 pub mod types;

@@ -334,6 +334,7 @@ pub fn object(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         return super::server::help(call, OBJECT_HELP);
     }
     let key = args.get(2);
+    let (lfu, _, decay) = s.access_policy();
     // OBJECT does not touch the key (Redis's LOOKUP_NOTOUCH).
     let Some(e) = s.db.get(key, call.now) else {
         call.reply().null();
@@ -343,12 +344,21 @@ pub fn object(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         let enc = e.value().encoding();
         call.reply().bulk(enc.as_bytes());
     } else if is(sub, "idletime") {
+        if lfu {
+            return Err(CmdError::msg(
+                "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+            ));
+        }
         let idle = (Server::lru_clock().wrapping_sub(e.access()) & 0xFF_FFFF) as i64;
         call.reply().int(idle);
     } else if is(sub, "freq") {
-        return Err(CmdError::msg(
-            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
-        ));
+        if !lfu {
+            return Err(CmdError::msg(
+                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+            ));
+        }
+        let freq = tessera_storage::lfu::decayed(e.access(), call.now, decay);
+        call.reply().int(i64::from(freq));
     } else {
         // Values are never shared, except that Redis reports shared integers as
         // INT_MAX; Tessera has no shared objects.

@@ -323,6 +323,16 @@ impl<'a> ScanOptions<'a> {
 }
 
 impl Server {
+    /// How key accesses are recorded: (LFU policy, `lfu-log-factor`, `lfu-decay-time`).
+    #[inline]
+    pub fn access_policy(&self) -> (bool, u32, u32) {
+        (
+            self.db.lfu,
+            self.config.lfu_log_factor,
+            self.config.lfu_decay_time,
+        )
+    }
+
     /// The hash at `key` for reading (`None` when missing).
     pub fn read_hash(&mut self, call: &Call<'_>, key: &[u8]) -> Result<Option<&Hash>, CmdError> {
         match self.read_key(call, key) {
@@ -341,6 +351,7 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut Hash>, CmdError> {
+        let (lfu, log_factor, decay) = self.access_policy();
         let make = || Value::Hash(Box::default());
         let entry = if create {
             Some(self.db.get_or_insert_with(key, call.now, make))
@@ -348,7 +359,13 @@ impl Server {
             self.db.get_mut(key, call.now)
         };
         let Some(e) = entry else { return Ok(None) };
-        e.touch(tessera_storage::db::lru_clock_at(call.now));
+        e.touch(crate::evict::next_access(
+            lfu,
+            log_factor,
+            decay,
+            e.access(),
+            call.now,
+        ));
         match e.value_mut() {
             Value::Hash(v) => Ok(Some(v)),
             _ => Err(OpError::WrongType.into()),
@@ -373,6 +390,7 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut Set>, CmdError> {
+        let (lfu, log_factor, decay) = self.access_policy();
         let make = || Value::Set(Box::default());
         let entry = if create {
             Some(self.db.get_or_insert_with(key, call.now, make))
@@ -380,7 +398,13 @@ impl Server {
             self.db.get_mut(key, call.now)
         };
         let Some(e) = entry else { return Ok(None) };
-        e.touch(tessera_storage::db::lru_clock_at(call.now));
+        e.touch(crate::evict::next_access(
+            lfu,
+            log_factor,
+            decay,
+            e.access(),
+            call.now,
+        ));
         match e.value_mut() {
             Value::Set(v) => Ok(Some(v)),
             _ => Err(OpError::WrongType.into()),
@@ -405,6 +429,7 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut List>, CmdError> {
+        let (lfu, log_factor, decay) = self.access_policy();
         let make = || Value::List(Box::default());
         let entry = if create {
             Some(self.db.get_or_insert_with(key, call.now, make))
@@ -412,7 +437,13 @@ impl Server {
             self.db.get_mut(key, call.now)
         };
         let Some(e) = entry else { return Ok(None) };
-        e.touch(tessera_storage::db::lru_clock_at(call.now));
+        e.touch(crate::evict::next_access(
+            lfu,
+            log_factor,
+            decay,
+            e.access(),
+            call.now,
+        ));
         match e.value_mut() {
             Value::List(v) => Ok(Some(v)),
             _ => Err(OpError::WrongType.into()),
@@ -436,13 +467,20 @@ impl Server {
     /// Looks up a key for reading: counts a keyspace hit or miss and updates the key's access
     /// time, unless the client asked for `CLIENT NO-TOUCH` (Redis's `lookupKeyRead`).
     pub fn read_key(&mut self, call: &Call<'_>, key: &[u8]) -> Option<&mut KeyEntry> {
+        let (lfu, log_factor, decay) = self.access_policy();
         let no_touch =
             self.clients.get(call.client).is_some_and(|c| c.no_touch) && call.spec.name != "touch";
         match self.db.get_mut(key, call.now) {
             Some(entry) => {
                 self.stats.keyspace_hits += 1;
                 if !no_touch {
-                    entry.touch(tessera_storage::db::lru_clock_at(call.now));
+                    entry.touch(crate::evict::next_access(
+                        lfu,
+                        log_factor,
+                        decay,
+                        entry.access(),
+                        call.now,
+                    ));
                 }
                 Some(entry)
             }
@@ -455,8 +493,15 @@ impl Server {
 
     /// Looks up a key for writing (no hit/miss accounting, as Redis's `lookupKeyWrite`).
     pub fn write_key(&mut self, call: &Call<'_>, key: &[u8]) -> Option<&mut KeyEntry> {
+        let (lfu, log_factor, decay) = self.access_policy();
         let entry = self.db.get_mut(key, call.now)?;
-        entry.touch(tessera_storage::db::lru_clock_at(call.now));
+        entry.touch(crate::evict::next_access(
+            lfu,
+            log_factor,
+            decay,
+            entry.access(),
+            call.now,
+        ));
         Some(entry)
     }
 }

@@ -103,6 +103,7 @@ pub fn config(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             }
             let limits = next.limits();
             s.db.limits = next.compact_limits();
+            s.db.lfu = next.lfu();
             s.config = next;
             for (_, c) in s.clients.iter_mut() {
                 if let Some(io) = c.io.as_mut() {

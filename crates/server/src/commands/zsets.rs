@@ -32,6 +32,7 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut ZSet>, CmdError> {
+        let (lfu, log_factor, decay) = self.access_policy();
         let make = || Value::ZSet(Box::default());
         let entry = if create {
             Some(self.db.get_or_insert_with(key, call.now, make))
@@ -39,7 +40,13 @@ impl Server {
             self.db.get_mut(key, call.now)
         };
         let Some(e) = entry else { return Ok(None) };
-        e.touch(tessera_storage::db::lru_clock_at(call.now));
+        e.touch(crate::evict::next_access(
+            lfu,
+            log_factor,
+            decay,
+            e.access(),
+            call.now,
+        ));
         match e.value_mut() {
             Value::ZSet(v) => Ok(Some(v)),
             _ => Err(OpError::WrongType.into()),
