@@ -9,6 +9,7 @@ mod differential;
 mod eviction;
 mod expire;
 mod keys;
+mod notifications;
 mod protocol;
 mod pubsub;
 mod server;

@@ -54,6 +54,8 @@ pub struct Config {
     pub maxmemory_samples: usize,
     pub lfu_log_factor: u32,
     pub lfu_decay_time: u32,
+    /// Keyspace notification classes, as given.
+    pub notify_keyspace_events: String,
     pub databases: u32,
     pub appendonly: bool,
     pub save: String,
@@ -97,6 +99,7 @@ impl Default for Config {
             maxmemory_samples: 5,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
+            notify_keyspace_events: String::new(),
             databases: 1,
             appendonly: false,
             save: String::new(),
@@ -153,6 +156,12 @@ impl Config {
                 "client-query-buffer-limit must be between 1mb and 4gb".into(),
             ));
         }
+        if crate::notify::parse(&self.notify_keyspace_events).is_none() {
+            return Err(ConfigError::Invalid(
+                "notify-keyspace-events: invalid event class character, use 'Ag$lshzxeKEtmdn'"
+                    .into(),
+            ));
+        }
         if self.databases != 1 {
             return Err(ConfigError::Invalid(
                 "databases must be 1: Tessera has one database per shard, like Redis Cluster"
@@ -196,6 +205,11 @@ impl Config {
             .into_iter()
             .find(|(c, ..)| c == class)
             .map_or((0, 0, 0), |(_, h, s, t)| (h, s, t))
+    }
+
+    /// The keyspace notification classes set.
+    pub fn notify_flags(&self) -> u32 {
+        crate::notify::parse(&self.notify_keyspace_events).unwrap_or(0)
     }
 
     /// True under an LFU eviction policy (keys carry LFU counters).
@@ -312,6 +326,10 @@ impl Config {
             ("maxmemory-samples", self.maxmemory_samples.to_string()),
             ("lfu-log-factor", self.lfu_log_factor.to_string()),
             ("lfu-decay-time", self.lfu_decay_time.to_string()),
+            (
+                "notify-keyspace-events",
+                crate::notify::format(self.notify_flags()),
+            ),
             ("databases", self.databases.to_string()),
             ("appendonly", b(self.appendonly)),
             ("save", self.save.clone()),
@@ -405,6 +423,15 @@ impl Config {
             }
             "lfu-log-factor" => self.lfu_log_factor = num(value)?,
             "lfu-decay-time" => self.lfu_decay_time = num(value)?,
+            "notify-keyspace-events" => match crate::notify::parse(value) {
+                // Kept as given: the canonical text Redis prints drops `n` next to `A`.
+                Some(_) => self.notify_keyspace_events = value.into(),
+                None => {
+                    return Err(
+                        "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into(),
+                    );
+                }
+            },
             "appendonly" => {
                 if yes_no(value)? {
                     // TODO(#4): persistence.
@@ -446,6 +473,7 @@ impl Config {
                 | "loglevel"
                 | "pidfile"
                 | "maxmemory-policy"
+                | "notify-keyspace-events"
                 | "save"
                 | "latency-tracking-info-percentiles"
                 | "client-output-buffer-limit" => {

@@ -407,6 +407,9 @@ impl Server {
                 true
             }
         };
+        if self.notify_flags != 0 {
+            self.publish_events(tok, out);
+        }
         self.stats.total_commands_processed += 1;
         let entry = &mut self.commands.entries[idx];
         entry.stats.calls += 1;

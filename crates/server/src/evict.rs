@@ -95,6 +95,7 @@ impl Server {
             self.db.remove(&victim);
             self.stats.evicted_keys += 1;
             self.touch_watched(&victim);
+            self.notify(crate::notify::EVICTED, "evicted", &victim);
             let used = crate::memory::allocated();
             self.used_memory_cache = Some(used);
             if used <= max {

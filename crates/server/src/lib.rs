@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod evict;
 pub mod info;
 pub mod memory;
+pub mod notify;
 pub mod server;
 pub mod stats;
 

@@ -64,6 +64,10 @@ pub struct Server {
     pub in_exec: Option<usize>,
     /// Allocated memory as read this event-loop turn (for `maxmemory`).
     pub used_memory_cache: Option<u64>,
+    /// Keyspace notification classes published (0 when off).
+    pub notify_flags: u32,
+    /// Keyspace events waiting to be published.
+    pub events: crate::notify::Pending,
     pub start: Instant,
     pub start_unix_ms: i64,
     pub run_id: String,
@@ -122,7 +126,8 @@ impl Server {
         let mut db = Db::new();
         db.limits = config.compact_limits();
         db.lfu = config.lfu();
-        Ok(Server {
+        let notify_flags = config.notify_flags();
+        let mut server = Server {
             db,
             clients: Slab::with_capacity(64),
             stats: Stats::default(),
@@ -137,6 +142,8 @@ impl Server {
             pubsub: Default::default(),
             in_exec: None,
             used_memory_cache: None,
+            notify_flags: 0,
+            events: Default::default(),
             start: Instant::now(),
             start_unix_ms: now,
             run_id,
@@ -154,7 +161,9 @@ impl Server {
             cron_loops: 0,
             turn_start: Instant::now(),
             config,
-        })
+        };
+        server.apply_notify_config(notify_flags);
+        Ok(server)
     }
 
     /// The address the server listens on.
@@ -484,7 +493,7 @@ impl Server {
                         }
                     }
                 }
-                self.db.log_expired = !self.watches.is_empty();
+                self.update_expired_logging();
             }
         }
     }
@@ -493,6 +502,10 @@ impl Server {
         if self.fast_expire_due && self.active_expire_enabled {
             let tuning = ExpireTuning::from_effort(self.config.active_expire_effort);
             self.fast_expire_due = self.db.active_expire_cycle(tuning, 1000, unix_ms);
+            self.drain_expired_keys();
+        }
+        if self.notify_flags != 0 {
+            self.publish_events(usize::MAX, &mut Vec::new());
         }
         self.handle_blocked_in_before_sleep();
         // Resume clients whose pause ended.

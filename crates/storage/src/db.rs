@@ -92,6 +92,9 @@ pub struct Db {
     /// (the server turns them into WATCH invalidations).
     pub log_expired: bool,
     expired_log: Vec<SmallBytes>,
+    /// When set, keys created are recorded for [`Db::take_new`] (keyspace `new` events).
+    pub log_new: bool,
+    new_log: Vec<SmallBytes>,
 }
 
 impl Default for Db {
@@ -128,6 +131,8 @@ impl Db {
             limits: crate::types::CompactLimits::default(),
             log_expired: false,
             expired_log: Vec::new(),
+            log_new: false,
+            new_log: Vec::new(),
             lfu: false,
         }
     }
@@ -201,6 +206,22 @@ impl Db {
         std::mem::take(&mut self.expired_log)
     }
 
+    /// Keys created since the last call (while `log_new` is set).
+    pub fn take_new(&mut self) -> Vec<SmallBytes> {
+        std::mem::take(&mut self.new_log)
+    }
+
+    /// True if created keys are waiting in the log.
+    pub fn has_new_log(&self) -> bool {
+        !self.new_log.is_empty()
+    }
+
+    fn note_new(&mut self, key: &[u8]) {
+        if self.log_new {
+            self.new_log.push(SmallBytes::new(key));
+        }
+    }
+
     /// True if expired keys are waiting in the log.
     pub fn has_expired_log(&self) -> bool {
         !self.expired_log.is_empty()
@@ -258,6 +279,7 @@ impl Db {
             };
             self.slots[l.slot].insert_new(entry, l.hash);
             self.keys += 1;
+            self.note_new(key);
         }
         self.slots[l.slot]
             .get_mut(key, l.hash)
@@ -326,6 +348,7 @@ impl Db {
         };
         self.slots[l.slot].insert_new(entry, l.hash);
         self.keys += 1;
+        self.note_new(key);
         self.apply_expiry(key, l, expiry, false);
         None
     }

@@ -7,6 +7,7 @@ use tessera_storage::{Expiry, OpError, Value};
 
 use super::{int_arg, is};
 use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::notify::{GENERIC, STRING};
 use crate::server::Server;
 
 /// Parses a bit offset (Redis's `getBitOffsetFromArgument`): `N`, or `#N` in units of `bits`
@@ -44,18 +45,24 @@ pub fn setbit(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         _ => return Err(CmdError::msg("ERR bit is not an integer or out of range")),
     };
     let key = args.get(1);
-    let old = match s.write_key(call, key) {
+    // Signalled when the key is created or grows, or the bit changes (Redis 7).
+    let (old, changed) = match s.write_key(call, key) {
         Some(e) => {
             let buf = e.value_mut().make_raw().ok_or(OpError::WrongType)?;
-            strings::set_bit(buf, offset, on)
+            let len = buf.len();
+            let old = strings::set_bit(buf, offset, on);
+            (old, old != on || buf.len() != len)
         }
         None => {
             let mut buf = Vec::new();
             strings::set_bit(&mut buf, offset, on);
             s.db.set(key, Value::Raw(Box::new(buf)), Expiry::Persist, call.now);
-            false
+            (false, true)
         }
     };
+    if changed {
+        s.notify(STRING, "setbit", key);
+    }
     call.reply().int(i64::from(old));
     Ok(())
 }
@@ -271,7 +278,9 @@ pub fn bitop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     let dest = args.get(2);
     let len = result.len();
     if result.is_empty() {
-        s.db.remove(dest);
+        if s.db.remove_live(dest, call.now).is_some() {
+            s.notify(GENERIC, "del", dest);
+        }
     } else {
         s.db.set(
             dest,
@@ -279,6 +288,7 @@ pub fn bitop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             Expiry::Persist,
             call.now,
         );
+        s.notify(STRING, "set", dest);
     }
     call.reply().int(len as i64);
     Ok(())
@@ -353,10 +363,16 @@ pub fn bitfield(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
     }
     let key = args.get(1);
     let writes = ops.iter().any(|op| !matches!(op, FieldOp::Get(..)));
-    let mut buf = match s.read_key(call, key) {
+    let found = if writes {
+        s.write_key(call, key)
+    } else {
+        s.read_key(call, key)
+    };
+    let mut buf = match found {
         Some(e) => e.value().as_str().ok_or(OpError::WrongType)?.to_vec(),
         None => Vec::new(),
     };
+    let mut changes = 0;
     let mut results: Vec<Option<i64>> = Vec::with_capacity(ops.len());
     for op in &ops {
         results.push(match *op {
@@ -367,6 +383,7 @@ pub fn bitfield(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
                 match strings::field_set_value(v, t, ov) {
                     Some(nv) => {
                         strings::field_set(&mut buf, off, t, nv);
+                        changes += 1;
                         Some(old)
                     }
                     None => None,
@@ -377,6 +394,7 @@ pub fn bitfield(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
                 let nv = strings::field_add(old, incr, t, ov);
                 if let Some(nv) = nv {
                     strings::field_set(&mut buf, off, t, nv);
+                    changes += 1;
                 }
                 nv
             }
@@ -388,6 +406,9 @@ pub fn bitfield(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
             None => {
                 s.db.set(key, Value::Raw(Box::new(buf)), Expiry::Persist, call.now);
             }
+        }
+        if changes > 0 {
+            s.notify(STRING, "setbit", key);
         }
     }
     let mut r = call.reply();

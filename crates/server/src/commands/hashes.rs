@@ -6,6 +6,7 @@ use tessera_storage::OpError;
 
 use super::{ScanOptions, int_arg, is};
 use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::notify::HASH;
 use crate::server::Server;
 
 /// `HSET key field value [field value ...]`, `HMSET key field value [field value ...]`
@@ -26,6 +27,7 @@ pub fn hset(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
             added += 1;
         }
     }
+    s.notify(HASH, "hset", args.get(1));
     if call.spec.name == "hmset" {
         call.reply().ok()
     } else {
@@ -41,6 +43,9 @@ pub fn hsetnx(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         .write_hash(call, args.get(1), true)?
         .expect("created when missing");
     let added = h.get(args.get(2)).is_none() && h.set(args.get(2), args.get(3), &limits);
+    if added {
+        s.notify(HASH, "hset", args.get(1));
+    }
     call.reply().int(i64::from(added));
     Ok(())
 }
@@ -71,7 +76,10 @@ pub fn hdel(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let mut n = 0;
     if let Some(h) = s.write_hash(call, key, false)? {
         n = args.iter_from(2).filter(|f| h.remove(f)).count();
-        s.remove_if_empty(key);
+        if n > 0 {
+            s.notify(HASH, "hdel", key);
+            s.remove_if_empty(key);
+        }
     }
     call.reply().int(n as i64);
     Ok(())
@@ -143,6 +151,7 @@ pub fn hincrby(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
     };
     let n = cur.checked_add(incr).ok_or(OpError::Overflow)?;
     h.set(field, itoa::Buffer::new().format(n).as_bytes(), &limits);
+    s.notify(HASH, "hincrby", args.get(1));
     call.reply().int(n);
     Ok(())
 }
@@ -176,6 +185,7 @@ pub fn hincrbyfloat(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> Cmd
         }
     };
     h.set(field, text.as_bytes(), &limits);
+    s.notify(HASH, "hincrbyfloat", key);
     call.reply().bulk(text.as_bytes());
     Ok(())
 }

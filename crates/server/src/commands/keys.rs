@@ -5,6 +5,7 @@ use tessera_storage::Expiry;
 
 use super::{int_arg, is};
 use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::notify::GENERIC;
 use crate::server::Server;
 
 /// `DEL key [key ...]`, `UNLINK key [key ...]`
@@ -12,6 +13,7 @@ pub fn del(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let mut n = 0;
     for key in args.iter_from(1) {
         if s.db.remove_live(key, call.now).is_some() {
+            s.notify(GENERIC, "del", key);
             n += 1;
         }
     }
@@ -61,7 +63,11 @@ pub fn rename(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
     }
     let value = s.db.remove(src).expect("looked up just above");
     let expiry = at.map_or(Expiry::Persist, Expiry::At);
+    // The destination is deleted, then created (a `new` event, as Redis's dbAdd).
+    s.db.remove_live(dst, call.now);
     s.db.set(dst, value, expiry, call.now);
+    s.notify(GENERIC, "rename_from", src);
+    s.notify(GENERIC, "rename_to", dst);
     if nx {
         call.reply().int(1)
     } else {
@@ -109,7 +115,9 @@ pub fn copy(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
             .expect("looked up just above")
             .value()
             .clone();
+    s.db.remove_live(dst, call.now);
     s.db.set(dst, value, at.map_or(Expiry::Persist, Expiry::At), call.now);
+    s.notify(GENERIC, "copy_to", dst);
     call.reply().int(1);
     Ok(())
 }
@@ -267,8 +275,10 @@ pub fn expire(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
     if when <= call.now {
         // A time in the past deletes the key.
         s.db.remove(key);
+        s.notify(GENERIC, "del", key);
     } else {
         s.db.set_expire(key, when, call.now);
+        s.notify(GENERIC, "expire", key);
     }
     call.reply().int(1);
     Ok(())
@@ -292,6 +302,7 @@ pub fn ttl(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         s.stats.keyspace_hits += 1;
     } else {
         s.stats.keyspace_misses += 1;
+        s.notify(crate::notify::KEY_MISS, "keymiss", key);
     }
     call.reply().int(n);
     Ok(())
@@ -300,6 +311,9 @@ pub fn ttl(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 /// `PERSIST key`
 pub fn persist(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let done = s.db.persist(args.get(1), call.now);
+    if done {
+        s.notify(GENERIC, "persist", args.get(1));
+    }
     call.reply().int(i64::from(done));
     Ok(())
 }

@@ -9,6 +9,7 @@ use tessera_storage::{End, OpError};
 
 use super::{int_arg, is};
 use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::notify::LIST;
 use crate::server::Server;
 
 fn end_of(a: &[u8]) -> Result<End, CmdError> {
@@ -35,12 +36,28 @@ pub fn push(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
             for e in args.iter_from(2) {
                 list.push(end, e);
             }
-            list.len()
+            let len = list.len();
+            s.notify(LIST, push_event(end), args.get(1));
+            len
         }
         None => 0,
     };
     call.reply().int(len as i64);
     Ok(())
+}
+
+fn push_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpush",
+        End::Right => "rpush",
+    }
+}
+
+fn pop_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpop",
+        End::Right => "rpop",
+    }
 }
 
 /// A positive count (`getPositiveLongFromObjectOrReply`).
@@ -78,9 +95,13 @@ pub fn pop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         return Ok(());
     };
     let mut r = Call::reply_to(call.out, resp3);
+    if count == Some(0) {
+        r.array(0);
+        return Ok(());
+    }
     match count {
         None => r.bulk_opt(list.pop(end).as_ref().map(|e| e.as_bytes())),
-        Some(0) => r.array(0),
+        Some(0) => {}
         Some(n) => {
             let n = n.min(list.len());
             r.array(n);
@@ -90,8 +111,11 @@ pub fn pop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
             }
         }
     }
-    if list.is_empty() {
+    let empty = list.is_empty();
+    s.notify(LIST, pop_event(end), key);
+    if empty {
         s.db.remove(key);
+        s.notify(crate::notify::GENERIC, "del", key);
     }
     Ok(())
 }
@@ -141,6 +165,7 @@ pub fn ltrim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                 list.0.drain(..a);
             }
         }
+        s.notify(LIST, "ltrim", key);
         s.remove_if_empty(key);
     }
     call.reply().ok();
@@ -157,6 +182,7 @@ pub fn lset(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         .index(i)
         .ok_or_else(|| CmdError::msg("ERR index out of range"))?;
     list.0[p] = tessera_storage::SmallBytes::new(args.get(3));
+    s.notify(LIST, "lset", args.get(1));
     call.reply().ok();
     Ok(())
 }
@@ -177,7 +203,9 @@ pub fn linsert(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
                     p + usize::from(after),
                     tessera_storage::SmallBytes::new(args.get(4)),
                 );
-                list.len() as i64
+                let len = list.len() as i64;
+                s.notify(LIST, "linsert", args.get(1));
+                len
             }
         },
     };
@@ -218,7 +246,10 @@ pub fn lrem(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
             }
         }
         list.0 = kept;
-        s.remove_if_empty(key);
+        if removed > 0 {
+            s.notify(LIST, "lrem", key);
+            s.remove_if_empty(key);
+        }
     }
     call.reply().int(removed as i64);
     Ok(())
@@ -322,7 +353,7 @@ fn lmove_generic(
     to: End,
 ) -> CmdResult {
     let resp3 = call.resp3;
-    if s.read_list(call, src)?.is_none_or(|l| l.is_empty()) {
+    if s.write_list(call, src, false)?.is_none_or(|l| l.is_empty()) {
         Call::reply_to(call.out, resp3).null();
         return Ok(());
     }
@@ -336,10 +367,13 @@ fn lmove_generic(
         .write_list(call, src, false)?
         .and_then(|l| l.pop(from))
         .expect("checked non-empty");
-    s.remove_if_empty(src);
+    // As Redis: the push is signalled before the pop, the source deleted last.
     s.write_list(call, dst, true)?
         .expect("created when missing")
         .push(to, value.as_bytes());
+    s.notify(LIST, push_event(to), dst);
+    s.notify(LIST, pop_event(from), src);
+    s.remove_if_empty(src);
     Call::reply_to(call.out, resp3).bulk(value.as_bytes());
     Ok(())
 }
@@ -407,6 +441,7 @@ fn mpop(
         }
         let n = count.min(list.len());
         let popped: Vec<_> = (0..n).filter_map(|_| list.pop(end)).collect();
+        s.notify(LIST, pop_event(end), key);
         s.remove_if_empty(key);
         let mut r = call.reply();
         r.array(2);
@@ -447,6 +482,7 @@ pub fn blpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         if let Some(list) = s.write_list(call, key, false)?
             && let Some(e) = list.pop(end)
         {
+            s.notify(LIST, pop_event(end), key);
             s.remove_if_empty(key);
             let mut r = call.reply();
             r.array(2);
@@ -469,7 +505,9 @@ pub fn blmove(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
     };
     let timeout = crate::blocking::parse_timeout(args.get(timeout_at))?;
     let src = args.get(1);
-    if s.read_list(call, src)?.is_some_and(|l| !l.is_empty()) {
+    if s.write_list(call, src, false)?
+        .is_some_and(|l| !l.is_empty())
+    {
         return lmove_generic(s, call, src, args.get(2), from, to);
     }
     block_on(s, vec![src.to_vec()], timeout);

@@ -461,6 +461,7 @@ impl Server {
         });
         if empty {
             self.db.remove(key);
+            self.notify(crate::notify::GENERIC, "del", key);
         }
     }
 
@@ -470,6 +471,11 @@ impl Server {
         let (lfu, log_factor, decay) = self.access_policy();
         let no_touch =
             self.clients.get(call.client).is_some_and(|c| c.no_touch) && call.spec.name != "touch";
+        if self.notify_flags & crate::notify::KEY_MISS != 0 && !self.db.contains(key, call.now) {
+            self.stats.keyspace_misses += 1;
+            self.notify(crate::notify::KEY_MISS, "keymiss", key);
+            return None;
+        }
         match self.db.get_mut(key, call.now) {
             Some(entry) => {
                 self.stats.keyspace_hits += 1;

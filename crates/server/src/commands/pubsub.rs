@@ -161,6 +161,17 @@ impl Server {
         }
     }
 
+    /// Publishes `message` on (non-shard) `channel` for client `caller`, writing to `out`.
+    pub(crate) fn publish_message(
+        &mut self,
+        caller: usize,
+        out: &mut Vec<u8>,
+        channel: &[u8],
+        message: &[u8],
+    ) -> usize {
+        self.publish(caller, out, channel, message, false)
+    }
+
     /// Publishes `message` on `channel`; returns the number of receivers.
     fn publish(
         &mut self,

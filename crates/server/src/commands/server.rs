@@ -104,7 +104,9 @@ pub fn config(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             let limits = next.limits();
             s.db.limits = next.compact_limits();
             s.db.lfu = next.lfu();
+            let notify_flags = next.notify_flags();
             s.config = next;
+            s.apply_notify_config(notify_flags);
             for (_, c) in s.clients.iter_mut() {
                 if let Some(io) = c.io.as_mut() {
                     io.parser.set_limits(limits);

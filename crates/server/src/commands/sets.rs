@@ -7,6 +7,7 @@ use tessera_storage::{Expiry, OpError, Set, StrView, Value};
 
 use super::{ScanOptions, int_arg, is};
 use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::notify::{GENERIC, SET};
 use crate::server::Server;
 
 fn reply_member(r: &mut tessera_protocol::Reply<'_>, m: StrView<'_>) {
@@ -23,6 +24,9 @@ pub fn sadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         .write_set(call, args.get(1), true)?
         .expect("created when missing");
     let added = args.iter_from(2).filter(|m| set.add(m, &limits)).count();
+    if added > 0 {
+        s.notify(SET, "sadd", args.get(1));
+    }
     call.reply().int(added as i64);
     Ok(())
 }
@@ -33,7 +37,10 @@ pub fn srem(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let mut n = 0;
     if let Some(set) = s.write_set(call, key, false)? {
         n = args.iter_from(2).filter(|m| set.remove(m)).count();
-        s.remove_if_empty(key);
+        if n > 0 {
+            s.notify(SET, "srem", key);
+            s.remove_if_empty(key);
+        }
     }
     call.reply().int(n as i64);
     Ok(())
@@ -171,7 +178,10 @@ pub fn spop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     for m in &popped {
         set.remove(m);
     }
-    s.remove_if_empty(key);
+    if !popped.is_empty() {
+        s.notify(SET, "spop", key);
+        s.remove_if_empty(key);
+    }
     let mut r = Call::reply_to(call.out, resp3);
     match count {
         None => r.bulk_opt(popped.first().map(Vec::as_slice)),
@@ -215,11 +225,16 @@ pub fn smove(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         call.reply().int(0);
         return Ok(());
     }
+    s.notify(SET, "srem", src);
     s.remove_if_empty(src);
     let limits = s.db.limits;
-    s.write_set(call, dst, true)?
+    let added = s
+        .write_set(call, dst, true)?
         .expect("created when missing")
         .add(member, &limits);
+    if added {
+        s.notify(SET, "sadd", dst);
+    }
     call.reply().int(1);
     Ok(())
 }
@@ -319,9 +334,17 @@ pub fn algebra_store(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> Cm
     let dst = args.get(1);
     let n = result.len();
     if n == 0 {
-        s.db.remove(dst);
+        if s.db.remove_live(dst, call.now).is_some() {
+            s.notify(GENERIC, "del", dst);
+        }
     } else {
         s.db.set(dst, Value::Set(Box::new(result)), Expiry::Persist, call.now);
+        let event = match call.spec.name {
+            "sinterstore" => "sinterstore",
+            "sunionstore" => "sunionstore",
+            _ => "sdiffstore",
+        };
+        s.notify(SET, event, dst);
     }
     call.reply().int(n as i64);
     Ok(())

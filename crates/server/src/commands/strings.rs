@@ -5,6 +5,7 @@ use tessera_storage::{Expiry, OpError, StrView, Value};
 
 use super::{int_arg, is};
 use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::notify::{GENERIC, STRING};
 use crate::server::Server;
 
 /// Largest string Redis builds by APPEND or SETRANGE (`proto-max-bulk-len`'s default).
@@ -159,6 +160,10 @@ pub fn set(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         (None, false) => Expiry::Persist,
     };
     s.db.set(key, Value::string(args.get(2)), expiry, call.now);
+    s.notify(STRING, "set", key);
+    if at.is_some() {
+        s.notify(GENERIC, "expire", key);
+    }
     if o.get {
         call.reply().bulk_opt(old.flatten().as_deref());
     } else {
@@ -174,6 +179,7 @@ pub fn setnx(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         call.reply().int(0);
     } else {
         s.db.set(key, Value::string(args.get(2)), Expiry::Persist, call.now);
+        s.notify(STRING, "set", key);
         call.reply().int(1);
     }
     Ok(())
@@ -193,6 +199,8 @@ pub fn setex(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         Expiry::At(at),
         call.now,
     );
+    s.notify(STRING, "set", args.get(1));
+    s.notify(GENERIC, "expire", args.get(1));
     call.reply().ok();
     Ok(())
 }
@@ -205,6 +213,7 @@ pub fn getset(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         None => None,
     };
     s.db.set(key, Value::string(args.get(2)), Expiry::Persist, call.now);
+    s.notify(STRING, "set", key);
     call.reply().bulk_opt(old.as_deref());
     Ok(())
 }
@@ -217,6 +226,7 @@ pub fn getdel(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         Some(e) => {
             let v = e.value().as_str().ok_or(OpError::WrongType)?.to_vec();
             s.db.remove(key);
+            s.notify(GENERIC, "del", key);
             call.reply().bulk(&v);
         }
     }
@@ -241,11 +251,13 @@ pub fn getex(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         // An absolute time in the past deletes the key (Redis's `checkAlreadyExpired`).
         if at <= call.now {
             s.db.remove(key);
+            s.notify(GENERIC, "del", key);
         } else {
             s.db.set_expire(key, at, call.now);
+            s.notify(GENERIC, "expire", key);
         }
-    } else if o.persist {
-        s.db.persist(key, call.now);
+    } else if o.persist && s.db.persist(key, call.now) {
+        s.notify(GENERIC, "persist", key);
     }
     call.reply().bulk(&v);
     Ok(())
@@ -287,6 +299,7 @@ pub fn mset(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
             Expiry::Persist,
             call.now,
         );
+        s.notify(STRING, "set", args.get(i));
     }
     if nx {
         call.reply().int(1)
@@ -315,6 +328,7 @@ pub fn append(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             buf.len()
         }
     };
+    s.notify(STRING, "append", key);
     call.reply().int(len as i64);
     Ok(())
 }
@@ -363,6 +377,7 @@ pub fn incr(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
             delta
         }
     };
+    s.notify(STRING, "incrby", key);
     call.reply().int(result);
     Ok(())
 }
@@ -394,6 +409,7 @@ pub fn incrbyfloat(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdR
             );
         }
     }
+    s.notify(STRING, "incrbyfloat", key);
     call.reply().bulk(text.as_bytes());
     Ok(())
 }
@@ -472,6 +488,7 @@ pub fn setrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
             buf.len()
         }
     };
+    s.notify(STRING, "setrange", key);
     call.reply().int(len as i64);
     Ok(())
 }

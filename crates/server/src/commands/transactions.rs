@@ -68,10 +68,22 @@ impl Server {
     /// Turns keys deleted by expiry into WATCH invalidations.
     pub(crate) fn drain_expired_keys(&mut self) {
         if self.db.has_expired_log() {
+            let notify = self.notify_flags & crate::notify::EXPIRED != 0;
             for key in self.db.take_expired() {
                 self.touch_watched(key.as_bytes());
+                if notify {
+                    self.events
+                        .events
+                        .push(("expired", key.as_bytes().to_vec()));
+                }
             }
         }
+    }
+
+    /// Expired keys are recorded while someone watches keys or `expired` events are on.
+    pub(crate) fn update_expired_logging(&mut self) {
+        self.db.log_expired =
+            !self.watches.is_empty() || self.notify_flags & crate::notify::EXPIRED != 0;
     }
 
     /// Forgets the watches of client `tok` (EXEC, DISCARD, UNWATCH, RESET, disconnect).
@@ -88,7 +100,7 @@ impl Server {
                 }
             }
         }
-        self.db.log_expired = !self.watches.is_empty();
+        self.update_expired_logging();
     }
 }
 

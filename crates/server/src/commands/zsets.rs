@@ -8,6 +8,7 @@ use tessera_storage::{Expiry, OpError, Value, ZSet};
 
 use super::{ScanOptions, int_arg, is};
 use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::notify::{GENERIC, ZSET as ZSET_EVENTS};
 use crate::server::Server;
 
 const NOT_FLOAT: &str = "ERR value is not a valid float";
@@ -188,7 +189,7 @@ pub fn zadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         .collect::<Result<_, _>>()?;
     let limits = s.db.limits.zset();
     let key = args.get(1);
-    let exists = s.read_zset(call, key)?.is_some();
+    let exists = s.write_zset(call, key, false)?.is_some();
     let mut last: Option<f64> = None;
     let (mut added, mut updated) = (0, 0);
     if exists || !xx {
@@ -226,6 +227,9 @@ pub fn zadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
                 }
             }
         }
+        if added > 0 || updated > 0 {
+            s.notify(ZSET_EVENTS, if incr { "zincr" } else { "zadd" }, key);
+        }
         s.remove_if_empty(key);
     }
     let mut r = call.reply();
@@ -249,12 +253,16 @@ pub fn zincrby(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         .write_zset(call, key, true)?
         .expect("created when missing");
     let member = args.get(3);
-    let new = z.score(member).unwrap_or(0.0) + incr;
+    let old = z.score(member);
+    let new = old.unwrap_or(0.0) + incr;
     if new.is_nan() {
         s.remove_if_empty(key);
         return Err(CmdError::msg(NAN_SCORE));
     }
     z.set(new, member, &limits);
+    if old != Some(new) {
+        s.notify(ZSET_EVENTS, "zincr", key);
+    }
     reply_score(&mut call.reply(), new);
     Ok(())
 }
@@ -265,7 +273,10 @@ pub fn zrem(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let mut n = 0;
     if let Some(z) = s.write_zset(call, key, false)? {
         n = args.iter_from(2).filter(|m| z.remove(m)).count();
-        s.remove_if_empty(key);
+        if n > 0 {
+            s.notify(ZSET_EVENTS, "zrem", key);
+            s.remove_if_empty(key);
+        }
     }
     call.reply().int(n as i64);
     Ok(())
@@ -533,7 +544,7 @@ pub fn zrangestore(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdR
     let q = parse_range(args, 3, None, true)?;
     let z = s.read_zset(call, args.get(2))?;
     let items = select(z, &q)?;
-    let n = store(s, call, args.get(1), items.into_iter());
+    let n = store(s, call, args.get(1), items.into_iter(), "zrangestore");
     call.reply().int(n as i64);
     Ok(())
 }
@@ -544,6 +555,7 @@ fn store(
     call: &Call<'_>,
     dst: &[u8],
     items: impl Iterator<Item = (Vec<u8>, f64)>,
+    event: &'static str,
 ) -> usize {
     let limits = s.db.limits.zset();
     let mut z = ZSet::new();
@@ -552,9 +564,12 @@ fn store(
     }
     let n = z.len();
     if n == 0 {
-        s.db.remove(dst);
+        if s.db.remove_live(dst, call.now).is_some() {
+            s.notify(GENERIC, "del", dst);
+        }
     } else {
         s.db.set(dst, Value::ZSet(Box::new(z)), Expiry::Persist, call.now);
+        s.notify(ZSET_EVENTS, event, dst);
     }
     n
 }
@@ -575,16 +590,23 @@ pub fn zremrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRes
         max: args.get(3).to_vec(),
     };
     let key = args.get(1);
-    let z = s.read_zset(call, key)?;
+    let z = s.write_zset(call, key, false)?.map(|z| &*z);
     let items = select(z, &q)?;
-    if let Some(z) = s.write_zset(call, key, false)? {
+    if let Some(z) = s.write_zset(call, key, false)?
+        && !items.is_empty()
+    {
         for (m, _) in &items {
             z.remove(m);
         }
+        s.notify(ZSET_EVENTS, call.spec.name, key);
         s.remove_if_empty(key);
     }
     call.reply().int(items.len() as i64);
     Ok(())
+}
+
+fn pop_event(max: bool) -> &'static str {
+    if max { "zpopmax" } else { "zpopmin" }
 }
 
 /// Pops up to `count` elements from the low or high end.
@@ -619,7 +641,10 @@ pub fn zpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         Some(z) => pop_n(z, max, count.unwrap_or(1)),
         None => Vec::new(),
     };
-    s.remove_if_empty(key);
+    if !popped.is_empty() {
+        s.notify(ZSET_EVENTS, pop_event(max), key);
+        s.remove_if_empty(key);
+    }
     let mut r = call.reply();
     // Without COUNT: a flat [member, score]; with COUNT in RESP3: pairs.
     let nested = count.is_some() && r.resp3();
@@ -648,6 +673,7 @@ pub fn bzpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             && !z.is_empty()
         {
             let (m, score) = pop_n(z, max, 1).remove(0);
+            s.notify(ZSET_EVENTS, pop_event(max), key);
             s.remove_if_empty(key);
             let mut r = call.reply();
             r.array(3);
@@ -721,6 +747,7 @@ fn zmpop_some(
             continue;
         }
         let popped = pop_n(z, max, count);
+        s.notify(ZSET_EVENTS, pop_event(max), key);
         s.remove_if_empty(key);
         let mut r = call.reply();
         r.array(2);
@@ -981,7 +1008,7 @@ pub fn zalgebra(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
     });
     match store_to {
         Some(dst) => {
-            let n = store(s, call, dst, result.into_iter());
+            let n = store(s, call, dst, result.into_iter(), call.spec.name);
             call.reply().int(n as i64);
         }
         None => reply_elements(&mut call.reply(), &result, withscores),
