@@ -160,6 +160,11 @@ const CORPUS: &[&[&str]] = &[
     &["BZMPOP", "1", "1", "zb", "MAX"],
     &["ZSCORE", "missing", "a"],
     &["ZRANGE", "missing", "0", "-1"],
+    // SORT ... STORE
+    &["RPUSH", "srt", "2", "1"],
+    &["SORT", "srt", "STORE", "srtd"],
+    &["SORT", "srt", "STORE", "srtd"],
+    &["SORT", "nosuch", "STORE", "srtd"],
     // transactions deliver the events of their commands
     &[
         "MULTI", ";", "SET", "t1", "1", ";", "LPUSH", "t2", "a", ";", "EXEC",

@@ -10,6 +10,7 @@ pub mod lists;
 pub mod pubsub;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod transactions;
 pub mod zsets;
@@ -180,6 +181,8 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("zrangebylex", zsets::zrange),
     ("zrevrangebylex", zsets::zrange),
     ("zrangestore", zsets::zrangestore),
+    ("sort", sort::sort),
+    ("sort_ro", sort::sort),
     ("zremrangebyrank", zsets::zremrange),
     ("zremrangebyscore", zsets::zremrange),
     ("zremrangebylex", zsets::zremrange),

@@ -61,7 +61,7 @@ fn score_arg(a: &[u8]) -> Result<f64, CmdError> {
 
 /// C's `strtod` over the whole string, as range parsing uses it: leading spaces are skipped and
 /// an empty string is 0.
-fn strtod(a: &[u8]) -> Option<f64> {
+pub(crate) fn strtod(a: &[u8]) -> Option<f64> {
     let start = a
         .iter()
         .position(|c| !c.is_ascii_whitespace())
