@@ -54,6 +54,59 @@ fn expiry_and_flushall_invalidate_watch() {
     );
 }
 
+/// Only real modifications invalidate a watch, as in Redis: each write that changes nothing
+/// leaves the transaction alone, each that changes something aborts it. The same holds with
+/// keyspace notifications on, which share the signal.
+#[test]
+fn only_real_modifications_invalidate_watch() {
+    let s = TestServer::start(&[]);
+    let mut a = s.raw();
+    let mut b = s.raw();
+    b.cmd_str(&["SET", "str", "v"]);
+    b.cmd_str(&["SADD", "set", "m"]);
+    b.cmd_str(&["ZADD", "z", "1", "m"]);
+    b.cmd_str(&["RPUSH", "l", "x"]);
+    let cases: &[(&[&str], bool)] = &[
+        (&["SET", "str", "w", "NX"], false),
+        (&["SADD", "set", "m"], false),
+        (&["SREM", "set", "nope"], false),
+        (&["ZADD", "z", "1", "m"], false),
+        (&["LREM", "l", "0", "nope"], false),
+        (&["HDEL", "nohash", "f"], false),
+        (&["PERSIST", "str"], false),
+        (&["EXPIRE", "str", "100", "XX"], false),
+        (&["DEL", "missing"], false),
+        (&["SET", "str", "w", "XX"], true),
+        (&["SADD", "set", "n"], true),
+        (&["ZADD", "z", "2", "m"], true),
+        (&["LPOP", "l"], true),
+        (&["DEL", "set"], true),
+    ];
+    for notify in ["", "KEA"] {
+        a.cmd_str(&["CONFIG", "SET", "notify-keyspace-events", notify]);
+        for (cmd, invalidates) in cases {
+            let key = cmd[1];
+            a.cmd_str(&["WATCH", key]);
+            b.cmd_str(cmd);
+            a.cmd_str(&["MULTI"]);
+            a.cmd_str(&["PING"]);
+            let expected = if *invalidates {
+                "*-1\r\n"
+            } else {
+                "*1\r\n+PONG\r\n"
+            };
+            assert_eq!(
+                a.cmd_str(&["EXEC"]),
+                expected,
+                "{cmd:?} (notify '{notify}')"
+            );
+        }
+        b.cmd_str(&["SADD", "set", "m"]);
+        b.cmd_str(&["ZADD", "z", "1", "m"]);
+        b.cmd_str(&["RPUSH", "l", "x"]);
+    }
+}
+
 #[test]
 fn runtime_errors_do_not_stop_the_transaction() {
     let s = TestServer::start(&[]);

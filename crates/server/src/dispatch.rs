@@ -384,15 +384,11 @@ impl Server {
             }
             return;
         }
-        if result.is_ok()
-            && spec.has(flag::WRITE)
-            && (!self.blocking.nobody_waits() || !self.watches.is_empty())
-        {
-            // Wake clients blocked on the keys this command wrote, invalidate their watches.
+        if result.is_ok() && spec.has(flag::WRITE) && !self.blocking.nobody_waits() {
+            // Wake clients blocked on the keys this command wrote. (WATCHes are invalidated by
+            // the handlers' `notify` calls: only real modifications count, as in Redis.)
             for (pos, _) in spec.key_positions(args).unwrap_or_default() {
-                let key = args.get(pos);
-                self.blocking.mark_ready(key);
-                self.touch_watched(key);
+                self.blocking.mark_ready(args.get(pos));
             }
         }
         self.drain_expired_keys();

@@ -24,6 +24,8 @@ pub const STREAM: u32 = 1 << 10;
 pub const KEY_MISS: u32 = 1 << 11;
 pub const MODULE: u32 = 1 << 13;
 pub const NEW: u32 = 1 << 14;
+/// The classes that signal a modification of the key (all but key misses).
+pub const MODIFIED: u32 = ALL;
 /// The `A` alias: every class but key misses and new keys.
 pub const ALL: u32 =
     GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
@@ -94,18 +96,24 @@ pub struct Pending {
 }
 
 impl Server {
-    /// Records event `event` of class `class` on `key`, when that class is enabled.
+    /// Signals event `event` of class `class` on `key`: queues it when that class is enabled,
+    /// and invalidates the WATCHes of the key when it is a modification.
     #[inline]
     pub fn notify(&mut self, class: u32, event: &'static str, key: &[u8]) {
-        if self.notify_flags & class != 0 {
-            self.queue_event(event, key);
+        if self.notify_gate & class != 0 {
+            self.notify_slow(class, event, key);
         }
     }
 
     #[cold]
-    fn queue_event(&mut self, event: &'static str, key: &[u8]) {
-        self.collect_keyspace_events();
-        self.events.events.push((event, key.to_vec()));
+    fn notify_slow(&mut self, class: u32, event: &'static str, key: &[u8]) {
+        if class & MODIFIED != 0 {
+            self.touch_watched(key);
+        }
+        if self.notify_flags & class != 0 {
+            self.collect_keyspace_events();
+            self.events.events.push((event, key.to_vec()));
+        }
     }
 
     /// Moves the keys the keyspace created or expired into the queue (and expired keys into

@@ -66,6 +66,9 @@ pub struct Server {
     pub used_memory_cache: Option<u64>,
     /// Keyspace notification classes published (0 when off).
     pub notify_flags: u32,
+    /// The classes [`Server::notify`] looks at: `notify_flags`, plus every modification while
+    /// some client watches keys.
+    pub notify_gate: u32,
     /// Keyspace events waiting to be published.
     pub events: crate::notify::Pending,
     pub start: Instant,
@@ -143,6 +146,7 @@ impl Server {
             in_exec: None,
             used_memory_cache: None,
             notify_flags: 0,
+            notify_gate: 0,
             events: Default::default(),
             start: Instant::now(),
             start_unix_ms: now,

@@ -80,10 +80,13 @@ impl Server {
         }
     }
 
-    /// Expired keys are recorded while someone watches keys or `expired` events are on.
+    /// Expired keys are recorded while someone watches keys or `expired` events are on; while
+    /// someone watches keys, every keyspace event also reaches [`Server::notify`]'s slow path,
+    /// which invalidates the watches of the key (Redis's `signalModifiedKey`).
     pub(crate) fn update_expired_logging(&mut self) {
-        self.db.log_expired =
-            !self.watches.is_empty() || self.notify_flags & crate::notify::EXPIRED != 0;
+        let watching = !self.watches.is_empty();
+        self.db.log_expired = watching || self.notify_flags & crate::notify::EXPIRED != 0;
+        self.notify_gate = self.notify_flags | if watching { crate::notify::MODIFIED } else { 0 };
     }
 
     /// Forgets the watches of client `tok` (EXEC, DISCARD, UNWATCH, RESET, disconnect).
@@ -180,7 +183,7 @@ pub fn watch(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         c.watched.push(key.to_vec());
         s.watches.by_key.entry(key.to_vec()).or_default().push(tok);
     }
-    s.db.log_expired = true;
+    s.update_expired_logging();
     call.reply().ok();
     Ok(())
 }
