@@ -160,6 +160,9 @@ const CORPUS: &[&[&str]] = &[
     &["BZMPOP", "1", "1", "zb", "MAX"],
     &["ZSCORE", "missing", "a"],
     &["ZRANGE", "missing", "0", "-1"],
+    // geo (GEOADD is ZADD)
+    &["GEOADD", "g", "13.361389", "38.115556", "Palermo"],
+    &["GEOADD", "g", "NX", "13.361389", "38.115556", "Palermo"],
     // SORT ... STORE
     &["RPUSH", "srt", "2", "1"],
     &["SORT", "srt", "STORE", "srtd"],

@@ -147,12 +147,17 @@ impl<'a> Reply<'a> {
     pub fn double(&mut self, v: f64) {
         let mut text = Vec::with_capacity(24);
         num::write_g17(&mut text, v);
+        self.double_text(&text);
+    }
+
+    /// A double already formatted (RESP2: a bulk string of that text).
+    pub fn double_text(&mut self, text: &[u8]) {
         if self.resp3 {
             self.out.push(b',');
-            self.out.extend_from_slice(&text);
+            self.out.extend_from_slice(text);
             self.out.extend_from_slice(b"\r\n");
         } else {
-            self.bulk(&text);
+            self.bulk(text);
         }
     }
 

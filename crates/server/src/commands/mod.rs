@@ -4,6 +4,7 @@
 
 pub mod bitmaps;
 pub mod connection;
+pub mod geo;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
@@ -182,6 +183,10 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("zrevrangebylex", zsets::zrange),
     ("zrangestore", zsets::zrangestore),
     ("sort", sort::sort),
+    ("geoadd", geo::geoadd),
+    ("geopos", geo::geopos),
+    ("geodist", geo::geodist),
+    ("geohash", geo::geohash),
     ("sort_ro", sort::sort),
     ("zremrangebyrank", zsets::zremrange),
     ("zremrangebyscore", zsets::zremrange),

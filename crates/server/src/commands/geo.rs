@@ -1,0 +1,272 @@
+//! Geo commands on sorted sets, after Redis's geo.c and geohash.c: a position is stored as the
+//! member's score, the 52-bit interleaved geohash of its longitude and latitude, so positions,
+//! hashes and distances come out digit for digit as Redis's.
+//!
+//! Done: GEOADD, GEOPOS, GEODIST, GEOHASH. Not yet (issue 3): GEOSEARCH, GEOSEARCHSTORE,
+//! GEORADIUS, GEORADIUSBYMEMBER and their _RO forms.
+
+use tessera_protocol::{Args, num};
+use tessera_storage::ZSet;
+
+use super::is;
+use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::server::Server;
+
+const LAT_MIN: f64 = -85.05112878;
+const LAT_MAX: f64 = 85.05112878;
+const LON_MIN: f64 = -180.0;
+const LON_MAX: f64 = 180.0;
+const STEP: u32 = 26;
+const EARTH_RADIUS_M: f64 = 6372797.560856;
+
+/// Spreads the 32 bits of `x` over the even bits of a u64.
+fn spread(x: u32) -> u64 {
+    let mut x = u64::from(x);
+    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
+    x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | (x << 2)) & 0x3333_3333_3333_3333;
+    (x | (x << 1)) & 0x5555_5555_5555_5555
+}
+
+/// The even bits of `x`, packed.
+fn squash(x: u64) -> u32 {
+    let mut x = x & 0x5555_5555_5555_5555;
+    x = (x | (x >> 1)) & 0x3333_3333_3333_3333;
+    x = (x | (x >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF;
+    (x | (x >> 16)) as u32
+}
+
+/// Redis's `geohashEncode`: latitude bits on the even positions, longitude on the odd ones.
+fn encode(lon: f64, lat: f64, lat_min: f64, lat_max: f64) -> u64 {
+    let scale = (1u64 << STEP) as f64;
+    let lat_offset = (lat - lat_min) / (lat_max - lat_min) * scale;
+    let lon_offset = (lon - LON_MIN) / (LON_MAX - LON_MIN) * scale;
+    spread(lat_offset as u32) | (spread(lon_offset as u32) << 1)
+}
+
+/// Redis's `geohashDecode` + `geohashDecodeAreaToLongLat`: the centre of the hash's cell.
+fn decode(bits: u64) -> (f64, f64) {
+    let (ilat, ilon) = (squash(bits), squash(bits >> 1));
+    let scale = (1u64 << STEP) as f64;
+    let lat_scale = LAT_MAX - LAT_MIN;
+    let lon_scale = LON_MAX - LON_MIN;
+    let lat_lo = LAT_MIN + (f64::from(ilat) * 1.0 / scale) * lat_scale;
+    let lat_hi = LAT_MIN + ((f64::from(ilat) + 1.0) * 1.0 / scale) * lat_scale;
+    let lon_lo = LON_MIN + (f64::from(ilon) * 1.0 / scale) * lon_scale;
+    let lon_hi = LON_MIN + ((f64::from(ilon) + 1.0) * 1.0 / scale) * lon_scale;
+    let lon = ((lon_lo + lon_hi) / 2.0).clamp(LON_MIN, LON_MAX);
+    let lat = ((lat_lo + lat_hi) / 2.0).clamp(LAT_MIN, LAT_MAX);
+    (lon, lat)
+}
+
+fn deg_rad(d: f64) -> f64 {
+    d * (std::f64::consts::PI / 180.0)
+}
+
+/// Redis's `geohashGetDistance` (haversine on Redis's earth radius), in meters.
+fn distance(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
+    let v = ((deg_rad(lon2) - deg_rad(lon1)) / 2.0).sin();
+    if v == 0.0 {
+        return EARTH_RADIUS_M * (deg_rad(lat2) - deg_rad(lat1)).abs();
+    }
+    let (lat1r, lat2r) = (deg_rad(lat1), deg_rad(lat2));
+    let u = ((lat2r - lat1r) / 2.0).sin();
+    let a = u * u + lat1r.cos() * lat2r.cos() * v * v;
+    2.0 * EARTH_RADIUS_M * a.sqrt().asin()
+}
+
+/// Meters per unit (`m`, `km`, `ft`, `mi`).
+fn unit(a: &[u8]) -> Result<f64, CmdError> {
+    Ok(match a {
+        a if is(a, "m") => 1.0,
+        a if is(a, "km") => 1000.0,
+        a if is(a, "ft") => 0.3048,
+        a if is(a, "mi") => 1609.34,
+        _ => {
+            return Err(CmdError::msg(
+                "ERR unsupported unit provided. please use M, KM, FT, MI",
+            ));
+        }
+    })
+}
+
+/// Redis's `fixedpoint_d2string(.., 4)`: rounded to 4 decimals, half to even.
+fn fixed4(d: f64) -> String {
+    if d == 0.0 {
+        return "0.0000".into();
+    }
+    let v = (d * 10000.0).round_ties_even() as i64;
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.unsigned_abs();
+    format!("{sign}{}.{:04}", a / 10000, a % 10000)
+}
+
+/// Redis's `ld2string(.., LD_STR_HUMAN)`: 17 decimals, trailing zeros removed.
+fn human(d: f64) -> String {
+    let mut s = format!("{d:.17}");
+    if s.contains('.') {
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    if s == "-0" { "0".into() } else { s }
+}
+
+fn float_arg(a: &[u8]) -> Result<f64, CmdError> {
+    num::parse_f64(a)
+        .filter(|f| !f.is_nan())
+        .ok_or_else(|| CmdError::msg("ERR value is not a valid float"))
+}
+
+/// `GEOADD key [NX | XX] [CH] longitude latitude member [...]`: ZADD with geohash scores.
+pub fn geoadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let mut at = 2;
+    let (mut nx, mut xx) = (false, false);
+    while at < args.len() {
+        let a = args.get(at);
+        if is(a, "nx") {
+            nx = true;
+        } else if is(a, "xx") {
+            xx = true;
+        } else if !is(a, "ch") {
+            break;
+        }
+        at += 1;
+    }
+    if !(args.len() - at).is_multiple_of(3) || (nx && xx) || at == args.len() {
+        return Err(CmdError::Syntax);
+    }
+    // ZADD key [options] score member ...
+    let mut parts: Vec<Vec<u8>> = (0..at).map(|i| args.get(i).to_vec()).collect();
+    parts[0] = b"zadd".to_vec();
+    for i in (at..args.len()).step_by(3) {
+        let (lon, lat) = (float_arg(args.get(i))?, float_arg(args.get(i + 1))?);
+        if !(LON_MIN..=LON_MAX).contains(&lon) || !(LAT_MIN..=LAT_MAX).contains(&lat) {
+            return Err(CmdError::msg(format!(
+                "ERR invalid longitude,latitude pair {lon:.6},{lat:.6}"
+            )));
+        }
+        parts.push(encode(lon, lat, LAT_MIN, LAT_MAX).to_string().into_bytes());
+        parts.push(args.get(i + 2).to_vec());
+    }
+    let mut buf = Vec::new();
+    let mut spans = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let start = buf.len() as u32;
+        buf.extend_from_slice(p);
+        spans.push((start, buf.len() as u32));
+    }
+    super::zsets::zadd(s, call, &Args::from_parts(&buf, &spans))
+}
+
+/// The geohash bits of each of `members` (`None` when missing).
+fn positions(
+    s: &mut Server,
+    call: &Call<'_>,
+    key: &[u8],
+    members: impl Iterator<Item = Vec<u8>>,
+) -> Result<Vec<Option<u64>>, CmdError> {
+    let z: Option<&ZSet> = s.read_zset(call, key)?;
+    Ok(members
+        .map(|m| z.and_then(|z| z.score(&m)).map(|sc| sc as u64))
+        .collect())
+}
+
+/// `GEOPOS key [member ...]`
+pub fn geopos(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let found = positions(s, call, args.get(1), args.iter_from(2).map(<[u8]>::to_vec))?;
+    let mut r = call.reply();
+    r.array(found.len());
+    for bits in found {
+        match bits {
+            None => r.null_array(),
+            Some(bits) => {
+                let (lon, lat) = decode(bits);
+                r.array(2);
+                r.double_text(human(lon).as_bytes());
+                r.double_text(human(lat).as_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `GEODIST key member1 member2 [M | KM | FT | MI]`
+pub fn geodist(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let to_meters = match args.len() {
+        4 => 1.0,
+        5 => unit(args.get(4))?,
+        _ => return Err(CmdError::Syntax),
+    };
+    let found = positions(
+        s,
+        call,
+        args.get(1),
+        [args.get(2).to_vec(), args.get(3).to_vec()].into_iter(),
+    )?;
+    match (found[0], found[1]) {
+        (Some(a), Some(b)) => {
+            let (lon1, lat1) = decode(a);
+            let (lon2, lat2) = decode(b);
+            let d = distance(lon1, lat1, lon2, lat2) / to_meters;
+            call.reply().bulk(fixed4(d).as_bytes());
+        }
+        _ => call.reply().null(),
+    }
+    Ok(())
+}
+
+/// `GEOHASH key [member ...]`: standard 11-character geohashes (re-encoded on latitudes
+/// -90..90, as Redis does).
+pub fn geohash(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    const ALPHABET: &[u8] = b"0123456789bcdefghjkmnpqrstuvwxyz";
+    let found = positions(s, call, args.get(1), args.iter_from(2).map(<[u8]>::to_vec))?;
+    let mut r = call.reply();
+    r.array(found.len());
+    for bits in found {
+        match bits {
+            None => r.null(),
+            Some(bits) => {
+                let (lon, lat) = decode(bits);
+                let standard = encode(lon, lat, -90.0, 90.0);
+                let mut text = [0u8; 11];
+                for (i, c) in text.iter_mut().enumerate() {
+                    let idx = if i == 10 {
+                        0
+                    } else {
+                        (standard >> (52 - (i + 1) * 5)) & 0x1f
+                    };
+                    *c = ALPHABET[idx as usize];
+                }
+                r.bulk(&text);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_round_trips_within_a_cell() {
+        let bits = encode(13.361389, 38.115556, LAT_MIN, LAT_MAX);
+        let (lon, lat) = decode(bits);
+        assert!((lon - 13.361389).abs() < 1e-5 && (lat - 38.115556).abs() < 1e-5);
+        assert_eq!(squash(spread(0xDEAD_BEEF)), 0xDEAD_BEEF);
+    }
+
+    #[test]
+    fn formats_as_redis() {
+        assert_eq!(fixed4(166274.15156960033), "166274.1516");
+        assert_eq!(fixed4(0.0), "0.0000");
+        assert_eq!(human(13.361389338970184), "13.36138933897018433");
+    }
+}
