@@ -2,14 +2,17 @@
 //! member's score, the 52-bit interleaved geohash of its longitude and latitude, so positions,
 //! hashes and distances come out digit for digit as Redis's.
 //!
-//! Done: GEOADD, GEOPOS, GEODIST, GEOHASH. Not yet (issue 3): GEOSEARCH, GEOSEARCHSTORE,
-//! GEORADIUS, GEORADIUSBYMEMBER and their _RO forms.
+//! Searches (GEOSEARCH, GEOSEARCHSTORE, GEORADIUS, GEORADIUSBYMEMBER and the _RO forms)
+//! filter every member by Redis's exact distance test, so they find what Redis finds.
+//! TODO(#3): visit only the 9 geohash cells around the centre (score ranges), as Redis does,
+//! instead of every member.
 
 use tessera_protocol::{Args, num};
-use tessera_storage::ZSet;
+use tessera_storage::{Expiry, Value, ZSet};
 
 use super::is;
 use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::notify::{GENERIC, ZSET as ZSET_EVENTS};
 use crate::server::Server;
 
 const LAT_MIN: f64 = -85.05112878;
@@ -246,6 +249,270 @@ pub fn geohash(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
                 }
                 r.bulk(&text);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Where a search is centred and what it covers (distances in meters).
+enum Shape {
+    Radius(f64),
+    Box(f64, f64),
+}
+
+/// A distance argument in `unit`: (meters, meters per unit).
+fn distance_arg(value: &[u8], u: &[u8], what: &str) -> Result<(f64, f64), CmdError> {
+    let v = float_arg(value)?;
+    if v < 0.0 {
+        return Err(CmdError::msg(format!("ERR {what} cannot be negative")));
+    }
+    let to_m = unit(u)?;
+    Ok((v * to_m, to_m))
+}
+
+fn lonlat_arg(lon: &[u8], lat: &[u8]) -> Result<(f64, f64), CmdError> {
+    let (lon, lat) = (float_arg(lon)?, float_arg(lat)?);
+    if !(LON_MIN..=LON_MAX).contains(&lon) || !(LAT_MIN..=LAT_MAX).contains(&lat) {
+        return Err(CmdError::msg(format!(
+            "ERR invalid longitude,latitude pair {lon:.6},{lat:.6}"
+        )));
+    }
+    Ok((lon, lat))
+}
+
+/// `GEOSEARCH`, `GEOSEARCHSTORE`, `GEORADIUS[_RO]`, `GEORADIUSBYMEMBER[_RO]`: Redis's
+/// `georadiusGeneric`, with its argument order, errors and replies.
+pub fn search(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let name = call.spec.name;
+    let geosearch = name.starts_with("geosearch");
+    let searchstore = name == "geosearchstore";
+    let no_store = name.ends_with("_ro") || name == "geosearch";
+    let by_member = name.starts_with("georadiusbymember");
+    let src = if searchstore {
+        args.get(2)
+    } else {
+        args.get(1)
+    };
+    let mut store: Option<&[u8]> = if searchstore { Some(args.get(1)) } else { None };
+    let mut storedist = false;
+
+    let zset = s.read_zset(call, src)?.cloned();
+    let member_pos = |z: &Option<ZSet>, m: &[u8]| -> Result<(f64, f64), CmdError> {
+        z.as_ref()
+            .and_then(|z| z.score(m))
+            .map(|sc| decode(sc as u64))
+            .ok_or_else(|| CmdError::msg("ERR could not decode requested zset member"))
+    };
+    let mut center = (0.0, 0.0);
+    let mut shape = Shape::Radius(0.0);
+    let mut to_m = 1.0;
+    let base = if !geosearch && !by_member {
+        center = lonlat_arg(args.get(2), args.get(3))?;
+        let (r, c) = distance_arg(args.get(4), args.get(5), "radius")?;
+        (shape, to_m) = (Shape::Radius(r), c);
+        6
+    } else if by_member {
+        if zset.is_some() {
+            center = member_pos(&zset, args.get(2))?;
+            let (r, c) = distance_arg(args.get(3), args.get(4), "radius")?;
+            (shape, to_m) = (Shape::Radius(r), c);
+        }
+        5
+    } else if searchstore {
+        3
+    } else {
+        2
+    };
+
+    let (mut withdist, mut withhash, mut withcoord, mut any) = (false, false, false, false);
+    let (mut frommember, mut fromloc, mut byradius, mut bybox) = (false, false, false, false);
+    let mut sort: Option<bool> = None; // Some(true) = DESC
+    let mut count: i64 = 0;
+    let remaining = args.len().saturating_sub(base);
+    let mut i = 0;
+    while i < remaining {
+        let at = base + i;
+        let a = args.get(at);
+        if is(a, "withdist") {
+            withdist = true;
+        } else if is(a, "withhash") {
+            withhash = true;
+        } else if is(a, "withcoord") {
+            withcoord = true;
+        } else if is(a, "any") {
+            any = true;
+        } else if is(a, "asc") {
+            sort = Some(false);
+        } else if is(a, "desc") {
+            sort = Some(true);
+        } else if is(a, "count") && i + 1 < remaining {
+            count = super::int_arg(args.get(at + 1))?;
+            if count <= 0 {
+                return Err(CmdError::msg("ERR COUNT must be > 0"));
+            }
+            i += 1;
+        } else if (is(a, "store") || is(a, "storedist"))
+            && i + 1 < remaining
+            && !no_store
+            && !geosearch
+        {
+            store = Some(args.get(at + 1));
+            storedist = is(a, "storedist");
+            i += 1;
+        } else if is(a, "storedist") && searchstore {
+            storedist = true;
+        } else if is(a, "frommember") && i + 1 < remaining && geosearch && !fromloc {
+            if zset.is_some() {
+                center = member_pos(&zset, args.get(at + 1))?;
+            }
+            frommember = true;
+            i += 1;
+        } else if is(a, "fromlonlat") && i + 2 < remaining && geosearch && !frommember {
+            center = lonlat_arg(args.get(at + 1), args.get(at + 2))?;
+            fromloc = true;
+            i += 2;
+        } else if is(a, "byradius") && i + 2 < remaining && geosearch && !bybox {
+            let (r, c) = distance_arg(args.get(at + 1), args.get(at + 2), "radius")?;
+            (shape, to_m) = (Shape::Radius(r), c);
+            byradius = true;
+            i += 2;
+        } else if is(a, "bybox") && i + 3 < remaining && geosearch && !byradius {
+            let (w, h) = (float_arg(args.get(at + 1))?, float_arg(args.get(at + 2))?);
+            if w < 0.0 || h < 0.0 {
+                return Err(CmdError::msg("ERR height or width cannot be negative"));
+            }
+            to_m = unit(args.get(at + 3))?;
+            shape = Shape::Box(w * to_m, h * to_m);
+            bybox = true;
+            i += 3;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    if store.is_some() && (withdist || withhash || withcoord) {
+        let what = if searchstore {
+            "GEOSEARCHSTORE"
+        } else {
+            "STORE option in GEORADIUS"
+        };
+        return Err(CmdError::msg(format!(
+            "ERR {what} is not compatible with WITHDIST, WITHHASH and WITHCOORD options"
+        )));
+    }
+    if geosearch && !(frommember || fromloc) {
+        return Err(CmdError::msg(format!(
+            "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for {}",
+            String::from_utf8_lossy(args.get(0))
+        )));
+    }
+    if geosearch && !(byradius || bybox) {
+        return Err(CmdError::msg(format!(
+            "ERR exactly one of BYRADIUS and BYBOX can be specified for {}",
+            String::from_utf8_lossy(args.get(0))
+        )));
+    }
+    if any && count == 0 {
+        return Err(CmdError::msg(
+            "ERR the ANY argument requires COUNT argument",
+        ));
+    }
+    let Some(z) = zset else {
+        match store {
+            Some(dst) => {
+                if s.db.remove_live(dst, call.now).is_some() {
+                    s.notify(GENERIC, "del", dst);
+                }
+                call.reply().int(0);
+            }
+            None => call.reply().array(0),
+        }
+        return Ok(());
+    };
+    if count != 0 && sort.is_none() && !any {
+        sort = Some(false);
+    }
+
+    // (member, score, distance in meters, lon, lat)
+    let mut found: Vec<(Vec<u8>, f64, f64, f64, f64)> = Vec::new();
+    for e in z.iter() {
+        let (lon, lat) = decode(e.score as u64);
+        let d = match shape {
+            Shape::Radius(r) => {
+                let d = distance(center.0, center.1, lon, lat);
+                if d > r {
+                    continue;
+                }
+                d
+            }
+            Shape::Box(w, h) => {
+                if EARTH_RADIUS_M * (deg_rad(center.1) - deg_rad(lat)).abs() > h / 2.0
+                    || distance(lon, lat, center.0, lat) > w / 2.0
+                {
+                    continue;
+                }
+                distance(center.0, center.1, lon, lat)
+            }
+        };
+        found.push((e.member.as_bytes().to_vec(), e.score, d, lon, lat));
+        if any && found.len() as i64 >= count {
+            break;
+        }
+    }
+    if let Some(desc) = sort {
+        found.sort_by(|a, b| {
+            let o = a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal);
+            if desc { o.reverse() } else { o }
+        });
+    }
+    if count > 0 {
+        found.truncate(count as usize);
+    }
+
+    match store {
+        None => {
+            let options = usize::from(withdist) + usize::from(withhash) + usize::from(withcoord);
+            let mut r = call.reply();
+            r.array(found.len());
+            for (m, score, d, lon, lat) in &found {
+                if options > 0 {
+                    r.array(options + 1);
+                }
+                r.bulk(m);
+                if withdist {
+                    r.bulk(fixed4(d / to_m).as_bytes());
+                }
+                if withhash {
+                    r.int(*score as i64);
+                }
+                if withcoord {
+                    r.array(2);
+                    r.double_text(human(*lon).as_bytes());
+                    r.double_text(human(*lat).as_bytes());
+                }
+            }
+        }
+        Some(dst) => {
+            let n = found.len();
+            if n == 0 {
+                if s.db.remove_live(dst, call.now).is_some() {
+                    s.notify(GENERIC, "del", dst);
+                }
+            } else {
+                let limits = s.db.limits.zset();
+                let mut out = ZSet::new();
+                for (m, score, d, _, _) in &found {
+                    out.set(if storedist { d / to_m } else { *score }, m, &limits);
+                }
+                s.db.set(dst, Value::ZSet(Box::new(out)), Expiry::Persist, call.now);
+                let event = if geosearch {
+                    "geosearchstore"
+                } else {
+                    "georadiusstore"
+                };
+                s.notify(ZSET_EVENTS, event, dst);
+            }
+            call.reply().int(n as i64);
         }
     }
     Ok(())
