@@ -1299,6 +1299,26 @@ const CORPUS: &[Step] = &[
         "STORE",
         "gdst",
     ]),
+    // HyperLogLog (counts; the bytes differ while Tessera writes only the dense encoding)
+    s(&["PFADD", "hll1", "a", "b", "c", "d", "e", "f", "g"]),
+    s(&["PFADD", "hll1", "a"]),
+    s(&["PFADD", "hll1"]),
+    s(&["PFADD", "hll2"]),
+    s(&["PFADD", "hll2", "1", "2", "3", "foo", "bar", "\u{e9}", ""]),
+    s(&["PFCOUNT", "hll1"]),
+    s(&["PFCOUNT", "hll1", "hll2", "nokey"]),
+    s(&["PFCOUNT", "nokey"]),
+    s(&["PFMERGE", "hll3", "hll1", "hll2"]),
+    s(&["PFCOUNT", "hll3"]),
+    s(&["PFMERGE", "hll3"]),
+    s(&["PFCOUNT", "hll3"]),
+    s(&["PFMERGE", "hll4", "nokey"]),
+    s(&["PFCOUNT", "hll4"]),
+    s(&["PFADD", "sl", "a"]),
+    s(&["PFCOUNT", "w_3"]),
+    s(&["PFADD", "w_3", "a"]),
+    s(&["PFMERGE", "hll1", "w_3"]),
+    s(&["PFCOUNT"]),
     // pub/sub last: RESP2 subscribed mode restricts what follows
     s(&["PUBSUB", "NUMPAT"]),
     s(&["PUBSUB", "CHANNELS"]),
@@ -1401,4 +1421,52 @@ fn info_has_every_redis_field_in_redis_order() {
     let tessera = TestServer::start(&[]);
     let redis = TestServer::start_redis();
     assert_eq!(info_fields(&tessera), info_fields(&redis));
+}
+
+/// HyperLogLog estimates equal Redis's on large inputs (dense registers, Ertl's estimator).
+#[test]
+fn hyperloglog_estimates_match_redis_server() {
+    let tessera = TestServer::start(&[]);
+    let redis = TestServer::start_redis();
+    let mut results = Vec::new();
+    for server in [&tessera, &redis] {
+        let mut c = server.raw();
+        let mut counts = Vec::new();
+        for batch in 0..50 {
+            let elements: Vec<String> = (0..1000).map(|i| format!("el:{batch}:{i}")).collect();
+            let mut args = vec!["PFADD", "big"];
+            args.extend(elements.iter().map(String::as_str));
+            c.cmd_str(&args);
+            if batch % 10 == 9 {
+                counts.push(c.cmd_str(&["PFCOUNT", "big"]));
+            }
+        }
+        c.cmd_str(&["PFADD", "other", "x", "y", "el:0:1"]);
+        counts.push(c.cmd_str(&["PFCOUNT", "big", "other"]));
+        c.cmd_str(&["PFMERGE", "m", "other", "big"]);
+        counts.push(c.cmd_str(&["PFCOUNT", "m"]));
+        results.push(counts);
+    }
+    assert_eq!(results[0], results[1]);
+
+    // A sparse HLL written by Redis counts, grows and merges the same in Tessera.
+    let mut r = redis.raw();
+    r.cmd_str(&["PFADD", "sparse", "a", "b", "c", "d"]);
+    let reply = r.cmd(&[b"GET", b"sparse"]);
+    let start = reply.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let bytes = &reply[start..reply.len() - 2];
+    assert_eq!(bytes[4], 1, "redis-server wrote the sparse encoding");
+    let mut t = tessera.raw();
+    assert_eq!(t.cmd(&[b"SET", b"sparse", bytes]), b"+OK\r\n");
+    for c in [&mut t, &mut r] {
+        c.cmd_str(&["PFADD", "sparse", "e", "f"]);
+    }
+    assert_eq!(
+        t.cmd_str(&["PFCOUNT", "sparse", "big"]),
+        r.cmd_str(&["PFCOUNT", "sparse", "big"])
+    );
+    assert_eq!(
+        t.cmd_str(&["PFCOUNT", "sparse"]),
+        r.cmd_str(&["PFCOUNT", "sparse"])
+    );
 }

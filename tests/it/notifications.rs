@@ -163,6 +163,11 @@ const CORPUS: &[&[&str]] = &[
     // geo (GEOADD is ZADD)
     &["GEOADD", "g", "13.361389", "38.115556", "Palermo"],
     &["GEOADD", "g", "NX", "13.361389", "38.115556", "Palermo"],
+    // HyperLogLog
+    &["PFADD", "hl", "a", "b"],
+    &["PFADD", "hl", "a"],
+    &["PFCOUNT", "hl"],
+    &["PFMERGE", "hl2", "hl", "nohll"],
     // SORT ... STORE
     &["RPUSH", "srt", "2", "1"],
     &["SORT", "srt", "STORE", "srtd"],

@@ -14,6 +14,7 @@ pub mod db;
 pub mod dict;
 pub mod digest;
 pub mod error;
+pub mod hll;
 pub mod lfu;
 pub mod longdouble;
 pub mod strings;

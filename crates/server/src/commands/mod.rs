@@ -6,6 +6,7 @@ pub mod bitmaps;
 pub mod connection;
 pub mod geo;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub mod pubsub;
@@ -187,6 +188,9 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("geopos", geo::geopos),
     ("geodist", geo::geodist),
     ("geohash", geo::geohash),
+    ("pfadd", hyperloglog::pfadd),
+    ("pfcount", hyperloglog::pfcount),
+    ("pfmerge", hyperloglog::pfmerge),
     ("geosearch", geo::search),
     ("geosearchstore", geo::search),
     ("georadius", geo::search),
