@@ -280,6 +280,14 @@ fn lonlat_arg(lon: &[u8], lat: &[u8]) -> Result<(f64, f64), CmdError> {
     Ok((lon, lat))
 }
 
+/// The sorted set at `key`, read without counting a hit or miss (already counted).
+fn stored<'s>(s: &'s mut Server, key: &[u8], now: i64) -> Option<&'s ZSet> {
+    match s.db.get(key, now).map(|e| e.value()) {
+        Some(Value::ZSet(z)) => Some(&**z),
+        _ => None,
+    }
+}
+
 /// `GEOSEARCH`, `GEOSEARCHSTORE`, `GEORADIUS[_RO]`, `GEORADIUSBYMEMBER[_RO]`: Redis's
 /// `georadiusGeneric`, with its argument order, errors and replies.
 pub fn search(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
@@ -296,9 +304,11 @@ pub fn search(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
     let mut store: Option<&[u8]> = if searchstore { Some(args.get(1)) } else { None };
     let mut storedist = false;
 
-    let zset = s.read_zset(call, src)?.cloned();
-    let member_pos = |z: &Option<ZSet>, m: &[u8]| -> Result<(f64, f64), CmdError> {
-        z.as_ref()
+    // One counted lookup (hit/miss, type check); later reads go to the keyspace directly.
+    let exists = s.read_zset(call, src)?.is_some();
+    let now = call.now;
+    let member_pos = |s: &mut Server, m: &[u8]| -> Result<(f64, f64), CmdError> {
+        stored(s, src, now)
             .and_then(|z| z.score(m))
             .map(|sc| decode(sc as u64))
             .ok_or_else(|| CmdError::msg("ERR could not decode requested zset member"))
@@ -312,8 +322,8 @@ pub fn search(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         (shape, to_m) = (Shape::Radius(r), c);
         6
     } else if by_member {
-        if zset.is_some() {
-            center = member_pos(&zset, args.get(2))?;
+        if exists {
+            center = member_pos(s, args.get(2))?;
             let (r, c) = distance_arg(args.get(3), args.get(4), "radius")?;
             (shape, to_m) = (Shape::Radius(r), c);
         }
@@ -362,8 +372,8 @@ pub fn search(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         } else if is(a, "storedist") && searchstore {
             storedist = true;
         } else if is(a, "frommember") && i + 1 < remaining && geosearch && !fromloc {
-            if zset.is_some() {
-                center = member_pos(&zset, args.get(at + 1))?;
+            if exists {
+                center = member_pos(s, args.get(at + 1))?;
             }
             frommember = true;
             i += 1;
@@ -417,7 +427,7 @@ pub fn search(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             "ERR the ANY argument requires COUNT argument",
         ));
     }
-    let Some(z) = zset else {
+    let Some(z) = stored(s, src, now) else {
         match store {
             Some(dst) => {
                 if s.db.remove_live(dst, call.now).is_some() {
