@@ -369,24 +369,13 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut Hash>, CmdError> {
-        let (lfu, log_factor, decay) = self.access_policy();
-        let make = || Value::Hash(Box::default());
-        let entry = if create {
-            Some(self.db.get_or_insert_with(key, call.now, make))
-        } else {
-            self.db.get_mut(key, call.now)
-        };
-        let Some(e) = entry else { return Ok(None) };
-        e.touch(crate::evict::next_access(
-            lfu,
-            log_factor,
-            decay,
-            e.access(),
-            call.now,
-        ));
-        match e.value_mut() {
-            Value::Hash(v) => Ok(Some(v)),
-            _ => Err(OpError::WrongType.into()),
+        let make: fn() -> Value = || Value::Hash(Box::default());
+        match self.write_entry(call, key, create.then_some(make)) {
+            None => Ok(None),
+            Some(e) => match e.value_mut() {
+                Value::Hash(v) => Ok(Some(v)),
+                _ => Err(OpError::WrongType.into()),
+            },
         }
     }
 
@@ -408,24 +397,13 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut Set>, CmdError> {
-        let (lfu, log_factor, decay) = self.access_policy();
-        let make = || Value::Set(Box::default());
-        let entry = if create {
-            Some(self.db.get_or_insert_with(key, call.now, make))
-        } else {
-            self.db.get_mut(key, call.now)
-        };
-        let Some(e) = entry else { return Ok(None) };
-        e.touch(crate::evict::next_access(
-            lfu,
-            log_factor,
-            decay,
-            e.access(),
-            call.now,
-        ));
-        match e.value_mut() {
-            Value::Set(v) => Ok(Some(v)),
-            _ => Err(OpError::WrongType.into()),
+        let make: fn() -> Value = || Value::Set(Box::default());
+        match self.write_entry(call, key, create.then_some(make)) {
+            None => Ok(None),
+            Some(e) => match e.value_mut() {
+                Value::Set(v) => Ok(Some(v)),
+                _ => Err(OpError::WrongType.into()),
+            },
         }
     }
 
@@ -447,24 +425,13 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut List>, CmdError> {
-        let (lfu, log_factor, decay) = self.access_policy();
-        let make = || Value::List(Box::default());
-        let entry = if create {
-            Some(self.db.get_or_insert_with(key, call.now, make))
-        } else {
-            self.db.get_mut(key, call.now)
-        };
-        let Some(e) = entry else { return Ok(None) };
-        e.touch(crate::evict::next_access(
-            lfu,
-            log_factor,
-            decay,
-            e.access(),
-            call.now,
-        ));
-        match e.value_mut() {
-            Value::List(v) => Ok(Some(v)),
-            _ => Err(OpError::WrongType.into()),
+        let make: fn() -> Value = || Value::List(Box::default());
+        match self.write_entry(call, key, create.then_some(make)) {
+            None => Ok(None),
+            Some(e) => match e.value_mut() {
+                Value::List(v) => Ok(Some(v)),
+                _ => Err(OpError::WrongType.into()),
+            },
         }
     }
 
@@ -517,8 +484,22 @@ impl Server {
 
     /// Looks up a key for writing (no hit/miss accounting, as Redis's `lookupKeyWrite`).
     pub fn write_key(&mut self, call: &Call<'_>, key: &[u8]) -> Option<&mut KeyEntry> {
+        self.write_entry(call, key, None)
+    }
+
+    /// Looks up a key for writing, first creating it with `make()` when given and missing, and
+    /// records the access for the eviction policy.
+    pub fn write_entry(
+        &mut self,
+        call: &Call<'_>,
+        key: &[u8],
+        make: Option<fn() -> Value>,
+    ) -> Option<&mut KeyEntry> {
         let (lfu, log_factor, decay) = self.access_policy();
-        let entry = self.db.get_mut(key, call.now)?;
+        let entry = match make {
+            Some(make) => self.db.get_or_insert_with(key, call.now, make),
+            None => self.db.get_mut(key, call.now)?,
+        };
         entry.touch(crate::evict::next_access(
             lfu,
             log_factor,

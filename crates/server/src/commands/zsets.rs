@@ -33,24 +33,13 @@ impl Server {
         key: &[u8],
         create: bool,
     ) -> Result<Option<&mut ZSet>, CmdError> {
-        let (lfu, log_factor, decay) = self.access_policy();
-        let make = || Value::ZSet(Box::default());
-        let entry = if create {
-            Some(self.db.get_or_insert_with(key, call.now, make))
-        } else {
-            self.db.get_mut(key, call.now)
-        };
-        let Some(e) = entry else { return Ok(None) };
-        e.touch(crate::evict::next_access(
-            lfu,
-            log_factor,
-            decay,
-            e.access(),
-            call.now,
-        ));
-        match e.value_mut() {
-            Value::ZSet(v) => Ok(Some(v)),
-            _ => Err(OpError::WrongType.into()),
+        let make: fn() -> Value = || Value::ZSet(Box::default());
+        match self.write_entry(call, key, create.then_some(make)) {
+            None => Ok(None),
+            Some(e) => match e.value_mut() {
+                Value::ZSet(v) => Ok(Some(v)),
+                _ => Err(OpError::WrongType.into()),
+            },
         }
     }
 }
