@@ -13,5 +13,6 @@ mod notifications;
 mod protocol;
 mod pubsub;
 mod server;
+mod streams;
 mod strings;
 mod transactions;

@@ -21,6 +21,8 @@ pub struct BlockRequest {
     pub keys: Vec<Vec<u8>>,
     /// `None` blocks forever.
     pub timeout: Option<Duration>,
+    /// The command to run again instead of the one given (XREAD pins its `$` IDs).
+    pub args: Option<Vec<Vec<u8>>>,
 }
 
 /// The state of a blocked client.
@@ -116,7 +118,9 @@ impl Server {
         }
         if let Some(c) = self.clients.get_mut(tok) {
             c.blocked = Some(Blocked {
-                args: args.iter().map(<[u8]>::to_vec).collect(),
+                args: req
+                    .args
+                    .unwrap_or_else(|| args.iter().map(<[u8]>::to_vec).collect()),
                 keys: req.keys,
                 deadline,
             });

@@ -41,6 +41,9 @@ pub struct Config {
     pub zset_max_listpack_entries: usize,
     #[serde(alias = "zset-max-ziplist-value")]
     pub zset_max_listpack_value: usize,
+    #[serde(deserialize_with = "de_memory")]
+    pub stream_node_max_bytes: u64,
+    pub stream_node_max_entries: u64,
     /// `<class> <hard> <soft> <seconds>` for the normal, replica and pubsub classes.
     pub client_output_buffer_limit: String,
     pub enable_debug_command: String,
@@ -87,6 +90,8 @@ impl Default for Config {
             set_max_intset_entries: 512,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
+            stream_node_max_bytes: 4096,
+            stream_node_max_entries: 100,
             client_output_buffer_limit:
                 "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
             enable_debug_command: "no".into(),
@@ -217,6 +222,14 @@ impl Config {
         crate::evict::Policy::parse(&self.maxmemory_policy).is_some_and(|p| p.is_lfu())
     }
 
+    /// The stream node limits this configuration sets.
+    pub fn stream_limits(&self) -> tessera_storage::types::stream::NodeLimits {
+        tessera_storage::types::stream::NodeLimits {
+            max_bytes: self.stream_node_max_bytes,
+            max_entries: self.stream_node_max_entries,
+        }
+    }
+
     /// The compact encoding thresholds this configuration sets.
     pub fn compact_limits(&self) -> tessera_storage::CompactLimits {
         tessera_storage::CompactLimits {
@@ -309,6 +322,14 @@ impl Config {
             (
                 "zset-max-ziplist-value",
                 self.zset_max_listpack_value.to_string(),
+            ),
+            (
+                "stream-node-max-bytes",
+                self.stream_node_max_bytes.to_string(),
+            ),
+            (
+                "stream-node-max-entries",
+                self.stream_node_max_entries.to_string(),
             ),
             ("enable-debug-command", self.enable_debug_command.clone()),
             ("dir", self.dir.display().to_string()),
@@ -410,6 +431,8 @@ impl Config {
                 _ => return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into()),
             },
             "maxmemory" => self.maxmemory = mem(value)?,
+            "stream-node-max-bytes" => self.stream_node_max_bytes = mem(value)?,
+            "stream-node-max-entries" => self.stream_node_max_entries = num(value)?,
             "maxmemory-policy" => match crate::evict::Policy::parse(value) {
                 Some(_) => self.maxmemory_policy = value.into(),
                 None => return Err("argument(s) must be one of the following: volatile-lru, allkeys-lru, volatile-lfu, allkeys-lfu, volatile-random, allkeys-random, volatile-ttl, noeviction".into()),

@@ -8,6 +8,7 @@
 //! `SHA1(d XOR SHA1(x))`. Logically expired keys that are still stored count, as in Redis.
 
 use crate::db::Db;
+use crate::types::stream::StreamId;
 use crate::value::Value;
 
 /// Redis's type numbers (`OBJ_STRING` ...), mixed into each key's digest.
@@ -18,6 +19,7 @@ fn type_number(v: &Value) -> u32 {
         Value::Set(_) => 2,
         Value::ZSet(_) => 3,
         Value::Hash(_) => 4,
+        Value::Stream(_) => 6,
     }
 }
 
@@ -71,6 +73,15 @@ fn object_digest(digest: &mut [u8; 20], v: &Value, volatile: bool) {
                 mix_digest(&mut element, f);
                 mix_digest(&mut element, val);
                 xor_digest(digest, &element);
+            }
+        }
+        // Entries in order: the ID as `ms.seq`, then each field and value.
+        Value::Stream(st) => {
+            for e in st.range(StreamId::MIN, StreamId::MAX) {
+                mix_digest(digest, format!("{}.{}", e.id.ms, e.id.seq).as_bytes());
+                for item in e.items() {
+                    mix_digest(digest, item);
+                }
             }
         }
     }

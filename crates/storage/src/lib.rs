@@ -29,5 +29,6 @@ pub use types::CompactLimits;
 pub use types::hash::Hash;
 pub use types::list::{End, List};
 pub use types::set::Set;
+pub use types::stream::{Stream, StreamId};
 pub use types::zset::{Elem, ZSet};
 pub use value::{KeyEntry, StrView, Value};

@@ -5,6 +5,7 @@ use crate::dict::Keyed;
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
+use crate::types::stream::Stream;
 use crate::types::zset::ZSet;
 
 /// A value in the keyspace. Strings have three encodings, as in Redis: `Int` for canonical
@@ -21,6 +22,7 @@ pub enum Value {
     Set(Box<Set>),
     List(Box<List>),
     ZSet(Box<ZSet>),
+    Stream(Box<Stream>),
 }
 
 const _: () = assert!(std::mem::size_of::<Value>() == 24);
@@ -94,6 +96,7 @@ impl Value {
             Value::Set(_) => "set",
             Value::List(_) => "list",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -107,6 +110,7 @@ impl Value {
             Value::Set(s) => s.encoding(),
             Value::List(_) => "quicklist",
             Value::ZSet(z) => z.encoding(),
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -117,7 +121,9 @@ impl Value {
             Value::Int(n) => Some(StrView::Int(*n)),
             Value::Str(s) => Some(StrView::Bytes(s.as_bytes())),
             Value::Raw(v) => Some(StrView::Bytes(v)),
-            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => None,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) | Value::Stream(_) => {
+                None
+            }
         }
     }
 
@@ -128,7 +134,9 @@ impl Value {
             Value::Raw(v) => return Some(v),
             Value::Int(n) => itoa::Buffer::new().format(*n).as_bytes().to_vec(),
             Value::Str(s) => s.as_bytes().to_vec(),
-            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => return None,
+            Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) | Value::Stream(_) => {
+                return None;
+            }
         };
         *self = Value::Raw(Box::new(bytes));
         match self {
@@ -147,6 +155,7 @@ impl Value {
             Value::Set(s) => s.heap_size(),
             Value::List(l) => l.heap_size(),
             Value::ZSet(z) => z.heap_size(),
+            Value::Stream(x) => x.heap_size(),
         }
     }
 }

@@ -466,7 +466,11 @@ pub fn lmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
 
 /// Asks the dispatcher to block the caller on `keys`.
 fn block_on(s: &mut Server, keys: Vec<Vec<u8>>, timeout: Option<std::time::Duration>) {
-    s.blocking.request = Some(crate::blocking::BlockRequest { keys, timeout });
+    s.blocking.request = Some(crate::blocking::BlockRequest {
+        keys,
+        timeout,
+        args: None,
+    });
 }
 
 /// `BLPOP key [key ...] timeout`, `BRPOP key [key ...] timeout`

@@ -13,6 +13,7 @@ pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 pub mod transactions;
 pub mod zsets;
@@ -268,6 +269,30 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("command|list", server::command),
     ("command|help", server::command),
     ("command", server::command),
+    // streams
+    ("xadd", streams::xadd),
+    ("xtrim", streams::xtrim),
+    ("xdel", streams::xdel),
+    ("xlen", streams::xlen),
+    ("xrange", streams::xrange),
+    ("xrevrange", streams::xrange),
+    ("xread", streams::xread),
+    ("xreadgroup", streams::xread),
+    ("xgroup|create", streams::xgroup),
+    ("xgroup|setid", streams::xgroup),
+    ("xgroup|destroy", streams::xgroup),
+    ("xgroup|createconsumer", streams::xgroup),
+    ("xgroup|delconsumer", streams::xgroup),
+    ("xack", streams::xack),
+    ("xpending", streams::xpending),
+    ("xclaim", streams::xclaim),
+    ("xautoclaim", streams::xautoclaim),
+    ("xsetid", streams::xsetid),
+    ("xinfo|stream", streams::xinfo),
+    ("xinfo|groups", streams::xinfo),
+    ("xinfo|consumers", streams::xinfo),
+    ("xgroup|help", streams::help),
+    ("xinfo|help", streams::help),
 ];
 
 /// Parses an integer argument (Redis's `getLongLongFromObjectOrReply`).

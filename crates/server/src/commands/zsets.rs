@@ -675,6 +675,7 @@ pub fn bzpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     s.blocking.request = Some(crate::blocking::BlockRequest {
         keys: keys.iter().map(|k| k.to_vec()).collect(),
         timeout,
+        args: None,
     });
     Ok(())
 }
@@ -769,6 +770,7 @@ pub fn bzmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         s.blocking.request = Some(crate::blocking::BlockRequest {
             keys: keys.iter().map(|k| k.to_vec()).collect(),
             timeout,
+            args: None,
         });
     }
     Ok(())

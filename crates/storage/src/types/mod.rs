@@ -6,6 +6,7 @@ pub mod hash;
 pub mod list;
 pub mod packed;
 pub mod set;
+pub mod stream;
 pub mod zset;
 
 /// Thresholds of the compact encodings (`hash-max-listpack-entries` and friends).

@@ -1,0 +1,709 @@
+//! Streams, after Redis's t_stream.c.
+//!
+//! Entries live in nodes keyed by the ID of the first entry added to them, in a `BTreeMap`
+//! (Redis: a radix tree of listpacks). A node fills up as Redis's listpack does: it closes at
+//! `stream-node-max-entries` entries (deleted ones count) or when its listpack would reach
+//! `stream-node-max-bytes`, computed with Redis's listpack encoding sizes. So the node layout
+//! matches Redis's, and with it everything that depends on it: approximate trimming (`~`)
+//! removes whole nodes only, and `XINFO STREAM` reports the same `radix-tree-keys`. Deleted
+//! entries stay in their node, flagged, until the node is empty, as in Redis.
+//!
+//! Consumer groups keep their pending entries lists (PEL) in ordered maps: one per group with
+//! the delivery data, one per consumer with its IDs.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::bytes::SmallBytes;
+
+/// A stream entry ID: milliseconds and sequence number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub const MIN: StreamId = StreamId { ms: 0, seq: 0 };
+    pub const MAX: StreamId = StreamId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
+
+    pub const fn new(ms: u64, seq: u64) -> StreamId {
+        StreamId { ms, seq }
+    }
+
+    /// The next ID, or `None` after the last possible one.
+    pub fn next(self) -> Option<StreamId> {
+        if self.seq < u64::MAX {
+            Some(StreamId::new(self.ms, self.seq + 1))
+        } else if self.ms < u64::MAX {
+            Some(StreamId::new(self.ms + 1, 0))
+        } else {
+            None
+        }
+    }
+
+    /// The previous ID, or `None` before `0-0`.
+    pub fn prev(self) -> Option<StreamId> {
+        if self.seq > 0 {
+            Some(StreamId::new(self.ms, self.seq - 1))
+        } else if self.ms > 0 {
+            Some(StreamId::new(self.ms - 1, u64::MAX))
+        } else {
+            None
+        }
+    }
+
+    pub fn is_zero(self) -> bool {
+        self == StreamId::MIN
+    }
+
+    /// The `ms-seq` text form.
+    pub fn to_text(self) -> String {
+        format!("{}-{}", self.ms, self.seq)
+    }
+
+    /// The 16-byte big-endian key Redis files the ID under.
+    fn key(self) -> [u8; 16] {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&self.ms.to_be_bytes());
+        k[8..].copy_from_slice(&self.seq.to_be_bytes());
+        k
+    }
+}
+
+/// One entry: its ID and its field-value pairs, packed as length-prefixed strings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub id: StreamId,
+    deleted: bool,
+    data: Box<[u8]>,
+}
+
+impl Entry {
+    /// The fields and values, alternating.
+    pub fn items(&self) -> Items<'_> {
+        Items(&self.data)
+    }
+
+    /// Number of fields.
+    pub fn field_count(&self) -> usize {
+        self.items().count() / 2
+    }
+}
+
+/// Iterator over an entry's packed strings.
+pub struct Items<'a>(&'a [u8]);
+
+impl<'a> Iterator for Items<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut len = 0usize;
+        let mut shift = 0;
+        let mut i = 0;
+        loop {
+            let b = self.0[i];
+            len |= ((b & 0x7f) as usize) << shift;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let (item, rest) = self.0[i..].split_at(len);
+        self.0 = rest;
+        Some(item)
+    }
+}
+
+fn pack(items: &[&[u8]]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 2).sum());
+    for item in items {
+        let mut len = item.len();
+        while len >= 0x80 {
+            out.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend_from_slice(item);
+    }
+    out.into_boxed_slice()
+}
+
+/// Size of one listpack element holding `enc` bytes, with its back length.
+fn lp_element(enc: usize) -> usize {
+    let back = match enc {
+        0..=127 => 1,
+        128..=16383 => 2,
+        16384..=2097151 => 3,
+        2097152..=268435455 => 4,
+        _ => 5,
+    };
+    enc + back
+}
+
+/// Size of an integer element in a listpack.
+fn lp_int(v: i64) -> usize {
+    lp_element(match v {
+        0..=127 => 1,
+        -4096..=4095 => 2,
+        -32768..=32767 => 3,
+        -8388608..=8388607 => 4,
+        -2147483648..=2147483647 => 5,
+        _ => 9,
+    })
+}
+
+/// Size of a string element in a listpack (canonical integers are stored as integers).
+fn lp_str(s: &[u8]) -> usize {
+    if s.len() <= 20
+        && let Some(v) = tessera_protocol::num::parse_i64(s)
+    {
+        return lp_int(v);
+    }
+    lp_element(match s.len() {
+        0..=63 => 1 + s.len(),
+        64..=4095 => 2 + s.len(),
+        _ => 5 + s.len(),
+    })
+}
+
+/// A node: up to `stream-node-max-entries` entries, deleted ones included.
+#[derive(Clone, Debug, PartialEq)]
+struct Node {
+    master: StreamId,
+    /// The field names of the first entry (the listpack's master entry).
+    master_fields: Box<[u8]>,
+    entries: Vec<Entry>,
+    live: u64,
+    deleted: u64,
+    /// Bytes of the listpack but for the live and deleted counters.
+    bytes: usize,
+}
+
+impl Node {
+    fn lp_bytes(&self) -> usize {
+        self.bytes + lp_int(self.live as i64) + lp_int(self.deleted as i64)
+    }
+
+    fn position(&self, id: StreamId) -> Result<usize, usize> {
+        self.entries.binary_search_by(|e| e.id.cmp(&id))
+    }
+}
+
+/// A pending entry of a consumer group: delivered, not yet acknowledged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Nack {
+    pub consumer: SmallBytes,
+    /// Unix time in milliseconds of the last delivery.
+    pub delivery_time: i64,
+    pub delivery_count: u64,
+}
+
+/// A consumer of a group.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Consumer {
+    /// Unix time in milliseconds the consumer was last active.
+    pub seen_time: i64,
+    pub pel: BTreeSet<StreamId>,
+}
+
+/// `entries_read` of a group whose position is unknown.
+pub const ENTRIES_READ_UNKNOWN: i64 = -1;
+
+/// A consumer group.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Group {
+    pub last_id: StreamId,
+    pub entries_read: i64,
+    pub pel: BTreeMap<StreamId, Nack>,
+    pub consumers: BTreeMap<Vec<u8>, Consumer>,
+}
+
+impl Group {
+    pub fn new(last_id: StreamId, entries_read: i64) -> Group {
+        Group {
+            last_id,
+            entries_read,
+            ..Group::default()
+        }
+    }
+
+    /// Assigns pending entry `id` to `consumer` (which must exist), as a new delivery at
+    /// `now`. A pending entry of another consumer moves over.
+    pub fn deliver(&mut self, id: StreamId, consumer: &[u8], now: i64) {
+        if let Some(old) = self.pel.get(&id)
+            && let Some(c) = self.consumers.get_mut(old.consumer.as_bytes())
+        {
+            c.pel.remove(&id);
+        }
+        self.pel.insert(
+            id,
+            Nack {
+                consumer: SmallBytes::new(consumer),
+                delivery_time: now,
+                delivery_count: 1,
+            },
+        );
+        if let Some(c) = self.consumers.get_mut(consumer) {
+            c.pel.insert(id);
+        }
+    }
+
+    /// Removes `id` from the pending lists; true if it was pending.
+    pub fn ack(&mut self, id: StreamId) -> bool {
+        match self.pel.remove(&id) {
+            Some(nack) => {
+                if let Some(c) = self.consumers.get_mut(nack.consumer.as_bytes()) {
+                    c.pel.remove(&id);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves pending entry `id` to `consumer` (which must exist).
+    pub fn transfer(&mut self, id: StreamId, consumer: &[u8]) {
+        let Some(nack) = self.pel.get_mut(&id) else {
+            return;
+        };
+        if nack.consumer.as_bytes() != consumer {
+            if let Some(c) = self.consumers.get_mut(nack.consumer.as_bytes()) {
+                c.pel.remove(&id);
+            }
+            nack.consumer = SmallBytes::new(consumer);
+        }
+        if let Some(c) = self.consumers.get_mut(consumer) {
+            c.pel.insert(id);
+        }
+    }
+
+    /// Creates `name` if missing (seen now); true if it was created.
+    pub fn ensure_consumer(&mut self, name: &[u8], now: i64) -> bool {
+        if self.consumers.contains_key(name) {
+            return false;
+        }
+        self.consumers.insert(
+            name.to_vec(),
+            Consumer {
+                seen_time: now,
+                pel: BTreeSet::new(),
+            },
+        );
+        true
+    }
+
+    /// Deletes consumer `name` and its pending entries; the number of pending entries it had.
+    pub fn remove_consumer(&mut self, name: &[u8]) -> Option<usize> {
+        let c = self.consumers.remove(name)?;
+        for id in &c.pel {
+            self.pel.remove(id);
+        }
+        Some(c.pel.len())
+    }
+}
+
+/// How to trim a stream.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Trim {
+    MaxLen(u64),
+    MinId(StreamId),
+}
+
+/// A stream.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Stream {
+    nodes: BTreeMap<StreamId, Node>,
+    length: u64,
+    pub last_id: StreamId,
+    pub first_id: StreamId,
+    pub max_deleted_id: StreamId,
+    pub entries_added: u64,
+    pub groups: BTreeMap<Vec<u8>, Group>,
+}
+
+/// The node limits (`stream-node-max-bytes`, `stream-node-max-entries`; 0 is no limit).
+#[derive(Clone, Copy, Debug)]
+pub struct NodeLimits {
+    pub max_bytes: u64,
+    pub max_entries: u64,
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        NodeLimits {
+            max_bytes: 4096,
+            max_entries: 100,
+        }
+    }
+}
+
+/// Redis's `STREAM_LISTPACK_MAX_SIZE`.
+const LISTPACK_MAX_SIZE: u64 = 1 << 30;
+
+impl Stream {
+    /// Number of entries.
+    pub fn len(&self) -> u64 {
+        self.length
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
+    /// Appends an entry with ID `id`, which must be greater than the last ID.
+    /// `items` alternates fields and values.
+    pub fn append(&mut self, id: StreamId, items: &[&[u8]], limits: NodeLimits) {
+        let fields: Vec<&[u8]> = items.iter().step_by(2).copied().collect();
+        let total: usize = items.iter().map(|i| i.len()).sum();
+        let max_bytes = match limits.max_bytes {
+            0 => LISTPACK_MAX_SIZE,
+            b => b.min(LISTPACK_MAX_SIZE),
+        };
+        let open = self.nodes.last_key_value().is_some_and(|(_, n)| {
+            (n.lp_bytes() + total) < max_bytes as usize
+                && (limits.max_entries == 0 || n.live + n.deleted < limits.max_entries)
+        });
+        if !open {
+            let master_fields = pack(&fields);
+            // Header and end byte, count and deleted aside, num-fields, fields, terminator.
+            let bytes = 7
+                + lp_int(fields.len() as i64)
+                + fields.iter().map(|f| lp_str(f)).sum::<usize>()
+                + lp_int(0);
+            self.nodes.insert(
+                id,
+                Node {
+                    master: id,
+                    master_fields,
+                    entries: Vec::new(),
+                    live: 0,
+                    deleted: 0,
+                    bytes,
+                },
+            );
+        }
+        let node = self
+            .nodes
+            .last_entry()
+            .map(|e| e.into_mut())
+            .expect("a node was just ensured");
+        let same = Items(&node.master_fields).eq(fields.iter().copied());
+        let ms_diff = id.ms.wrapping_sub(node.master.ms) as i64;
+        let seq_diff = id.seq.wrapping_sub(node.master.seq) as i64;
+        let mut size = lp_int(if same { 2 } else { 0 }) + lp_int(ms_diff) + lp_int(seq_diff);
+        let mut lp_count = fields.len() as i64 + 3;
+        if !same {
+            size += lp_int(fields.len() as i64);
+            size += fields.iter().map(|f| lp_str(f)).sum::<usize>();
+            lp_count += fields.len() as i64 + 1;
+        }
+        size += items
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|v| lp_str(v))
+            .sum::<usize>();
+        size += lp_int(lp_count);
+        node.bytes += size;
+        node.live += 1;
+        node.entries.push(Entry {
+            id,
+            deleted: false,
+            data: pack(items),
+        });
+        if self.length == 0 {
+            self.first_id = id;
+        }
+        self.length += 1;
+        self.last_id = id;
+        self.entries_added += 1;
+    }
+
+    /// The entry with ID `id`.
+    pub fn get(&self, id: StreamId) -> Option<&Entry> {
+        let (_, node) = self.nodes.range(..=id).next_back()?;
+        let i = node.position(id).ok()?;
+        let e = &node.entries[i];
+        (!e.deleted).then_some(e)
+    }
+
+    /// Entries with IDs in `start..=end`, in order.
+    pub fn range(&self, start: StreamId, end: StreamId) -> impl Iterator<Item = &Entry> + '_ {
+        let from = self
+            .nodes
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(k, _)| *k);
+        self.nodes
+            .range(from..)
+            .flat_map(|(_, n)| n.entries.iter())
+            .skip_while(move |e| e.id < start)
+            .take_while(move |e| e.id <= end)
+            .filter(|e| !e.deleted)
+    }
+
+    /// Entries with IDs in `start..=end`, last first.
+    pub fn range_rev(&self, start: StreamId, end: StreamId) -> impl Iterator<Item = &Entry> + '_ {
+        self.nodes
+            .range(..=end)
+            .rev()
+            .flat_map(|(_, n)| n.entries.iter().rev())
+            .skip_while(move |e| e.id > end)
+            .take_while(move |e| e.id >= start)
+            .filter(|e| !e.deleted)
+    }
+
+    /// The first live entry.
+    pub fn first(&self) -> Option<&Entry> {
+        self.range(StreamId::MIN, StreamId::MAX).next()
+    }
+
+    /// The last live entry.
+    pub fn last(&self) -> Option<&Entry> {
+        self.range_rev(StreamId::MIN, StreamId::MAX).next()
+    }
+
+    /// Deletes entry `id`; true if it existed. The node goes when its last entry does.
+    pub fn delete(&mut self, id: StreamId) -> bool {
+        let Some((&key, node)) = self.nodes.range_mut(..=id).next_back() else {
+            return false;
+        };
+        let Ok(i) = node.position(id) else {
+            return false;
+        };
+        if node.entries[i].deleted {
+            return false;
+        }
+        node.entries[i].deleted = true;
+        node.live -= 1;
+        node.deleted += 1;
+        if node.live == 0 {
+            self.nodes.remove(&key);
+        }
+        self.length -= 1;
+        if self.length == 0 {
+            self.first_id = StreamId::MIN;
+        } else if id == self.first_id {
+            self.first_id = self.first().map_or(StreamId::MIN, |e| e.id);
+        }
+        true
+    }
+
+    /// Trims the stream as Redis's `streamTrim`: whole nodes first; with `approx` nothing
+    /// else, otherwise entries of the next node too. `limit` (0: none) caps the entries
+    /// removed, in whole nodes. Returns the number of entries removed.
+    pub fn trim(&mut self, how: Trim, approx: bool, limit: u64) -> u64 {
+        let mut removed = 0;
+        while let Some((&key, node)) = self.nodes.first_key_value() {
+            if let Trim::MaxLen(max) = how
+                && self.length <= max
+            {
+                break;
+            }
+            if limit > 0 && removed + node.live > limit {
+                break;
+            }
+            let whole = match how {
+                Trim::MaxLen(max) => self.length - node.live >= max,
+                Trim::MinId(min) => node.entries.last().is_some_and(|e| e.id < min),
+            };
+            if whole {
+                self.length -= node.live;
+                removed += node.live;
+                self.nodes.remove(&key);
+                continue;
+            }
+            if approx {
+                break;
+            }
+            let node = self.nodes.get_mut(&key).expect("the first node");
+            for e in node.entries.iter_mut() {
+                let stop = match how {
+                    Trim::MaxLen(max) => self.length <= max,
+                    Trim::MinId(min) => e.id >= min,
+                };
+                if stop {
+                    break;
+                }
+                if !e.deleted {
+                    e.deleted = true;
+                    node.live -= 1;
+                    node.deleted += 1;
+                    self.length -= 1;
+                    removed += 1;
+                }
+            }
+            break;
+        }
+        if removed > 0 {
+            self.first_id = self.first().map_or(StreamId::MIN, |e| e.id);
+        }
+        removed
+    }
+
+    /// Number of nodes (`radix-tree-keys`).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Number of radix tree nodes Redis's rax would have for these node keys
+    /// (`radix-tree-nodes`): the root, the keys, every branching prefix and its children.
+    pub fn rax_node_count(&self) -> usize {
+        let keys: Vec<[u8; 16]> = self.nodes.keys().map(|k| k.key()).collect();
+        let mut prefixes: HashSet<&[u8]> = HashSet::new();
+        prefixes.insert(&[]);
+        for k in &keys {
+            prefixes.insert(k);
+        }
+        for pair in keys.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            let l = a.iter().zip(b.iter()).take_while(|(x, y)| x == y).count();
+            prefixes.insert(&a[..l]);
+            prefixes.insert(&a[..l + 1]);
+            prefixes.insert(&b[..l + 1]);
+        }
+        prefixes.len()
+    }
+
+    /// Approximate heap bytes.
+    pub fn heap_size(&self) -> usize {
+        let mut size = std::mem::size_of::<Stream>();
+        for node in self.nodes.values() {
+            size += 64 + node.master_fields.len() + node.entries.capacity() * 40;
+            size += node.entries.iter().map(|e| e.data.len()).sum::<usize>();
+        }
+        for g in self.groups.values() {
+            size += 96 + g.pel.len() * 80;
+            for (name, c) in &g.consumers {
+                size += 64 + name.len() + c.pel.len() * 40;
+            }
+        }
+        size
+    }
+
+    /// The group's position in the stream's history, when it can be known: Redis's
+    /// `streamEstimateDistanceFromFirstEverEntry`.
+    pub fn estimate_entries_read(&self, id: StreamId) -> Option<u64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if self.length == 0 && id <= self.last_id {
+            return Some(self.entries_added);
+        }
+        if id == self.last_id {
+            return Some(self.entries_added);
+        }
+        if id > self.last_id {
+            return None;
+        }
+        if self.max_deleted_id.is_zero() || self.max_deleted_id < self.first_id {
+            if id < self.first_id {
+                return Some(self.entries_added - self.length);
+            }
+            if id == self.first_id {
+                return Some(self.entries_added - self.length + 1);
+            }
+        }
+        None
+    }
+
+    /// True if a deleted entry may lie in `start..=MAX` (Redis's `streamRangeHasTombstones`).
+    pub fn has_tombstones_after(&self, start: StreamId) -> bool {
+        if self.length == 0 || self.max_deleted_id.is_zero() {
+            return false;
+        }
+        if self.first_id > self.max_deleted_id {
+            return false;
+        }
+        start <= self.max_deleted_id
+    }
+
+    /// The lag of a group: entries not yet read by it, when known.
+    pub fn lag(&self, g: &Group) -> Option<u64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if g.entries_read != ENTRIES_READ_UNKNOWN && !self.has_tombstones_after(g.last_id) {
+            return Some(self.entries_added.wrapping_sub(g.entries_read as u64));
+        }
+        self.estimate_entries_read(g.last_id)
+            .map(|read| self.entries_added - read)
+    }
+
+    /// Updates a group's position after delivering entry `id` to it (`XREADGROUP >`).
+    pub fn advance_group(&mut self, group: &[u8], id: StreamId) {
+        let tombstones = self.has_tombstones_after(id);
+        let estimate = self.estimate_entries_read(id);
+        let added = self.entries_added;
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        if id <= g.last_id {
+            return;
+        }
+        if g.entries_read != ENTRIES_READ_UNKNOWN && !tombstones {
+            g.entries_read += 1;
+        } else if added > 0 {
+            g.entries_read = estimate.map_or(ENTRIES_READ_UNKNOWN, |v| v as i64);
+        }
+        g.last_id = id;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ms: u64) -> StreamId {
+        StreamId::new(ms, 0)
+    }
+
+    #[test]
+    fn nodes_close_at_max_entries_and_trim_by_node() {
+        let mut s = Stream::default();
+        for i in 1..=250 {
+            s.append(id(i), &[b"f", b"v"], NodeLimits::default());
+        }
+        assert_eq!(s.len(), 250);
+        assert_eq!(s.node_count(), 3);
+        assert_eq!(s.range(id(100), id(102)).count(), 3);
+        assert_eq!(s.range_rev(id(100), id(102)).next().unwrap().id, id(102));
+        // Approximate: only whole nodes go.
+        assert_eq!(s.trim(Trim::MaxLen(120), true, 0), 100);
+        assert_eq!(s.len(), 150);
+        // Exact: the rest of the way inside the next node.
+        assert_eq!(s.trim(Trim::MaxLen(120), false, 0), 30);
+        assert_eq!(s.first().unwrap().id, id(131));
+        assert_eq!(s.first_id, id(131));
+        assert!(s.delete(id(131)));
+        assert!(!s.delete(id(131)));
+        assert_eq!(s.first_id, id(132));
+        assert_eq!(
+            s.get(id(150)).unwrap().items().collect::<Vec<_>>(),
+            [b"f", b"v"]
+        );
+    }
+
+    #[test]
+    fn rax_nodes_follow_redis() {
+        let mut s = Stream::default();
+        s.append(StreamId::new(1, 1), &[b"a", b"1"], NodeLimits::default());
+        assert_eq!(s.rax_node_count(), 2);
+    }
+
+    #[test]
+    fn listpack_sizes() {
+        assert_eq!(lp_int(5), 2);
+        assert_eq!(lp_int(-1), 3);
+        assert_eq!(lp_str(b"hello"), 7);
+        assert_eq!(lp_str(b"123"), 2);
+        assert_eq!(lp_str(&[b'x'; 200]), 204);
+    }
+}
