@@ -1299,7 +1299,7 @@ const CORPUS: &[Step] = &[
         "STORE",
         "gdst",
     ]),
-    // HyperLogLog (counts; the bytes differ while Tessera writes only the dense encoding)
+    // HyperLogLog
     s(&["PFADD", "hll1", "a", "b", "c", "d", "e", "f", "g"]),
     s(&["PFADD", "hll1", "a"]),
     s(&["PFADD", "hll1"]),
@@ -1319,6 +1319,23 @@ const CORPUS: &[Step] = &[
     s(&["PFADD", "w_3", "a"]),
     s(&["PFMERGE", "hll1", "w_3"]),
     s(&["PFCOUNT"]),
+    s(&["pfadd", "hh", "a", "b", "c", "d", "e", "f", "g"]),
+    s(&["pfdebug", "decode", "hh"]),
+    s(&["pfdebug", "encoding", "hh"]),
+    s(&["pfdebug", "getreg", "nokey"]),
+    s(&["pfdebug", "foo", "hh"]),
+    s(&["set", "notll", "abc"]),
+    s(&["pfdebug", "decode", "notll"]),
+    s(&["pfdebug", "todense", "hh"]),
+    s(&["pfdebug", "todense", "hh"]),
+    s(&["pfdebug", "encoding", "hh"]),
+    s(&["pfdebug", "decode", "hh"]),
+    s(&["get", "hh"]),
+    s(&["pfadd", "h2", "x", "y"]),
+    s(&["pfdebug", "getreg", "h2"]),
+    s(&["pfdebug", "encoding", "h2"]),
+    s(&["get", "h2"]),
+    s(&["PFSELFTEST"]),
     // streams (explicit IDs: `*` IDs are clock readings)
     s(&["FLUSHALL"]),
     s(&["xadd", "s", "5-5", "a", "1"]),
@@ -1816,4 +1833,62 @@ fn hyperloglog_estimates_match_redis_server() {
         t.cmd_str(&["PFCOUNT", "sparse"]),
         r.cmd_str(&["PFCOUNT", "sparse"])
     );
+}
+
+/// Sparse HLLs are written with Redis's algorithm: after every step the value's bytes (GET)
+/// equal Redis's, through growth, merges, and promotion to dense at `hll-sparse-max-bytes`.
+#[test]
+fn hyperloglog_bytes_match_redis_server() {
+    let tessera = TestServer::start(&[]);
+    let redis = TestServer::start_redis();
+    let mut conns = [tessera.raw(), redis.raw()];
+    let mut script: Vec<Vec<String>> = Vec::new();
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    script.push(strs(&["PFADD", "h1"]));
+    script.push(strs(&["GET", "h1"]));
+    script.push(strs(&["PFADD", "h1", "a", "b", "c"]));
+    script.push(strs(&["PFCOUNT", "h1"]));
+    script.push(strs(&["GET", "h1"]));
+    let mut seed = 3u64;
+    for n in [10, 50, 200, 500, 1000, 3000] {
+        for _ in (0..n).step_by(25) {
+            let mut cmd = strs(&["PFADD", &format!("h{n}")]);
+            for _ in 0..25 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                cmd.push(format!("e{}", seed >> 20));
+            }
+            script.push(cmd);
+            script.push(strs(&["GET", &format!("h{n}")]));
+        }
+        script.push(strs(&["PFCOUNT", &format!("h{n}")]));
+    }
+    for step in [
+        &["PFMERGE", "m1", "h10", "h50"][..],
+        &["PFMERGE", "m2", "h10", "h3000"],
+        &["PFMERGE", "h10", "h200"],
+        &["PFMERGE", "m3"],
+        &["CONFIG", "SET", "hll-sparse-max-bytes", "100"],
+        &[
+            "PFADD", "hs", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10",
+        ],
+        &[
+            "PFADD", "hs", "y1", "y2", "y3", "y4", "y5", "y6", "y7", "y8", "y9", "y10",
+        ],
+        &[
+            "PFADD", "hs", "z1", "z2", "z3", "z4", "z5", "z6", "z7", "z8", "z9", "z10",
+        ],
+        &["CONFIG", "SET", "hll-sparse-max-bytes", "3000"],
+        &["PFMERGE", "m4", "m1", "h200"],
+    ] {
+        script.push(strs(step));
+        script.push(strs(&["GET", step[1]]));
+    }
+    for key in ["m1", "m2", "h10", "m3", "hs", "m4"] {
+        script.push(strs(&["GET", key]));
+    }
+    for cmd in &script {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        let [t, r] = conns.each_mut().map(|c| c.cmd(&args));
+        assert!(t == r, "{cmd:?}\n tessera: {t:?}\n redis:   {r:?}");
+    }
 }

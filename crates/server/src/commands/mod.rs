@@ -192,6 +192,8 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("pfadd", hyperloglog::pfadd),
     ("pfcount", hyperloglog::pfcount),
     ("pfmerge", hyperloglog::pfmerge),
+    ("pfdebug", hyperloglog::pfdebug),
+    ("pfselftest", hyperloglog::pfselftest),
     ("geosearch", geo::search),
     ("geosearchstore", geo::search),
     ("georadius", geo::search),
