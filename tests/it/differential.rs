@@ -1892,3 +1892,90 @@ fn hyperloglog_bytes_match_redis_server() {
         assert!(t == r, "{cmd:?}\n tessera: {t:?}\n redis:   {r:?}");
     }
 }
+
+/// Geo searches visit Redis's 9 geohash cells in Redis's order: unsorted results, COUNT ANY
+/// picks and sorted ties equal Redis's, around clusters, the antimeridian and the poles.
+#[test]
+fn geo_searches_match_redis_server_in_order() {
+    let tessera = TestServer::start(&[]);
+    let redis = TestServer::start_redis();
+    let mut conns = [tessera.raw(), redis.raw()];
+    let mut seed = 11u64;
+    let mut rnd = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let centres = [
+        (13.36, 38.11),
+        (2.35, 48.85),
+        (-73.9, 40.7),
+        (151.2, -33.8),
+        (25.0, 82.0),
+        (-60.0, -78.0),
+        (179.9, 0.1),
+        (-179.9, -0.1),
+    ];
+    let mut script: Vec<Vec<String>> = Vec::new();
+    for batch in 0..30 {
+        let mut cmd = vec!["GEOADD".to_string(), "geo".to_string()];
+        for i in 0..100 {
+            let (c_lon, c_lat) = centres[(batch * 100 + i) % centres.len()];
+            let (lon, lat) = if i % 3 == 0 {
+                (rnd() * 360.0 - 180.0, rnd() * 170.0 - 85.0)
+            } else {
+                (c_lon + (rnd() - 0.5) * 6.0, c_lat + (rnd() - 0.5) * 4.0)
+            };
+            cmd.push(format!("{:.6}", lon.clamp(-180.0, 180.0)));
+            cmd.push(format!("{:.6}", lat.clamp(-85.0, 85.0)));
+            cmd.push(format!("m{}", batch * 100 + i));
+        }
+        script.push(cmd);
+    }
+    let radii = [1.0, 10.0, 50.0, 100.0, 300.0, 1000.0, 3000.0, 8000.0];
+    let options: [&[&str]; 5] = [
+        &[],
+        &["COUNT", "5", "ANY"],
+        &["COUNT", "3", "ANY", "WITHDIST"],
+        &["WITHDIST"],
+        &["COUNT", "4", "DESC"],
+    ];
+    for k in 0..200 {
+        let (c_lon, c_lat) = centres[k % centres.len()];
+        let (lon, lat) = if k % 2 == 0 {
+            (c_lon + rnd() - 0.5, c_lat + rnd() - 0.5)
+        } else {
+            (rnd() * 360.0 - 180.0, rnd() * 170.0 - 85.0)
+        };
+        let r = radii[k % radii.len()];
+        let mut cmd: Vec<String> = ["GEOSEARCH", "geo", "FROMLONLAT"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        cmd.push(format!("{:.5}", lon.clamp(-180.0, 180.0)));
+        cmd.push(format!("{:.5}", lat.clamp(-85.0, 85.0)));
+        if k % 3 == 0 {
+            cmd.extend([
+                "BYBOX".into(),
+                format!("{}", r * 1.5),
+                format!("{r}"),
+                "km".into(),
+            ]);
+        } else {
+            cmd.extend(["BYRADIUS".into(), format!("{r}"), "km".into()]);
+        }
+        cmd.extend(options[k % options.len()].iter().map(|s| s.to_string()));
+        script.push(cmd);
+    }
+    for cmd in &script {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        let [t, r] = conns.each_mut().map(|c| c.cmd(&args));
+        assert!(
+            t == r,
+            "{cmd:?}\n tessera: {}\n redis:   {}",
+            String::from_utf8_lossy(&t),
+            String::from_utf8_lossy(&r)
+        );
+    }
+}

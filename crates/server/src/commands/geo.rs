@@ -3,9 +3,10 @@
 //! hashes and distances come out digit for digit as Redis's.
 //!
 //! Searches (GEOSEARCH, GEOSEARCHSTORE, GEORADIUS, GEORADIUSBYMEMBER and the _RO forms)
-//! filter every member by Redis's exact distance test, so they find what Redis finds.
-//! TODO(#3): visit only the 9 geohash cells around the centre (score ranges), as Redis does,
-//! instead of every member.
+//! visit the geohash cell of the centre and its 8 neighbours at a precision chosen from the
+//! search radius, each cell a score range of the sorted set, in Redis's order and with its
+//! edge adjustments (geohash_helper.c), then filter by Redis's exact distance test. So they
+//! find what Redis finds, in the same order, in O(log n + matches near the centre).
 
 use tessera_protocol::{Args, num};
 use tessera_storage::{Expiry, Value, ZSet};
@@ -255,9 +256,176 @@ pub fn geohash(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
 }
 
 /// Where a search is centred and what it covers (distances in meters).
+#[derive(Clone, Copy)]
 enum Shape {
     Radius(f64),
     Box(f64, f64),
+}
+
+/// Redis's `geohashEncode` at `step` bits per coordinate.
+fn encode_step(lon: f64, lat: f64, step: u32) -> u64 {
+    let scale = (1u64 << step) as f64;
+    let lat_offset = (lat - LAT_MIN) / (LAT_MAX - LAT_MIN) * scale;
+    let lon_offset = (lon - LON_MIN) / (LON_MAX - LON_MIN) * scale;
+    spread(lat_offset as u32) | (spread(lon_offset as u32) << 1)
+}
+
+/// A cell: its hash bits and step; `(0, 0)` is "no cell" (Redis's `GZERO`).
+type Cell = (u64, u32);
+
+/// The bounds of a cell: (lon min, lon max, lat min, lat max).
+fn cell_area((bits, step): Cell) -> (f64, f64, f64, f64) {
+    let (ilat, ilon) = (squash(bits), squash(bits >> 1));
+    let scale = (1u64 << step) as f64;
+    let lat = |i: u32| LAT_MIN + (f64::from(i) * 1.0 / scale) * (LAT_MAX - LAT_MIN);
+    let lon = |i: u32| LON_MIN + (f64::from(i) * 1.0 / scale) * (LON_MAX - LON_MIN);
+    (
+        lon(ilon),
+        lon(ilon.wrapping_add(1)),
+        lat(ilat),
+        lat(ilat.wrapping_add(1)),
+    )
+}
+
+/// Redis's `geohash_move_x` / `geohash_move_y`: the neighbouring cell east/west (`odd`
+/// bits, longitude) or north/south (even bits, latitude).
+fn move_cell((bits, step): Cell, d: i8, lon_axis: bool) -> Cell {
+    if d == 0 {
+        return (bits, step);
+    }
+    let (mine, other) = if lon_axis {
+        (0xAAAA_AAAA_AAAA_AAAAu64, 0x5555_5555_5555_5555u64)
+    } else {
+        (0x5555_5555_5555_5555u64, 0xAAAA_AAAA_AAAA_AAAAu64)
+    };
+    let shift = 64 - step * 2;
+    let mut v = bits & mine;
+    let keep = bits & other;
+    let zz = other >> shift;
+    if d > 0 {
+        v = v.wrapping_add(zz + 1);
+    } else {
+        v |= zz;
+        v = v.wrapping_sub(zz + 1);
+    }
+    v &= mine >> shift;
+    (v | keep, step)
+}
+
+/// Redis's `geohashEstimateStepsByRadius`.
+fn steps_for_radius(mut range_m: f64, lat: f64) -> u32 {
+    if range_m == 0.0 {
+        return 26;
+    }
+    let mut step: i32 = 1;
+    while range_m < 20037726.37 {
+        range_m *= 2.0;
+        step += 1;
+    }
+    step -= 2;
+    if !(-66.0..=66.0).contains(&lat) {
+        step -= 1;
+        if !(-80.0..=80.0).contains(&lat) {
+            step -= 1;
+        }
+    }
+    step.clamp(1, 26) as u32
+}
+
+/// The score ranges to scan, in Redis's order (centre, N, S, E, W, NE, NW, SE, SW), as
+/// `geohashCalculateAreasByShapeWGS84` and `membersOfAllNeighbors` choose them.
+fn search_ranges(center: (f64, f64), shape: Shape) -> Vec<(u64, u64)> {
+    let (lon, lat) = center;
+    let (half_h, half_w, radius) = match shape {
+        Shape::Radius(r) => (r, r, r),
+        Shape::Box(w, h) => (
+            h / 2.0,
+            w / 2.0,
+            ((w / 2.0) * (w / 2.0) + (h / 2.0) * (h / 2.0)).sqrt(),
+        ),
+    };
+    // geohashBoundingBox
+    let rad_deg = |r: f64| r / (std::f64::consts::PI / 180.0);
+    let lat_delta = rad_deg(half_h / EARTH_RADIUS_M);
+    let lon_delta_top = rad_deg(half_w / EARTH_RADIUS_M / deg_rad(lat + lat_delta).cos());
+    let lon_delta_bottom = rad_deg(half_w / EARTH_RADIUS_M / deg_rad(lat - lat_delta).cos());
+    let lon_delta = if lat < 0.0 {
+        lon_delta_bottom
+    } else {
+        lon_delta_top
+    };
+    let (min_lon, max_lon) = (lon - lon_delta, lon + lon_delta);
+    let (min_lat, max_lat) = (lat - lat_delta, lat + lat_delta);
+
+    let neighbours = |c: Cell| -> [Cell; 8] {
+        let at = |dx: i8, dy: i8| move_cell(move_cell(c, dx, true), dy, false);
+        // north, south, east, west, north-east, north-west, south-east, south-west
+        [
+            at(0, 1),
+            at(0, -1),
+            at(1, 0),
+            at(-1, 0),
+            at(1, 1),
+            at(-1, 1),
+            at(1, -1),
+            at(-1, -1),
+        ]
+    };
+    let mut step = steps_for_radius(radius, lat);
+    let mut cell = (encode_step(lon, lat, step), step);
+    let mut around = neighbours(cell);
+    let (n, so, e, w) = (
+        cell_area(around[0]),
+        cell_area(around[1]),
+        cell_area(around[2]),
+        cell_area(around[3]),
+    );
+    let decrease = n.3 < max_lat || so.2 > min_lat || e.1 < max_lon || w.0 > min_lon;
+    if step > 1 && decrease {
+        step -= 1;
+        cell = (encode_step(lon, lat, step), step);
+        around = neighbours(cell);
+    }
+    let area = cell_area(cell);
+    if step >= 2 {
+        const NONE: Cell = (0, 0);
+        if area.2 < min_lat {
+            around[1] = NONE;
+            around[7] = NONE;
+            around[6] = NONE;
+        }
+        if area.3 > max_lat {
+            around[0] = NONE;
+            around[4] = NONE;
+            around[5] = NONE;
+        }
+        if area.0 < min_lon {
+            around[3] = NONE;
+            around[7] = NONE;
+            around[5] = NONE;
+        }
+        if area.1 > max_lon {
+            around[2] = NONE;
+            around[6] = NONE;
+            around[4] = NONE;
+        }
+    }
+    let cells: Vec<Cell> = std::iter::once(cell).chain(around).collect();
+    let mut ranges = Vec::with_capacity(9);
+    let mut last: usize = 0;
+    for (i, &c) in cells.iter().enumerate() {
+        if c == (0, 0) {
+            continue;
+        }
+        // Redis skips a cell equal to the last one processed (never comparing with the centre).
+        if last != 0 && c == cells[last] {
+            continue;
+        }
+        let shift = 52 - c.1 * 2;
+        ranges.push((c.0 << shift, (c.0 + 1) << shift));
+        last = i;
+    }
+    ranges
 }
 
 /// A distance argument in `unit`: (meters, meters per unit).
@@ -445,7 +613,14 @@ pub fn search(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
 
     // (member, score, distance in meters, lon, lat)
     let mut found: Vec<(Vec<u8>, f64, f64, f64, f64)> = Vec::new();
-    for e in z.iter() {
+    let candidates = search_ranges(center, shape)
+        .into_iter()
+        .flat_map(|(min, max)| {
+            let start = z.count_below(min as f64, false);
+            z.range(start, z.len())
+                .take_while(move |e| e.score < max as f64)
+        });
+    for e in candidates {
         let (lon, lat) = decode(e.score as u64);
         let d = match shape {
             Shape::Radius(r) => {
