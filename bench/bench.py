@@ -7,12 +7,18 @@ prints ops/s, p50 and p99 latency and the Tessera/Redis ratio for
 
     redis-benchmark -t set,get,incr,mset -c 50 -r 1000000 -d 16   at -P 1 and -P 16
 
-then memory: used_memory and RSS after loading 1M keys with 16-byte values, per key.
+then memory: used_memory and RSS after loading 1M keys with 16-byte values, per key, measured
+11 s after the load (past jemalloc's decay time, so pages freed after the load are returned).
 
 `--suite types` measures the data types instead: redis-benchmark's
 `-t lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange_100,lrange_300,mset`, a sorted set
-and a hash growing to 1M random members, and memory per element of 1M-member hashes, sets and
-sorted sets and of 100k hashes of 10 fields.
+and a hash growing to 1M random members, XADD and XRANGE of 10 entries on a stream, and memory
+per element of 1M-member hashes, sets and sorted sets, of 100k hashes of 10 fields and of a
+stream of 1M one-field entries.
+
+Each test is its own redis-benchmark run, so the table also gives the server's CPU time per
+request (user + system, from /proc): at -P 1 on two cores redis-benchmark is the bottleneck and
+ops/s ratios wander by +-10% between runs, while CPU per request is the server's own cost.
 
 usage: bench/bench.py [--suite strings|types] [--rounds 3] [--requests 200000]
                       [--pipeline-requests 2000000] [--keys 1000000] [--no-build]
@@ -39,7 +45,10 @@ TYPE_TESTS = "lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange_100,lrang
 WORKLOADS = [
     ("ZADD_1M", ["ZADD", "bench:zset", "__rand_int__", "member:__rand_int__"]),
     ("HSET_1M", ["HSET", "bench:hash", "field:__rand_int__", "__rand_int__"]),
+    ("XADD", ["XADD", "bench:stream", "*", "field", "__rand_int__"]),
+    ("XRANGE_10", ["XRANGE", "bench:stream", "-", "+", "COUNT", "10"]),
 ]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -89,26 +98,44 @@ class Server:
         self.tmp.cleanup()
 
 
+def cpu_ticks(server):
+    """User plus system CPU the server process has used, in clock ticks."""
+    with open(f"/proc/{server.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def run_benchmark(server, pipeline, requests, extra):
+    """Runs one redis-benchmark invocation: {test: (rps, p50, p99, server CPU us/request)}."""
+    before = cpu_ticks(server)
     out = subprocess.run(
         ["redis-benchmark", "-p", str(server.port), "-c", "50", "-r", "1000000", "-d", "16",
          "-n", str(requests), "-P", str(pipeline), "--csv", *extra],
         capture_output=True, text=True, check=True).stdout
+    cpu_us = (cpu_ticks(server) - before) * 1e6 / CLK_TCK / requests
     rows = {}
     for row in csv.DictReader(io.StringIO(out)):
         name = row["test"].split(" ")[0]
         rows[name] = (float(row["rps"]), float(row["p50_latency_ms"]),
-                      float(row["p99_latency_ms"]))
+                      float(row["p99_latency_ms"]), cpu_us)
     return rows
 
 
 def benchmark(server, pipeline, requests, suite):
     server.cli("FLUSHALL")
+    tests = TESTS if suite == "strings" else TYPE_TESTS
+    # One invocation per test, in redis-benchmark's order (the pops find what the pushes left),
+    # so each test gets its own server CPU figure.
+    rows = {}
+    for test in tests.split(","):
+        # LRANGE_* runs fill their list with LPUSH first: keep only the test's own row.
+        got = run_benchmark(server, pipeline, requests, ["-t", test])
+        rows[test.upper()] = got[test.upper()]
     if suite == "strings":
-        return run_benchmark(server, pipeline, requests, ["-t", TESTS])
-    rows = run_benchmark(server, pipeline, requests, ["-t", TYPE_TESTS])
+        return rows
     for name, command in WORKLOADS:
-        server.cli("FLUSHALL")
+        if not name.startswith("XRANGE"):
+            server.cli("FLUSHALL")
         got = run_benchmark(server, pipeline, requests, command)
         rows[name] = next(iter(got.values()))
     return rows
@@ -139,8 +166,10 @@ def throughput(args):
         n for n, _ in WORKLOADS)
     print(f"redis-benchmark -t {tests} -c 50 -r 1000000 -d 16, median of {args.rounds} "
           "interleaved rounds")
+    print("cpu: server CPU (user+system) per request in microseconds; a lower ratio is better")
     header = (f"{'test':<16} {'P':>3} {'tessera ops/s':>14} {'redis ops/s':>12} {'ratio':>6} "
-              f"{'t p50':>7} {'r p50':>7} {'t p99':>7} {'r p99':>7} {'p99 ratio':>9}")
+              f"{'t p50':>7} {'r p50':>7} {'t p99':>7} {'r p99':>7} {'p99 ratio':>9} "
+              f"{'t cpu':>6} {'r cpu':>6} {'cpu ratio':>9}")
     print(header)
     print("-" * len(header))
     names = sorted({t for (_, _, t) in results}, key=lambda t: list(results).index(
@@ -149,11 +178,12 @@ def throughput(args):
         for test in names:
             if ("tessera", pipeline, test) not in results or ("redis", pipeline, test) not in results:
                 continue
-            t = [med("tessera", pipeline, test, i) for i in range(3)]
-            r = [med("redis", pipeline, test, i) for i in range(3)]
+            t = [med("tessera", pipeline, test, i) for i in range(4)]
+            r = [med("redis", pipeline, test, i) for i in range(4)]
             print(f"{test[:16]:<16} {pipeline:>3} {t[0]:>14,.0f} {r[0]:>12,.0f} {t[0] / r[0]:>6.2f} "
                   f"{t[1]:>7.3f} {r[1]:>7.3f} {t[2]:>7.3f} {r[2]:>7.3f} "
-                  f"{t[2] / r[2] if r[2] else float('nan'):>9.2f}")
+                  f"{t[2] / r[2] if r[2] else float('nan'):>9.2f} "
+                  f"{t[3]:>6.2f} {r[3]:>6.2f} {t[3] / r[3] if r[3] else float('nan'):>9.2f}")
 
 
 def resp(*args):
@@ -181,6 +211,9 @@ def dataset(name, n):
                     parts += [b"%d" % (i % 10007), b"member:%012d" % i]
             cmd = {"hash": b"HSET", "set": b"SADD", "zset": b"ZADD"}[name]
             yield resp(cmd, b"big:" + name.encode(), *parts)
+    elif name == "stream":
+        for i in range(n):
+            yield resp(b"XADD", b"big:stream", b"%d-0" % (i + 1), b"field", b"value:%08d" % i)
     elif name == "small-hashes":
         for k in range(n):
             parts = []
@@ -195,11 +228,13 @@ MEMORY_SETS = {
     "set": ("members in one set", 1.0),
     "zset": ("members in one sorted set", 1.0),
     "small-hashes": ("hashes of 10 fields (per hash)", 1.0),
+    "stream": ("stream entries of one field", 1.0),
 }
 
 
 def memory(args):
-    names = ["strings"] if args.suite == "strings" else ["hash", "set", "zset", "small-hashes"]
+    names = ["strings"] if args.suite == "strings" else ["hash", "set", "zset", "small-hashes",
+                                                             "stream"]
     rows = []
     for name in names:
         n = args.keys if name != "small-hashes" else args.keys // 10
@@ -220,7 +255,9 @@ def memory(args):
                     with open(path, "rb") as data:
                         subprocess.run(["redis-cli", "-p", str(s.port), "--pipe"], stdin=data,
                                        capture_output=True, check=True)
-                    time.sleep(0.5)
+                    # Both allocators return freed pages (the load's transient buffers) over
+                    # jemalloc's 10 s decay time: measure after it.
+                    time.sleep(11)
                     used, rss = s.info("used_memory"), s.info("used_memory_rss")
                     rows.append((name, kind, n, used, rss, (used - before_used) / n,
                                  (rss - before_rss) / n))

@@ -2,7 +2,7 @@
 //! huge lengths, binary and empty arguments, limits.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::{TestServer, encode, wait_for};
 
@@ -295,4 +295,56 @@ fn a_client_that_does_not_read_its_replies_is_held_back_not_buffered() {
         assert_eq!(c.read_reply(), expected, "reply {i}");
     }
     assert_eq!(c.cmd_str(&["PING"]), "+PONG\r\n");
+}
+
+/// A client that floods its socket (as `redis-cli --pipe` does) is read a budget at a time:
+/// every request still runs, its replies do not pile up in the server (100 MB of replies are
+/// asked for in one write), and a second client is answered while the flood goes on.
+#[test]
+fn a_flooding_client_is_served_in_turns_without_piling_up_replies() {
+    let s = TestServer::start(&[]);
+    let mut other = s.raw();
+    let value = vec![b'v'; 1000];
+    assert_eq!(other.cmd(&[b"SET", b"k", &value]), b"+OK\r\n");
+    let reply_len = format!("${}\r\n", value.len()).len() + value.len() + 2;
+    let port = s.port;
+    let n = 100_000;
+    let writer = std::thread::spawn(move || {
+        let mut c = crate::support::RawConn::connect(port);
+        let batch: Vec<u8> = (0..n).flat_map(|_| encode(&[b"GET", b"k"])).collect();
+        let mut stream = c.stream.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut seen = 0usize;
+            let mut buf = vec![0u8; 1 << 16];
+            while seen < n * reply_len {
+                let got = std::io::Read::read(&mut stream, &mut buf).unwrap();
+                assert!(got > 0, "closed after {seen} bytes");
+                seen += got;
+            }
+            seen
+        });
+        c.send(&batch);
+        reader.join().unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    assert_eq!(other.cmd_str(&["PING"]), "+PONG\r\n");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        writer.join().unwrap(),
+        n * reply_len,
+        "every request was answered"
+    );
+    std::thread::sleep(Duration::from_millis(150));
+    let info = other.cmd_str(&["INFO", "memory"]);
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (peak, used) = (field("used_memory_peak:"), field("used_memory:"));
+    assert!(peak < used + 16 * 1024 * 1024, "peak {peak}, now {used}");
 }

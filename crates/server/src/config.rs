@@ -46,6 +46,7 @@ pub struct Config {
     pub stream_node_max_entries: u64,
     #[serde(deserialize_with = "de_memory")]
     pub hll_sparse_max_bytes: u64,
+    pub jemalloc_bg_thread: bool,
     /// `<class> <hard> <soft> <seconds>` for the normal, replica and pubsub classes.
     pub client_output_buffer_limit: String,
     pub enable_debug_command: String,
@@ -95,6 +96,7 @@ impl Default for Config {
             stream_node_max_bytes: 4096,
             stream_node_max_entries: 100,
             hll_sparse_max_bytes: 3000,
+            jemalloc_bg_thread: true,
             client_output_buffer_limit:
                 "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
             enable_debug_command: "no".into(),
@@ -327,6 +329,10 @@ impl Config {
                 self.zset_max_listpack_value.to_string(),
             ),
             (
+                "jemalloc-bg-thread",
+                if self.jemalloc_bg_thread { "yes" } else { "no" }.to_string(),
+            ),
+            (
                 "hll-sparse-max-bytes",
                 self.hll_sparse_max_bytes.to_string(),
             ),
@@ -440,6 +446,10 @@ impl Config {
             "maxmemory" => self.maxmemory = mem(value)?,
             "stream-node-max-bytes" => self.stream_node_max_bytes = mem(value)?,
             "hll-sparse-max-bytes" => self.hll_sparse_max_bytes = mem(value)?,
+            "jemalloc-bg-thread" => {
+                self.jemalloc_bg_thread = yes_no(value)?;
+                crate::memory::set_background_thread(self.jemalloc_bg_thread);
+            }
             "stream-node-max-entries" => self.stream_node_max_entries = num(value)?,
             "maxmemory-policy" => match crate::evict::Policy::parse(value) {
                 Some(_) => self.maxmemory_policy = value.into(),

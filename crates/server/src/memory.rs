@@ -23,6 +23,18 @@ pub fn allocated() -> u64 {
     tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as u64
 }
 
+/// Turns jemalloc's background purging thread on or off (Redis's `jemalloc-bg-thread`, on by
+/// default): with it, pages freed after a burst (a large pipeline's buffers) go back to the
+/// system within jemalloc's decay time even while the server is idle.
+pub fn set_background_thread(on: bool) {
+    let _ = tikv_jemalloc_ctl::background_thread::write(on);
+}
+
+/// Updates `used_memory_peak` with the memory in use now.
+pub fn note_peak() {
+    PEAK.fetch_max(allocated(), Ordering::Relaxed);
+}
+
 /// Records the memory in use once the server is set up (`used_memory_startup`).
 pub fn mark_startup() {
     STARTUP.store(allocated(), Ordering::Relaxed);

@@ -24,6 +24,10 @@ use crate::stats::{LatencyMonitor, SlowLog, Stats};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 /// Initial read buffer, as Redis's `PROTO_IOBUF_LEN`.
+/// Bytes read from one client per event-loop turn before others (and its replies) go first.
+const READ_BUDGET: usize = 256 * 1024;
+/// Reply bytes one client may accumulate in a turn before its replies are written.
+const OUTPUT_BUDGET: usize = 1024 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Output buffers larger than this are released once written.
 const OUT_KEEP: usize = 64 * 1024;
@@ -82,6 +86,8 @@ pub struct Server {
     poll: Poll,
     listener: TcpListener,
     pending_writes: Vec<usize>,
+    /// Clients whose socket may still hold input after their per-turn read budget.
+    pending_reads: Vec<usize>,
     paused_clients: Vec<usize>,
     next_client_id: u64,
     signal: Arc<AtomicBool>,
@@ -157,6 +163,7 @@ impl Server {
             poll,
             listener,
             pending_writes: Vec::new(),
+            pending_reads: Vec::new(),
             paused_clients: Vec::new(),
             next_client_id: 1,
             signal,
@@ -178,11 +185,15 @@ impl Server {
     /// Runs the event loop until SHUTDOWN or SIGTERM/SIGINT.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        crate::memory::set_background_thread(self.config.jemalloc_bg_thread);
         tracing::info!(addr = %self.local_addr, "ready to accept connections");
         loop {
             let period = Duration::from_millis(1000 / u64::from(self.config.hz.max(1)));
             let since = self.last_cron.elapsed();
-            let mut timeout = if self.fast_expire_due || !self.pending_writes.is_empty() {
+            let mut timeout = if self.fast_expire_due
+                || !self.pending_writes.is_empty()
+                || !self.pending_reads.is_empty()
+            {
                 Duration::ZERO
             } else {
                 period.saturating_sub(since)
@@ -198,6 +209,9 @@ impl Server {
             }
             self.turn_start = Instant::now();
             self.used_memory_cache = None;
+            for tok in std::mem::take(&mut self.pending_reads) {
+                self.on_readable(tok);
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -269,6 +283,7 @@ impl Server {
     }
 
     fn on_readable(&mut self, tok: usize) {
+        let mut taken = 0;
         loop {
             let limit = self.config.client_query_buffer_limit;
             let Some(client) = self.clients.get_mut(tok) else {
@@ -313,6 +328,19 @@ impl Server {
                     self.process_input(tok);
                     // A short read drained the socket: edge-triggered epoll reports new data.
                     if n < space {
+                        return;
+                    }
+                    // A client that keeps its socket full gets READ_BUDGET per turn: its
+                    // replies go out in between, so neither its replies nor its unread
+                    // requests pile up in memory, and other clients get their turn.
+                    taken += n;
+                    let out = self
+                        .clients
+                        .get(tok)
+                        .and_then(|c| c.io.as_ref())
+                        .map_or(0, |io| io.out.len());
+                    if taken >= READ_BUDGET || out >= OUTPUT_BUDGET {
+                        self.pending_reads.push(tok);
                         return;
                     }
                 }
@@ -542,6 +570,8 @@ impl Server {
     }
 
     fn cron(&mut self) {
+        // Redis samples the memory peak in its cron too.
+        crate::memory::note_peak();
         self.last_cron = Instant::now();
         self.cron_loops += 1;
         let hz = u64::from(self.config.hz.max(1));

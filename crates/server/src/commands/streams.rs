@@ -151,7 +151,7 @@ fn reply_id(r: &mut Reply<'_>, id: StreamId) {
     r.bulk(&text);
 }
 
-fn reply_entry(r: &mut Reply<'_>, e: &Entry) {
+fn reply_entry(r: &mut Reply<'_>, e: Entry<'_>) {
     r.array(2);
     reply_id(r, e.id);
     r.array(e.field_count() * 2);
@@ -414,7 +414,7 @@ pub fn xrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         return Ok(());
     }
     let limit = count.unwrap_or(usize::MAX);
-    let entries: Vec<&Entry> = if start > end {
+    let entries: Vec<Entry<'_>> = if start > end {
         Vec::new()
     } else if rev {
         st.range_rev(start, end).take(limit).collect()
@@ -576,7 +576,7 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                     r.array(2);
                 }
                 r.bulk(key);
-                let entries: Vec<&Entry> = st
+                let entries: Vec<Entry<'_>> = st
                     .range(start, StreamId::MAX)
                     .take(if count == 0 { usize::MAX } else { count })
                     .collect();
@@ -1367,7 +1367,7 @@ pub fn xinfo(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                 }
                 Some(count) => {
                     r.bulk(b"entries");
-                    let entries: Vec<&Entry> =
+                    let entries: Vec<Entry<'_>> =
                         st.range(StreamId::MIN, StreamId::MAX).take(count).collect();
                     r.array(entries.len());
                     for e in entries {

@@ -8,6 +8,11 @@
 //! removes whole nodes only, and `XINFO STREAM` reports the same `radix-tree-keys`. Deleted
 //! entries stay in their node, flagged, until the node is empty, as in Redis.
 //!
+//! A node packs its entries into one byte buffer, as a listpack does: per entry a flags byte,
+//! the ID as varint deltas from the node's first ID, and the length-prefixed values, with the
+//! field names only when they differ from the node's first entry's. A one-field entry costs
+//! its value plus about six bytes.
+//!
 //! Consumer groups keep their pending entries lists (PEL) in ordered maps: one per group with
 //! the delivery data, one per consumer with its IDs.
 
@@ -73,27 +78,36 @@ impl StreamId {
     }
 }
 
-/// One entry: its ID and its field-value pairs, packed as length-prefixed strings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
+/// A view of one entry: its ID and its field-value pairs.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
     pub id: StreamId,
-    deleted: bool,
-    data: Box<[u8]>,
+    /// The node's field names when the entry has the same fields (its data is then values
+    /// only), or `None` when its data alternates fields and values.
+    master: Option<&'a [u8]>,
+    data: &'a [u8],
 }
 
-impl Entry {
+impl<'a> Entry<'a> {
     /// The fields and values, alternating.
-    pub fn items(&self) -> Items<'_> {
-        Items(&self.data)
+    pub fn items(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (master, data) = (self.master, self.data);
+        let same = master.map(|m| Items(m).zip(Items(data)).flat_map(|(f, v)| [f, v]));
+        let own = master.is_none().then_some(Items(data));
+        same.into_iter().flatten().chain(own.into_iter().flatten())
     }
 
     /// Number of fields.
     pub fn field_count(&self) -> usize {
-        self.items().count() / 2
+        match self.master {
+            Some(_) => Items(self.data).count(),
+            None => Items(self.data).count() / 2,
+        }
     }
 }
 
-/// Iterator over an entry's packed strings.
+/// Iterator over packed strings.
+#[derive(Clone)]
 pub struct Items<'a>(&'a [u8]);
 
 impl<'a> Iterator for Items<'a> {
@@ -103,35 +117,45 @@ impl<'a> Iterator for Items<'a> {
         if self.0.is_empty() {
             return None;
         }
-        let mut len = 0usize;
-        let mut shift = 0;
-        let mut i = 0;
-        loop {
-            let b = self.0[i];
-            len |= ((b & 0x7f) as usize) << shift;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        let (item, rest) = self.0[i..].split_at(len);
+        let (len, n) = read_varint(self.0);
+        let (item, rest) = self.0[n..].split_at(len as usize);
         self.0 = rest;
         Some(item)
     }
 }
 
-fn pack(items: &[&[u8]]) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 2).sum());
-    for item in items {
-        let mut len = item.len();
-        while len >= 0x80 {
-            out.push((len as u8) | 0x80);
-            len >>= 7;
+fn read_varint(b: &[u8]) -> (u64, usize) {
+    let mut v = 0u64;
+    let mut shift = 0;
+    for (i, &byte) in b.iter().enumerate() {
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return (v, i + 1);
         }
-        out.push(len as u8);
+        shift += 7;
+    }
+    (v, b.len())
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn pack_into(out: &mut Vec<u8>, items: impl Iterator<Item = impl AsRef<[u8]>>) {
+    for item in items {
+        let item = item.as_ref();
+        push_varint(out, item.len() as u64);
         out.extend_from_slice(item);
     }
+}
+
+fn pack(items: &[&[u8]]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 2).sum());
+    pack_into(&mut out, items.iter());
     out.into_boxed_slice()
 }
 
@@ -173,17 +197,66 @@ fn lp_str(s: &[u8]) -> usize {
     })
 }
 
+/// Entry flags, as Redis's.
+const DELETED: u8 = 1;
+const SAME_FIELDS: u8 = 2;
+
 /// A node: up to `stream-node-max-entries` entries, deleted ones included.
 #[derive(Clone, Debug, PartialEq)]
 struct Node {
     master: StreamId,
     /// The field names of the first entry (the listpack's master entry).
     master_fields: Box<[u8]>,
-    entries: Vec<Entry>,
+    /// The entries: flags, ms and seq deltas (varints), data length (varint), data.
+    buf: Vec<u8>,
     live: u64,
     deleted: u64,
-    /// Bytes of the listpack but for the live and deleted counters.
+    /// Bytes of the equivalent listpack but for the live and deleted counters.
     bytes: usize,
+}
+
+/// One record of a node's buffer.
+struct Record<'a> {
+    /// Offset of the flags byte.
+    at: usize,
+    flags: u8,
+    id: StreamId,
+    data: &'a [u8],
+}
+
+/// Iterator over a node's records, deleted ones included.
+struct Records<'a> {
+    node: &'a Node,
+    pos: usize,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let buf = &self.node.buf;
+        if self.pos >= buf.len() {
+            return None;
+        }
+        let at = self.pos;
+        let flags = buf[at];
+        let mut p = at + 1;
+        let (ms, n) = read_varint(&buf[p..]);
+        p += n;
+        let (seq, n) = read_varint(&buf[p..]);
+        p += n;
+        let (len, n) = read_varint(&buf[p..]);
+        p += n;
+        let data = &buf[p..p + len as usize];
+        self.pos = p + len as usize;
+        let m = self.node.master;
+        Some(Record {
+            at,
+            flags,
+            id: StreamId::new(m.ms.wrapping_add(ms), m.seq.wrapping_add(seq)),
+            data,
+        })
+    }
 }
 
 impl Node {
@@ -191,8 +264,31 @@ impl Node {
         self.bytes + lp_int(self.live as i64) + lp_int(self.deleted as i64)
     }
 
-    fn position(&self, id: StreamId) -> Result<usize, usize> {
-        self.entries.binary_search_by(|e| e.id.cmp(&id))
+    fn records(&self) -> Records<'_> {
+        Records { node: self, pos: 0 }
+    }
+
+    fn entry<'a>(&'a self, r: &Record<'a>) -> Entry<'a> {
+        Entry {
+            id: r.id,
+            master: (r.flags & SAME_FIELDS != 0).then_some(&*self.master_fields),
+            data: r.data,
+        }
+    }
+
+    /// The live entries, in order.
+    fn entries(&self) -> impl DoubleEndedIterator<Item = Entry<'_>> + '_ {
+        let live: Vec<Entry<'_>> = self
+            .records()
+            .filter(|r| r.flags & DELETED == 0)
+            .map(|r| self.entry(&r))
+            .collect();
+        live.into_iter()
+    }
+
+    /// The ID of the last record, deleted or not.
+    fn last_id(&self) -> Option<StreamId> {
+        self.records().last().map(|r| r.id)
     }
 }
 
@@ -371,6 +467,9 @@ impl Stream {
                 && (limits.max_entries == 0 || n.live + n.deleted < limits.max_entries)
         });
         if !open {
+            if let Some(mut last) = self.nodes.last_entry() {
+                last.get_mut().buf.shrink_to_fit();
+            }
             let master_fields = pack(&fields);
             // Header and end byte, count and deleted aside, num-fields, fields, terminator.
             let bytes = 7
@@ -382,7 +481,7 @@ impl Stream {
                 Node {
                     master: id,
                     master_fields,
-                    entries: Vec::new(),
+                    buf: Vec::new(),
                     live: 0,
                     deleted: 0,
                     bytes,
@@ -413,11 +512,32 @@ impl Stream {
         size += lp_int(lp_count);
         node.bytes += size;
         node.live += 1;
-        node.entries.push(Entry {
-            id,
-            deleted: false,
-            data: pack(items),
-        });
+        let mut data = Vec::new();
+        if same {
+            pack_into(&mut data, items.iter().skip(1).step_by(2));
+        } else {
+            pack_into(&mut data, items.iter());
+        }
+        let first_in_node = node.buf.is_empty();
+        node.buf.push(if same { SAME_FIELDS } else { 0 });
+        push_varint(&mut node.buf, ms_diff as u64);
+        push_varint(&mut node.buf, seq_diff as u64);
+        push_varint(&mut node.buf, data.len() as u64);
+        node.buf.extend_from_slice(&data);
+        if first_in_node {
+            // Size the buffer for a full node of entries like this one, so it is not grown
+            // (and copied) as it fills, nor left with doubling slack.
+            let per_entry = node.buf.len();
+            let entries = match limits.max_entries {
+                0 => usize::MAX,
+                n => n as usize,
+            };
+            let want = per_entry
+                .saturating_mul(entries)
+                .min(max_bytes as usize)
+                .min(1 << 16);
+            node.buf.reserve_exact(want.saturating_sub(node.buf.len()));
+        }
         if self.length == 0 {
             self.first_id = id;
         }
@@ -427,15 +547,15 @@ impl Stream {
     }
 
     /// The entry with ID `id`.
-    pub fn get(&self, id: StreamId) -> Option<&Entry> {
+    pub fn get(&self, id: StreamId) -> Option<Entry<'_>> {
         let (_, node) = self.nodes.range(..=id).next_back()?;
-        let i = node.position(id).ok()?;
-        let e = &node.entries[i];
-        (!e.deleted).then_some(e)
+        node.records()
+            .find(|r| r.id == id && r.flags & DELETED == 0)
+            .map(|r| node.entry(&r))
     }
 
     /// Entries with IDs in `start..=end`, in order.
-    pub fn range(&self, start: StreamId, end: StreamId) -> impl Iterator<Item = &Entry> + '_ {
+    pub fn range(&self, start: StreamId, end: StreamId) -> impl Iterator<Item = Entry<'_>> + '_ {
         let from = self
             .nodes
             .range(..=start)
@@ -443,30 +563,36 @@ impl Stream {
             .map_or(start, |(k, _)| *k);
         self.nodes
             .range(from..)
-            .flat_map(|(_, n)| n.entries.iter())
+            .flat_map(|(_, n)| {
+                n.records()
+                    .filter(|r| r.flags & DELETED == 0)
+                    .map(move |r| n.entry(&r))
+            })
             .skip_while(move |e| e.id < start)
             .take_while(move |e| e.id <= end)
-            .filter(|e| !e.deleted)
     }
 
     /// Entries with IDs in `start..=end`, last first.
-    pub fn range_rev(&self, start: StreamId, end: StreamId) -> impl Iterator<Item = &Entry> + '_ {
+    pub fn range_rev(
+        &self,
+        start: StreamId,
+        end: StreamId,
+    ) -> impl Iterator<Item = Entry<'_>> + '_ {
         self.nodes
             .range(..=end)
             .rev()
-            .flat_map(|(_, n)| n.entries.iter().rev())
+            .flat_map(|(_, n)| n.entries().rev())
             .skip_while(move |e| e.id > end)
             .take_while(move |e| e.id >= start)
-            .filter(|e| !e.deleted)
     }
 
     /// The first live entry.
-    pub fn first(&self) -> Option<&Entry> {
+    pub fn first(&self) -> Option<Entry<'_>> {
         self.range(StreamId::MIN, StreamId::MAX).next()
     }
 
     /// The last live entry.
-    pub fn last(&self) -> Option<&Entry> {
+    pub fn last(&self) -> Option<Entry<'_>> {
         self.range_rev(StreamId::MIN, StreamId::MAX).next()
     }
 
@@ -475,13 +601,14 @@ impl Stream {
         let Some((&key, node)) = self.nodes.range_mut(..=id).next_back() else {
             return false;
         };
-        let Ok(i) = node.position(id) else {
+        let Some(at) = node
+            .records()
+            .find(|r| r.id == id && r.flags & DELETED == 0)
+            .map(|r| r.at)
+        else {
             return false;
         };
-        if node.entries[i].deleted {
-            return false;
-        }
-        node.entries[i].deleted = true;
+        node.buf[at] |= DELETED;
         node.live -= 1;
         node.deleted += 1;
         if node.live == 0 {
@@ -512,7 +639,7 @@ impl Stream {
             }
             let whole = match how {
                 Trim::MaxLen(max) => self.length - node.live >= max,
-                Trim::MinId(min) => node.entries.last().is_some_and(|e| e.id < min),
+                Trim::MinId(min) => node.last_id().is_some_and(|last| last < min),
             };
             if whole {
                 self.length -= node.live;
@@ -524,16 +651,18 @@ impl Stream {
                 break;
             }
             let node = self.nodes.get_mut(&key).expect("the first node");
-            for e in node.entries.iter_mut() {
+            let records: Vec<(usize, u8, StreamId)> =
+                node.records().map(|r| (r.at, r.flags, r.id)).collect();
+            for (at, flags, id) in records {
                 let stop = match how {
                     Trim::MaxLen(max) => self.length <= max,
-                    Trim::MinId(min) => e.id >= min,
+                    Trim::MinId(min) => id >= min,
                 };
                 if stop {
                     break;
                 }
-                if !e.deleted {
-                    e.deleted = true;
+                if flags & DELETED == 0 {
+                    node.buf[at] |= DELETED;
                     node.live -= 1;
                     node.deleted += 1;
                     self.length -= 1;
@@ -576,8 +705,7 @@ impl Stream {
     pub fn heap_size(&self) -> usize {
         let mut size = std::mem::size_of::<Stream>();
         for node in self.nodes.values() {
-            size += 64 + node.master_fields.len() + node.entries.capacity() * 40;
-            size += node.entries.iter().map(|e| e.data.len()).sum::<usize>();
+            size += 96 + node.master_fields.len() + node.buf.capacity();
         }
         for g in self.groups.values() {
             size += 96 + g.pel.len() * 80;
