@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use redis::Commands;
 
-use crate::support::{TestServer, wait_for};
+use crate::support::{TestServer, encode, wait_for};
 
 fn info(r: &mut redis::Connection, section: &str) -> String {
     redis::cmd("INFO").arg(section).query(r).unwrap()
@@ -336,4 +336,70 @@ fn thousands_of_clients_are_served_at_once() {
             .cmd_str(&["INFO", "clients"])
             .contains("connected_clients:1\r")
     });
+}
+
+/// Tessera's own settings: adaptive busy polling and jemalloc's background thread can be
+/// changed at run time, with range checks, and the server keeps answering either way.
+#[test]
+fn busy_polling_and_jemalloc_settings_apply_at_run_time() {
+    let s = TestServer::start(&[]);
+    let mut c = s.raw();
+    assert_eq!(
+        c.cmd_str(&["CONFIG", "GET", "busy-poll-us"]),
+        "*2\r\n$12\r\nbusy-poll-us\r\n$2\r\n50\r\n"
+    );
+    assert!(
+        c.cmd_str(&["CONFIG", "SET", "busy-poll-us", "2000000"])
+            .starts_with("-ERR CONFIG SET failed")
+    );
+    for value in ["0", "1000", "50"] {
+        assert_eq!(
+            c.cmd_str(&["CONFIG", "SET", "busy-poll-us", value]),
+            "+OK\r\n"
+        );
+        for i in 0..200 {
+            assert_eq!(c.cmd_str(&["SET", "k", &i.to_string()]), "+OK\r\n");
+        }
+        assert_eq!(c.cmd_str(&["GET", "k"]), "$3\r\n199\r\n");
+    }
+    assert_eq!(
+        c.cmd_str(&["CONFIG", "SET", "jemalloc-bg-thread", "no"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["CONFIG", "GET", "jemalloc-bg-thread"]),
+        "*2\r\n$18\r\njemalloc-bg-thread\r\n$2\r\nno\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["CONFIG", "SET", "jemalloc-bg-thread", "yes"]),
+        "+OK\r\n"
+    );
+    assert_eq!(c.cmd_str(&["PING"]), "+PONG\r\n");
+}
+
+/// `client-output-buffer-limit normal`: off by default (Tessera then holds a slow reader back
+/// by TCP); when set, a client whose unsent replies pass the hard limit is disconnected, as by
+/// Redis, while other clients carry on.
+#[test]
+fn normal_output_buffer_limit_disconnects_like_redis() {
+    for server in [TestServer::start(&[]), TestServer::start_redis()] {
+        let mut admin = server.raw();
+        let value = vec![b'x'; 2_000_000];
+        assert_eq!(admin.cmd(&[b"SET", b"big", &value]), b"+OK\r\n");
+        let mut c = server.raw();
+        assert_eq!(c.cmd(&[b"GET", b"big"]).len(), value.len() + 12);
+        assert_eq!(
+            admin.cmd_str(&[
+                "CONFIG",
+                "SET",
+                "client-output-buffer-limit",
+                "normal 1mb 0 0"
+            ]),
+            "+OK\r\n"
+        );
+        c.send(&encode(&[b"GET", b"big"]));
+        assert!(c.is_closed(), "the client went over the hard limit");
+        assert_eq!(admin.cmd_str(&["GET", "missing"]), "$-1\r\n");
+        assert_eq!(admin.cmd_str(&["PING"]), "+PONG\r\n");
+    }
 }

@@ -47,6 +47,8 @@ pub struct Config {
     #[serde(deserialize_with = "de_memory")]
     pub hll_sparse_max_bytes: u64,
     pub jemalloc_bg_thread: bool,
+    /// Adaptive busy polling window in microseconds (0: off); see `server::BusyPoll`.
+    pub busy_poll_us: u64,
     /// `<class> <hard> <soft> <seconds>` for the normal, replica and pubsub classes.
     pub client_output_buffer_limit: String,
     pub enable_debug_command: String,
@@ -97,6 +99,7 @@ impl Default for Config {
             stream_node_max_entries: 100,
             hll_sparse_max_bytes: 3000,
             jemalloc_bg_thread: true,
+            busy_poll_us: 50,
             client_output_buffer_limit:
                 "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
             enable_debug_command: "no".into(),
@@ -209,6 +212,11 @@ impl Config {
     }
 
     /// The `client-output-buffer-limit` of a class: (hard, soft, soft seconds); 0 is no limit.
+    pub fn normal_output_limited(&self) -> bool {
+        let (hard, soft, _) = self.output_limit("normal");
+        hard > 0 || soft > 0
+    }
+
     pub fn output_limit(&self, class: &str) -> (u64, u64, u64) {
         crate::commands::pubsub::parse_output_limits(&self.client_output_buffer_limit)
             .unwrap_or_default()
@@ -328,6 +336,7 @@ impl Config {
                 "zset-max-ziplist-value",
                 self.zset_max_listpack_value.to_string(),
             ),
+            ("busy-poll-us", self.busy_poll_us.to_string()),
             (
                 "jemalloc-bg-thread",
                 if self.jemalloc_bg_thread { "yes" } else { "no" }.to_string(),
@@ -446,6 +455,13 @@ impl Config {
             "maxmemory" => self.maxmemory = mem(value)?,
             "stream-node-max-bytes" => self.stream_node_max_bytes = mem(value)?,
             "hll-sparse-max-bytes" => self.hll_sparse_max_bytes = mem(value)?,
+            "busy-poll-us" => {
+                let v: u64 = num(value)?;
+                if v > 1_000_000 {
+                    return Err("argument must be between 0 and 1000000 inclusive".into());
+                }
+                self.busy_poll_us = v;
+            }
             "jemalloc-bg-thread" => {
                 self.jemalloc_bg_thread = yes_no(value)?;
                 crate::memory::set_background_thread(self.jemalloc_bg_thread);

@@ -388,11 +388,25 @@ impl Server {
     /// Closes a subscriber whose unsent messages pass the pubsub class's hard limit, or its soft
     /// limit for longer than the soft seconds (`client-output-buffer-limit pubsub`).
     pub(crate) fn check_pubsub_output_limit(&mut self, t: usize) {
-        let (hard, soft, secs) = self.config.output_limit("pubsub");
-        let Some(c) = self.clients.get_mut(t) else {
+        let Some(pending) = self.clients.get(t).map(|c| c.pending_output() as u64) else {
             return;
         };
-        let pending = c.pending_output() as u64;
+        self.check_output_limit(t, pending);
+    }
+
+    /// Applies `client-output-buffer-limit` to client `t` with `pending` unsent bytes: the
+    /// pubsub class for a subscribed client, the normal class otherwise (replicas arrive with
+    /// issue 5). Returns true if the client is to be closed.
+    pub(crate) fn check_output_limit(&mut self, t: usize, pending: u64) -> bool {
+        let Some(c) = self.clients.get(t) else {
+            return false;
+        };
+        let class = if c.in_pubsub() { "pubsub" } else { "normal" };
+        let (hard, soft, secs) = self.config.output_limit(class);
+        if hard == 0 && soft == 0 {
+            return false;
+        }
+        let c = self.clients.get_mut(t).expect("looked up above");
         let now = std::time::Instant::now();
         let over_soft = soft > 0 && pending > soft;
         if !over_soft {
@@ -401,8 +415,10 @@ impl Server {
         let soft_expired =
             over_soft && c.soft_limit_since.get_or_insert(now).elapsed().as_secs() >= secs;
         if (hard > 0 && pending > hard) || soft_expired {
-            tracing::warn!(client = %c.addr, pending, "client scheduled to be closed ASAP for overcoming of output buffer limits");
+            tracing::warn!(client = %c.addr, pending, class, "client scheduled to be closed ASAP for overcoming of output buffer limits");
             c.close_asap = true;
+            return true;
         }
+        false
     }
 }

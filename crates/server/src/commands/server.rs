@@ -107,6 +107,7 @@ pub fn config(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             let notify_flags = next.notify_flags();
             s.config = next;
             s.apply_notify_config(notify_flags);
+            s.output_limits_on = s.config.normal_output_limited();
             for (_, c) in s.clients.iter_mut() {
                 if let Some(io) = c.io.as_mut() {
                     io.parser.set_limits(limits);
