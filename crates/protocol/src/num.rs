@@ -57,6 +57,11 @@ pub fn write_g17(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(if v.is_sign_negative() { b"-0" } else { b"0" });
         return;
     }
+    // Integral values below 1e17 print as integers (`%.17g` shows all their digits).
+    if v.fract() == 0.0 && v.abs() < 1e17 {
+        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+        return;
+    }
     const P: i32 = 17;
     let sci = format!("{:.*e}", (P - 1) as usize, v);
     let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");

@@ -363,11 +363,12 @@ impl Server {
 
         let out_start = out.len();
         let started = Instant::now();
+        let now = self.clock.unix_ms_at(started);
         let mut call = Call {
             client: tok,
             out,
             resp3,
-            now: unix_ms(),
+            now,
             spec,
         };
         let handler = self.commands.entries[idx].handler;

@@ -124,6 +124,8 @@ pub struct Server {
     pending_writes: Vec<usize>,
     /// Clients whose socket may still hold input after their per-turn read budget.
     pending_reads: Vec<usize>,
+    /// The command clock (see [`Clock`]).
+    pub(crate) clock: Clock,
     /// True when `client-output-buffer-limit normal` sets a limit (checked per command).
     pub(crate) output_limits_on: bool,
     paused_clients: Vec<usize>,
@@ -142,6 +144,40 @@ pub fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Unix time derived from the monotonic clock: each command reads the clock once (an `Instant`
+/// that also times it) instead of twice. The wall-clock base is read again every event-loop
+/// turn, so a wall-clock change is seen within one turn.
+#[derive(Debug)]
+pub struct Clock {
+    base: Instant,
+    base_unix_us: i64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let mut c = Clock {
+            base: Instant::now(),
+            base_unix_us: 0,
+        };
+        c.resync(Instant::now());
+        c
+    }
+
+    /// Takes `now` (just read) and the wall clock as the new base.
+    pub fn resync(&mut self, now: Instant) {
+        self.base = now;
+        self.base_unix_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+    }
+
+    /// Unix milliseconds at `at` (an instant of this turn).
+    pub fn unix_ms_at(&self, at: Instant) -> i64 {
+        let since = at.saturating_duration_since(self.base).as_micros() as i64;
+        (self.base_unix_us + since) / 1000
+    }
 }
 
 impl Server {
@@ -202,6 +238,7 @@ impl Server {
             listener,
             pending_writes: Vec::new(),
             pending_reads: Vec::new(),
+            clock: Clock::new(),
             output_limits_on: config.normal_output_limited(),
             paused_clients: Vec::new(),
             next_client_id: 1,
@@ -251,6 +288,7 @@ impl Server {
             }
             self.turn_start = Instant::now();
             if !events.is_empty() {
+                self.clock.resync(self.turn_start);
                 busy.active(self.turn_start);
             }
             self.used_memory_cache = None;
