@@ -12,7 +12,7 @@ use crate::types::zset::ZSet;
 /// integers, `Str` for strings stored once, and `Raw` for strings changed in place (APPEND,
 /// SETRANGE, SETBIT), which keep spare capacity.
 ///
-/// Issue 3 adds the other data types as boxed variants, keeping this enum at 24 bytes.
+/// The other data types are boxed variants, keeping this enum at 24 bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Int(i64),

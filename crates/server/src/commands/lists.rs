@@ -1,8 +1,6 @@
-//! List commands (the non-blocking family): pushes and pops, indexes and ranges, LINSERT, LREM,
-//! LPOS, LMOVE, RPOPLPUSH, LMPOP.
-//!
-//! TODO(#3): the blocking family (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) needs blocked-client
-//! support in the event loop.
+//! List commands: pushes and pops, indexes and ranges, LINSERT, LREM, LPOS, LMOVE, RPOPLPUSH,
+//! LMPOP, and the blocking family (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP), which files a
+//! `BlockRequest` when it finds no data (see `blocking.rs`).
 
 use tessera_protocol::Args;
 use tessera_storage::{End, OpError};
