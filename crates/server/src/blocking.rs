@@ -93,6 +93,16 @@ impl Blocking {
         !self.ready.is_empty()
     }
 
+    /// Asks the dispatcher to block the running command's client on `keys` (a blocking
+    /// handler that found no data calls this instead of replying).
+    pub fn wait_on(&mut self, keys: Vec<Vec<u8>>, timeout: Option<Duration>) {
+        self.request = Some(BlockRequest {
+            keys,
+            timeout,
+            args: None,
+        });
+    }
+
     /// The earliest timeout.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|&(d, _)| d)

@@ -31,4 +31,4 @@ pub use types::list::{End, List};
 pub use types::set::Set;
 pub use types::stream::{Stream, StreamId};
 pub use types::zset::{Elem, ZSet};
-pub use value::{KeyEntry, StrView, Value};
+pub use value::{KeyEntry, StrView, Typed, Value};

@@ -160,6 +160,39 @@ impl Value {
     }
 }
 
+/// A collection type held in a [`Value`] variant, for typed lookups.
+pub trait Typed: Sized {
+    /// The value as this type, or `None` for another type.
+    fn of(v: &Value) -> Option<&Self>;
+    fn of_mut(v: &mut Value) -> Option<&mut Self>;
+    /// An empty value of this type.
+    fn empty() -> Value;
+}
+
+macro_rules! typed {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl Typed for $t {
+            fn of(v: &Value) -> Option<&Self> {
+                match v {
+                    Value::$variant(x) => Some(x),
+                    _ => None,
+                }
+            }
+            fn of_mut(v: &mut Value) -> Option<&mut Self> {
+                match v {
+                    Value::$variant(x) => Some(x),
+                    _ => None,
+                }
+            }
+            fn empty() -> Value {
+                Value::$variant(Box::default())
+            }
+        }
+    )*};
+}
+
+typed!(Hash => Hash, Set => Set, List => List, ZSet => ZSet, Stream => Stream);
+
 /// One key of the keyspace: 56 bytes, so with its chain pointer an entry fills one 64-byte
 /// allocation.
 #[derive(Debug)]

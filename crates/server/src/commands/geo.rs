@@ -176,7 +176,7 @@ fn positions(
     key: &[u8],
     members: impl Iterator<Item = Vec<u8>>,
 ) -> Result<Vec<Option<u64>>, CmdError> {
-    let z: Option<&ZSet> = s.read_zset(call, key)?;
+    let z: Option<&ZSet> = s.read_as::<ZSet>(call, key)?;
     Ok(members
         .map(|m| z.and_then(|z| z.score(&m)).map(|sc| sc as u64))
         .collect())
@@ -473,7 +473,7 @@ pub fn search(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
     let mut storedist = false;
 
     // One counted lookup (hit/miss, type check); later reads go to the keyspace directly.
-    let exists = s.read_zset(call, src)?.is_some();
+    let exists = s.read_as::<ZSet>(call, src)?.is_some();
     let now = call.now;
     let member_pos = |s: &mut Server, m: &[u8]| -> Result<(f64, f64), CmdError> {
         stored(s, src, now)

@@ -2,9 +2,9 @@
 
 use rand::seq::index::sample;
 use tessera_protocol::Args;
-use tessera_storage::OpError;
+use tessera_storage::{Hash, OpError};
 
-use super::{ScanOptions, int_arg, is};
+use super::{ScanOptions, int_arg};
 use crate::dispatch::{Call, CmdError, CmdResult};
 use crate::notify::HASH;
 use crate::server::Server;
@@ -19,7 +19,7 @@ pub fn hset(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     }
     let limits = s.db.limits;
     let h = s
-        .write_hash(call, args.get(1), true)?
+        .write_as::<Hash>(call, args.get(1), true)?
         .expect("created when missing");
     let mut added = 0;
     for i in (2..args.len()).step_by(2) {
@@ -40,7 +40,7 @@ pub fn hset(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 pub fn hsetnx(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let limits = s.db.limits;
     let h = s
-        .write_hash(call, args.get(1), true)?
+        .write_as::<Hash>(call, args.get(1), true)?
         .expect("created when missing");
     let added = h.get(args.get(2)).is_none() && h.set(args.get(2), args.get(3), &limits);
     if added {
@@ -53,7 +53,7 @@ pub fn hsetnx(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
 /// `HGET key field`
 pub fn hget(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let v = s
-        .read_hash(call, args.get(1))?
+        .read_as::<Hash>(call, args.get(1))?
         .and_then(|h| h.get(args.get(2)));
     call.reply().bulk_opt(v);
     Ok(())
@@ -61,7 +61,7 @@ pub fn hget(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 
 /// `HMGET key field [field ...]`
 pub fn hmget(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let h = s.read_hash(call, args.get(1))?;
+    let h = s.read_as::<Hash>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, call.resp3);
     r.array(args.len() - 2);
     for f in args.iter_from(2) {
@@ -74,7 +74,7 @@ pub fn hmget(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
 pub fn hdel(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut n = 0;
-    if let Some(h) = s.write_hash(call, key, false)? {
+    if let Some(h) = s.write_as::<Hash>(call, key, false)? {
         n = args.iter_from(2).filter(|f| h.remove(f)).count();
         if n > 0 {
             s.notify(HASH, "hdel", key);
@@ -87,7 +87,7 @@ pub fn hdel(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 
 /// `HLEN key`
 pub fn hlen(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let n = s.read_hash(call, args.get(1))?.map_or(0, |h| h.len());
+    let n = s.read_as::<Hash>(call, args.get(1))?.map_or(0, |h| h.len());
     call.reply().int(n as i64);
     Ok(())
 }
@@ -95,7 +95,7 @@ pub fn hlen(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 /// `HSTRLEN key field`
 pub fn hstrlen(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let n = s
-        .read_hash(call, args.get(1))?
+        .read_as::<Hash>(call, args.get(1))?
         .and_then(|h| h.get(args.get(2)))
         .map_or(0, <[u8]>::len);
     call.reply().int(n as i64);
@@ -105,7 +105,7 @@ pub fn hstrlen(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
 /// `HEXISTS key field`
 pub fn hexists(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let found = s
-        .read_hash(call, args.get(1))?
+        .read_as::<Hash>(call, args.get(1))?
         .is_some_and(|h| h.get(args.get(2)).is_some());
     call.reply().int(i64::from(found));
     Ok(())
@@ -114,7 +114,7 @@ pub fn hexists(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
 /// `HGETALL key` (a map in RESP3), `HKEYS key`, `HVALS key`
 pub fn hgetall(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let name = call.spec.name;
-    let h = s.read_hash(call, args.get(1))?;
+    let h = s.read_as::<Hash>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, call.resp3);
     let len = h.map_or(0, |h| h.len());
     match name {
@@ -141,7 +141,7 @@ pub fn hincrby(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
     let incr = int_arg(args.get(3))?;
     let limits = s.db.limits;
     let h = s
-        .write_hash(call, args.get(1), true)?
+        .write_as::<Hash>(call, args.get(1), true)?
         .expect("created when missing");
     let field = args.get(2);
     let cur = match h.get(field) {
@@ -169,7 +169,7 @@ pub fn hincrbyfloat(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> Cmd
     let limits = s.db.limits;
     let key = args.get(1);
     let h = s
-        .write_hash(call, key, true)?
+        .write_as::<Hash>(call, key, true)?
         .expect("created when missing");
     let field = args.get(2);
     let cur = h.get(field).map_or_else(|| b"0".to_vec(), <[u8]>::to_vec);
@@ -192,26 +192,10 @@ pub fn hincrbyfloat(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> Cmd
 
 /// `HRANDFIELD key [count [WITHVALUES]]`
 pub fn hrandfield(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let count = match args.try_get(2) {
-        None => None,
-        Some(a) => {
-            let n = int_arg(a)?;
-            if n == i64::MIN {
-                return Err(CmdError::msg(
-                    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-                ));
-            }
-            Some(n)
-        }
-    };
-    let with_values = match args.try_get(3) {
-        None => false,
-        Some(a) if args.len() == 4 && is(a, "withvalues") => true,
-        Some(_) => return Err(CmdError::Syntax),
-    };
+    let (count, with_values) = super::rand_args(args, "withvalues")?;
     let resp3 = call.resp3;
     let mut rng = rand::rng();
-    let h = s.read_hash(call, args.get(1))?;
+    let h = s.read_as::<Hash>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, resp3);
     let Some(count) = count else {
         r.bulk_opt(h.and_then(|h| h.random(&mut rng)).map(|(f, _)| f));
@@ -256,7 +240,7 @@ pub fn hrandfield(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRe
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`
 pub fn hscan(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let o = ScanOptions::parse(args, 2, false)?;
-    let h = s.read_hash(call, args.get(1))?;
+    let h = s.read_as::<Hash>(call, args.get(1))?;
     let mut found: Vec<(&[u8], &[u8])> = Vec::new();
     let next = match h {
         Some(h) => h.scan(o.cursor, o.count, |f, v| {

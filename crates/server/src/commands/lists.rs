@@ -3,7 +3,7 @@
 //! `BlockRequest` when it finds no data (see `blocking.rs`).
 
 use tessera_protocol::Args;
-use tessera_storage::{End, OpError};
+use tessera_storage::{End, List, OpError};
 
 use super::{int_arg, is};
 use crate::dispatch::{Call, CmdError, CmdResult};
@@ -29,7 +29,7 @@ pub fn push(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         End::Right
     };
     let only_existing = name.ends_with('x');
-    let len = match s.write_list(call, args.get(1), !only_existing)? {
+    let len = match s.write_as::<List>(call, args.get(1), !only_existing)? {
         Some(list) => {
             for e in args.iter_from(2) {
                 list.push(end, e);
@@ -83,7 +83,7 @@ pub fn pop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let count = args.try_get(2).map(positive_count).transpose()?;
     let key = args.get(1);
     let resp3 = call.resp3;
-    let Some(list) = s.write_list(call, key, false)? else {
+    let Some(list) = s.write_as::<List>(call, key, false)? else {
         let mut r = Call::reply_to(call.out, resp3);
         if count.is_some() {
             r.null_array()
@@ -120,7 +120,7 @@ pub fn pop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 
 /// `LLEN key`
 pub fn llen(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let n = s.read_list(call, args.get(1))?.map_or(0, |l| l.len());
+    let n = s.read_as::<List>(call, args.get(1))?.map_or(0, |l| l.len());
     call.reply().int(n as i64);
     Ok(())
 }
@@ -128,7 +128,7 @@ pub fn llen(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 /// `LINDEX key index`
 pub fn lindex(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let i = int_arg(args.get(2))?;
-    let list = s.read_list(call, args.get(1))?;
+    let list = s.read_as::<List>(call, args.get(1))?;
     let v = list.and_then(|l| l.index(i).map(|p| l.0[p].as_bytes()));
     Call::reply_to(call.out, call.resp3).bulk_opt(v);
     Ok(())
@@ -137,7 +137,7 @@ pub fn lindex(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
 /// `LRANGE key start stop`
 pub fn lrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let (start, stop) = (int_arg(args.get(2))?, int_arg(args.get(3))?);
-    let list = s.read_list(call, args.get(1))?;
+    let list = s.read_as::<List>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, call.resp3);
     match list.and_then(|l| l.range(start, stop).map(|range| (l, range))) {
         None => r.array(0),
@@ -155,7 +155,7 @@ pub fn lrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
 pub fn ltrim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let (start, stop) = (int_arg(args.get(2))?, int_arg(args.get(3))?);
     let key = args.get(1);
-    if let Some(list) = s.write_list(call, key, false)? {
+    if let Some(list) = s.write_as::<List>(call, key, false)? {
         match list.range(start, stop) {
             None => list.0.clear(),
             Some((a, b)) => {
@@ -173,7 +173,7 @@ pub fn ltrim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
 /// `LSET key index element`
 pub fn lset(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let i = int_arg(args.get(2))?;
-    let Some(list) = s.write_list(call, args.get(1), false)? else {
+    let Some(list) = s.write_as::<List>(call, args.get(1), false)? else {
         return Err(OpError::NoSuchKey.into());
     };
     let p = list
@@ -192,7 +192,7 @@ pub fn linsert(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         a if is(a, "before") => false,
         _ => return Err(CmdError::Syntax),
     };
-    let n = match s.write_list(call, args.get(1), false)? {
+    let n = match s.write_as::<List>(call, args.get(1), false)? {
         None => 0,
         Some(list) => match list.0.iter().position(|e| e.as_bytes() == args.get(3)) {
             None => -1,
@@ -217,7 +217,7 @@ pub fn lrem(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let key = args.get(1);
     let target = args.get(3);
     let mut removed = 0usize;
-    if let Some(list) = s.write_list(call, key, false)? {
+    if let Some(list) = s.write_as::<List>(call, key, false)? {
         let limit = if count == 0 {
             usize::MAX
         } else {
@@ -292,7 +292,7 @@ pub fn lpos(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         i += 2;
     }
     let target = args.get(2);
-    let list = s.read_list(call, args.get(1))?;
+    let list = s.read_as::<List>(call, args.get(1))?;
     let mut matches = Vec::new();
     if let Some(l) = list {
         let want = match count {
@@ -351,7 +351,9 @@ fn lmove_generic(
     to: End,
 ) -> CmdResult {
     let resp3 = call.resp3;
-    if s.write_list(call, src, false)?.is_none_or(|l| l.is_empty()) {
+    if s.write_as::<List>(call, src, false)?
+        .is_none_or(|l| l.is_empty())
+    {
         Call::reply_to(call.out, resp3).null();
         return Ok(());
     }
@@ -362,11 +364,11 @@ fn lmove_generic(
         return Err(OpError::WrongType.into());
     }
     let value = s
-        .write_list(call, src, false)?
+        .write_as::<List>(call, src, false)?
         .and_then(|l| l.pop(from))
         .expect("checked non-empty");
     // As Redis: the push is signalled before the pop, the source deleted last.
-    s.write_list(call, dst, true)?
+    s.write_as::<List>(call, dst, true)?
         .expect("created when missing")
         .push(to, value.as_bytes());
     s.notify(LIST, push_event(to), dst);
@@ -387,40 +389,6 @@ pub fn rpoplpush(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRes
     lmove_generic(s, call, args.get(1), args.get(2), End::Right, End::Left)
 }
 
-/// Parses `numkeys key [key ...] <LEFT | RIGHT> [COUNT count]` from argument `at` on, as
-/// Redis's `lmpopGenericCommand`.
-fn parse_mpop<'a>(args: &Args<'a>, at: usize) -> Result<(Vec<&'a [u8]>, End, usize), CmdError> {
-    let numkeys = int_arg(args.get(at))
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| CmdError::msg("ERR numkeys should be greater than 0"))?
-        as usize;
-    let where_idx = at + 1 + numkeys;
-    if where_idx >= args.len() {
-        return Err(CmdError::Syntax);
-    }
-    let end = end_of(args.get(where_idx))?;
-    let mut count = None;
-    let mut i = where_idx + 1;
-    while i < args.len() {
-        if count.is_none() && is(args.get(i), "count") && i + 1 < args.len() {
-            let n = int_arg(args.get(i + 1))
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| CmdError::msg("ERR count should be greater than 0"))?;
-            count = Some(n as usize);
-            i += 2;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-    }
-    Ok((
-        (at + 1..where_idx).map(|k| args.get(k)).collect(),
-        end,
-        count.unwrap_or(1),
-    ))
-}
-
 /// Pops up to `count` elements from the first non-empty list and replies `[key, [elements]]`.
 /// Returns false, replying nothing, when every list is empty.
 fn mpop(
@@ -431,7 +399,7 @@ fn mpop(
     count: usize,
 ) -> Result<bool, CmdError> {
     for key in keys {
-        let Some(list) = s.write_list(call, key, false)? else {
+        let Some(list) = s.write_as::<List>(call, key, false)? else {
             continue;
         };
         if list.is_empty() {
@@ -455,20 +423,11 @@ fn mpop(
 
 /// `LMPOP numkeys key [key ...] <LEFT | RIGHT> [COUNT count]`
 pub fn lmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let (keys, end, count) = parse_mpop(args, 1)?;
+    let (keys, end, count) = super::parse_multi_pop(args, 1, |w| end_of(w).ok())?;
     if !mpop(s, call, &keys, end, count)? {
         call.reply().null_array();
     }
     Ok(())
-}
-
-/// Asks the dispatcher to block the caller on `keys`.
-fn block_on(s: &mut Server, keys: Vec<Vec<u8>>, timeout: Option<std::time::Duration>) {
-    s.blocking.request = Some(crate::blocking::BlockRequest {
-        keys,
-        timeout,
-        args: None,
-    });
 }
 
 /// `BLPOP key [key ...] timeout`, `BRPOP key [key ...] timeout`
@@ -481,7 +440,7 @@ pub fn blpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     let timeout = crate::blocking::parse_timeout(args.get(args.len() - 1))?;
     let keys: Vec<&[u8]> = (1..args.len() - 1).map(|i| args.get(i)).collect();
     for key in &keys {
-        if let Some(list) = s.write_list(call, key, false)?
+        if let Some(list) = s.write_as::<List>(call, key, false)?
             && let Some(e) = list.pop(end)
         {
             s.notify(LIST, pop_event(end), key);
@@ -493,7 +452,8 @@ pub fn blpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             return Ok(());
         }
     }
-    block_on(s, keys.iter().map(|k| k.to_vec()).collect(), timeout);
+    s.blocking
+        .wait_on(keys.iter().map(|k| k.to_vec()).collect(), timeout);
     Ok(())
 }
 
@@ -507,21 +467,22 @@ pub fn blmove(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
     };
     let timeout = crate::blocking::parse_timeout(args.get(timeout_at))?;
     let src = args.get(1);
-    if s.write_list(call, src, false)?
+    if s.write_as::<List>(call, src, false)?
         .is_some_and(|l| !l.is_empty())
     {
         return lmove_generic(s, call, src, args.get(2), from, to);
     }
-    block_on(s, vec![src.to_vec()], timeout);
+    s.blocking.wait_on(vec![src.to_vec()], timeout);
     Ok(())
 }
 
 /// `BLMPOP timeout numkeys key [key ...] <LEFT | RIGHT> [COUNT count]`
 pub fn blmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let timeout = crate::blocking::parse_timeout(args.get(1))?;
-    let (keys, end, count) = parse_mpop(args, 2)?;
+    let (keys, end, count) = super::parse_multi_pop(args, 2, |w| end_of(w).ok())?;
     if !mpop(s, call, &keys, end, count)? {
-        block_on(s, keys.iter().map(|k| k.to_vec()).collect(), timeout);
+        s.blocking
+            .wait_on(keys.iter().map(|k| k.to_vec()).collect(), timeout);
     }
     Ok(())
 }

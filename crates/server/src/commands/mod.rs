@@ -19,7 +19,7 @@ pub mod transactions;
 pub mod zsets;
 
 use tessera_protocol::{Args, glob, num};
-use tessera_storage::{Hash, KeyEntry, List, OpError, Set, Value};
+use tessera_storage::{KeyEntry, OpError, Typed, Value};
 
 use crate::dispatch::{Call, CmdError, Handler};
 use crate::server::Server;
@@ -308,6 +308,68 @@ pub fn float_arg(a: &[u8]) -> Result<f64, CmdError> {
     num::parse_f64(a).ok_or(CmdError::Op(OpError::NotFloat))
 }
 
+/// Parses a count that may be negative (SRANDMEMBER, HRANDFIELD, ZRANDMEMBER), as
+/// `getRangeLongFromObjectOrReply` over `-LONG_MAX..=LONG_MAX`.
+pub fn signed_count(a: &[u8]) -> Result<i64, CmdError> {
+    let n = int_arg(a)?;
+    if n == i64::MIN {
+        return Err(CmdError::msg(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
+    }
+    Ok(n)
+}
+
+/// `key [count [<with>]]` of HRANDFIELD (`withvalues`) and ZRANDMEMBER (`withscores`): the
+/// count, and whether the flag was given.
+pub fn rand_args(args: &Args<'_>, with: &str) -> Result<(Option<i64>, bool), CmdError> {
+    let count = args.try_get(2).map(signed_count).transpose()?;
+    let flag = match args.try_get(3) {
+        None => false,
+        Some(a) if args.len() == 4 && is(a, with) => true,
+        Some(_) => return Err(CmdError::Syntax),
+    };
+    Ok((count, flag))
+}
+
+/// Parses `numkeys key [key ...] <where> [COUNT count]` from argument `at` on (LMPOP, BLMPOP,
+/// ZMPOP, BZMPOP): the keys, the side `side` makes of the `<where>` word, and the count.
+pub fn parse_multi_pop<'a, W>(
+    args: &Args<'a>,
+    at: usize,
+    side: impl Fn(&[u8]) -> Option<W>,
+) -> Result<(Vec<&'a [u8]>, W, usize), CmdError> {
+    let numkeys = int_arg(args.get(at))
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| CmdError::msg("ERR numkeys should be greater than 0"))?
+        as usize;
+    let where_idx = at + 1 + numkeys;
+    if where_idx >= args.len() {
+        return Err(CmdError::Syntax);
+    }
+    let side = side(args.get(where_idx)).ok_or(CmdError::Syntax)?;
+    let mut count = None;
+    let mut i = where_idx + 1;
+    while i < args.len() {
+        if count.is_none() && is(args.get(i), "count") && i + 1 < args.len() {
+            let n = int_arg(args.get(i + 1))
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| CmdError::msg("ERR count should be greater than 0"))?;
+            count = Some(n as usize);
+            i += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    Ok((
+        (at + 1..where_idx).map(|k| args.get(k)).collect(),
+        side,
+        count.unwrap_or(1),
+    ))
+}
+
 /// True if `a` equals `lit` ignoring ASCII case.
 #[inline]
 pub fn is(a: &[u8], lit: &str) -> bool {
@@ -378,87 +440,32 @@ impl Server {
         )
     }
 
-    /// The hash at `key` for reading (`None` when missing).
-    pub fn read_hash(&mut self, call: &Call<'_>, key: &[u8]) -> Result<Option<&Hash>, CmdError> {
+    /// The value of type `T` at `key` for reading (`None` when missing); WRONGTYPE for a value
+    /// of another type.
+    pub fn read_as<T: Typed>(
+        &mut self,
+        call: &Call<'_>,
+        key: &[u8],
+    ) -> Result<Option<&T>, CmdError> {
         match self.read_key(call, key) {
             None => Ok(None),
-            Some(e) => match e.value() {
-                Value::Hash(h) => Ok(Some(h)),
-                _ => Err(OpError::WrongType.into()),
-            },
+            Some(e) => T::of(e.value()).map(Some).ok_or(OpError::WrongType.into()),
         }
     }
 
-    /// The hash at `key` for writing, created empty when `create` and missing.
-    pub fn write_hash(
+    /// The value of type `T` at `key` for writing, created empty when `create` and missing.
+    pub fn write_as<T: Typed>(
         &mut self,
         call: &Call<'_>,
         key: &[u8],
         create: bool,
-    ) -> Result<Option<&mut Hash>, CmdError> {
-        let make: fn() -> Value = || Value::Hash(Box::default());
+    ) -> Result<Option<&mut T>, CmdError> {
+        let make: fn() -> Value = T::empty;
         match self.write_entry(call, key, create.then_some(make)) {
             None => Ok(None),
-            Some(e) => match e.value_mut() {
-                Value::Hash(v) => Ok(Some(v)),
-                _ => Err(OpError::WrongType.into()),
-            },
-        }
-    }
-
-    /// The set at `key` for reading (`None` when missing).
-    pub fn read_set(&mut self, call: &Call<'_>, key: &[u8]) -> Result<Option<&Set>, CmdError> {
-        match self.read_key(call, key) {
-            None => Ok(None),
-            Some(e) => match e.value() {
-                Value::Set(s) => Ok(Some(s)),
-                _ => Err(OpError::WrongType.into()),
-            },
-        }
-    }
-
-    /// The set at `key` for writing, created empty when `create` and missing.
-    pub fn write_set(
-        &mut self,
-        call: &Call<'_>,
-        key: &[u8],
-        create: bool,
-    ) -> Result<Option<&mut Set>, CmdError> {
-        let make: fn() -> Value = || Value::Set(Box::default());
-        match self.write_entry(call, key, create.then_some(make)) {
-            None => Ok(None),
-            Some(e) => match e.value_mut() {
-                Value::Set(v) => Ok(Some(v)),
-                _ => Err(OpError::WrongType.into()),
-            },
-        }
-    }
-
-    /// The list at `key` for reading (`None` when missing).
-    pub fn read_list(&mut self, call: &Call<'_>, key: &[u8]) -> Result<Option<&List>, CmdError> {
-        match self.read_key(call, key) {
-            None => Ok(None),
-            Some(e) => match e.value() {
-                Value::List(l) => Ok(Some(l)),
-                _ => Err(OpError::WrongType.into()),
-            },
-        }
-    }
-
-    /// The list at `key` for writing, created empty when `create` and missing.
-    pub fn write_list(
-        &mut self,
-        call: &Call<'_>,
-        key: &[u8],
-        create: bool,
-    ) -> Result<Option<&mut List>, CmdError> {
-        let make: fn() -> Value = || Value::List(Box::default());
-        match self.write_entry(call, key, create.then_some(make)) {
-            None => Ok(None),
-            Some(e) => match e.value_mut() {
-                Value::List(v) => Ok(Some(v)),
-                _ => Err(OpError::WrongType.into()),
-            },
+            Some(e) => T::of_mut(e.value_mut())
+                .map(Some)
+                .ok_or(OpError::WrongType.into()),
         }
     }
 

@@ -5,7 +5,7 @@ use rand::seq::index::sample;
 use tessera_protocol::Args;
 use tessera_storage::{Expiry, OpError, Set, StrView, Value};
 
-use super::{ScanOptions, int_arg, is};
+use super::{ScanOptions, int_arg, is, signed_count};
 use crate::dispatch::{Call, CmdError, CmdResult};
 use crate::notify::{GENERIC, SET};
 use crate::server::Server;
@@ -21,7 +21,7 @@ fn reply_member(r: &mut tessera_protocol::Reply<'_>, m: StrView<'_>) {
 pub fn sadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let limits = s.db.limits;
     let set = s
-        .write_set(call, args.get(1), true)?
+        .write_as::<Set>(call, args.get(1), true)?
         .expect("created when missing");
     let added = args.iter_from(2).filter(|m| set.add(m, &limits)).count();
     if added > 0 {
@@ -35,7 +35,7 @@ pub fn sadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 pub fn srem(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut n = 0;
-    if let Some(set) = s.write_set(call, key, false)? {
+    if let Some(set) = s.write_as::<Set>(call, key, false)? {
         n = args.iter_from(2).filter(|m| set.remove(m)).count();
         if n > 0 {
             s.notify(SET, "srem", key);
@@ -48,7 +48,7 @@ pub fn srem(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 
 /// `SCARD key`
 pub fn scard(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let n = s.read_set(call, args.get(1))?.map_or(0, Set::len);
+    let n = s.read_as::<Set>(call, args.get(1))?.map_or(0, Set::len);
     call.reply().int(n as i64);
     Ok(())
 }
@@ -56,7 +56,7 @@ pub fn scard(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
 /// `SISMEMBER key member`, `SMISMEMBER key member [member ...]`
 pub fn sismember(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let multi = call.spec.name == "smismember";
-    let set = s.read_set(call, args.get(1))?;
+    let set = s.read_as::<Set>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, call.resp3);
     if multi {
         r.array(args.len() - 2);
@@ -69,24 +69,13 @@ pub fn sismember(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRes
 
 /// `SMEMBERS key`
 pub fn smembers(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let set = s.read_set(call, args.get(1))?;
+    let set = s.read_as::<Set>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, call.resp3);
     r.set(set.map_or(0, Set::len));
     for m in set.into_iter().flat_map(|s| s.iter()) {
         reply_member(&mut r, m);
     }
     Ok(())
-}
-
-/// Parses a count that may be negative (SRANDMEMBER), as `getRangeLongFromObjectOrReply`.
-fn signed_count(a: &[u8]) -> Result<i64, CmdError> {
-    let n = int_arg(a)?;
-    if n == i64::MIN {
-        return Err(CmdError::msg(
-            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-        ));
-    }
-    Ok(n)
 }
 
 /// `SRANDMEMBER key [count]`
@@ -96,7 +85,7 @@ pub fn srandmember(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdR
     }
     let count = args.try_get(2).map(signed_count).transpose()?;
     let mut rng = rand::rng();
-    let set = s.read_set(call, args.get(1))?;
+    let set = s.read_as::<Set>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, call.resp3);
     let Some(count) = count else {
         match set.and_then(|s| s.random(&mut rng)) {
@@ -151,7 +140,7 @@ pub fn spop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut rng = rand::rng();
     let resp3 = call.resp3;
-    let Some(set) = s.write_set(call, key, false)? else {
+    let Some(set) = s.write_as::<Set>(call, key, false)? else {
         let mut r = Call::reply_to(call.out, resp3);
         if count.is_some() {
             r.set(0)
@@ -213,13 +202,13 @@ pub fn smove(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     }
     if src == dst {
         let found = s
-            .read_set(call, src)?
+            .read_as::<Set>(call, src)?
             .is_some_and(|set| set.contains(member));
         call.reply().int(i64::from(found));
         return Ok(());
     }
     let removed = s
-        .write_set(call, src, false)?
+        .write_as::<Set>(call, src, false)?
         .is_some_and(|set| set.remove(member));
     if !removed {
         call.reply().int(0);
@@ -229,7 +218,7 @@ pub fn smove(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     s.remove_if_empty(src);
     let limits = s.db.limits;
     let added = s
-        .write_set(call, dst, true)?
+        .write_as::<Set>(call, dst, true)?
         .expect("created when missing")
         .add(member, &limits);
     if added {
@@ -255,7 +244,7 @@ fn compute(s: &mut Server, call: &Call<'_>, op: SetOp, keys: &[&[u8]]) -> Result
     // First pass: expiry, statistics and type checks, in key order.
     let mut missing = false;
     for key in keys {
-        missing |= s.read_set(call, key)?.is_none();
+        missing |= s.read_as::<Set>(call, key)?.is_none();
     }
     if missing && op == SetOp::Inter {
         return Ok(Set::new());
@@ -386,7 +375,7 @@ pub fn sintercard(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRe
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`
 pub fn sscan(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let o = ScanOptions::parse(args, 2, false)?;
-    let set = s.read_set(call, args.get(1))?;
+    let set = s.read_as::<Set>(call, args.get(1))?;
     let mut found: Vec<Vec<u8>> = Vec::new();
     let next = match set {
         Some(set) => set.scan(o.cursor, o.count, |m| {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tessera_protocol::{Args, Reply};
 use tessera_storage::types::stream::{ENTRIES_READ_UNKNOWN, Entry, Group, Trim};
-use tessera_storage::{OpError, Stream, StreamId, Value};
+use tessera_storage::{Stream, StreamId};
 
 use super::{int_arg, is};
 use crate::blocking::BlockRequest;
@@ -17,40 +17,6 @@ use crate::notify::STREAM;
 use crate::server::Server;
 
 const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
-
-impl Server {
-    /// The stream at `key` for reading (`None` when missing).
-    pub fn read_stream(
-        &mut self,
-        call: &Call<'_>,
-        key: &[u8],
-    ) -> Result<Option<&Stream>, CmdError> {
-        match self.read_key(call, key) {
-            None => Ok(None),
-            Some(e) => match e.value() {
-                Value::Stream(st) => Ok(Some(st)),
-                _ => Err(OpError::WrongType.into()),
-            },
-        }
-    }
-
-    /// The stream at `key` for writing, created empty when `create` and missing.
-    pub fn write_stream(
-        &mut self,
-        call: &Call<'_>,
-        key: &[u8],
-        create: bool,
-    ) -> Result<Option<&mut Stream>, CmdError> {
-        let make: fn() -> Value = || Value::Stream(Box::default());
-        match self.write_entry(call, key, create.then_some(make)) {
-            None => Ok(None),
-            Some(e) => match e.value_mut() {
-                Value::Stream(st) => Ok(Some(st)),
-                _ => Err(OpError::WrongType.into()),
-            },
-        }
-    }
-}
 
 /// Redis's `string2ull`: a canonical integer, or what `strtoull` accepts whole (leading
 /// blanks, a sign, leading zeros; a minus sign negates modulo 2^64).
@@ -181,7 +147,12 @@ struct TrimArgs {
 }
 
 /// Redis's `streamParseAddOrTrimArgsOrReply`.
-fn parse_trim_args(s: &Server, args: &Args<'_>, xadd: bool) -> Result<TrimArgs, CmdError> {
+/// `node_max_entries` (`stream-node-max-entries`) sets the default LIMIT of `~` trimming.
+fn parse_trim_args(
+    node_max_entries: u64,
+    args: &Args<'_>,
+    xadd: bool,
+) -> Result<TrimArgs, CmdError> {
     let mut t = TrimArgs {
         trim: None,
         approx: false,
@@ -259,7 +230,7 @@ fn parse_trim_args(s: &Server, args: &Args<'_>, xadd: bool) -> Result<TrimArgs, 
             ));
         }
     } else if t.approx {
-        t.limit = 100 * s.config.stream_node_max_entries;
+        t.limit = 100 * node_max_entries;
         if t.limit == 0 || t.limit > 1_000_000 {
             t.limit = 10_000;
         }
@@ -270,7 +241,7 @@ fn parse_trim_args(s: &Server, args: &Args<'_>, xadd: bool) -> Result<TrimArgs, 
 /// `XADD key [NOMKSTREAM] [<MAXLEN | MINID> [= | ~] threshold [LIMIT count]] <* | id>
 /// field value [field value ...]`
 pub fn xadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let t = parse_trim_args(s, args, true)?;
+    let t = parse_trim_args(s.config.stream_node_max_entries, args, true)?;
     let fields = t.next;
     if fields + 2 > args.len() || (args.len() - fields) % 2 == 1 {
         return Err(CmdError::msg(
@@ -286,7 +257,7 @@ pub fn xadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     }
     let key = args.get(1);
     let limits = s.config.stream_limits();
-    let Some(st) = s.write_stream(call, key, !t.nomkstream)? else {
+    let Some(st) = s.write_as::<Stream>(call, key, !t.nomkstream)? else {
         call.reply().null();
         return Ok(());
     };
@@ -338,12 +309,12 @@ pub fn xadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 /// `XTRIM key <MAXLEN | MINID> [= | ~] threshold [LIMIT count]`
 pub fn xtrim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let key = args.get(1);
-    if s.write_stream(call, key, false)?.is_none() {
+    let node_max_entries = s.config.stream_node_max_entries;
+    let Some(st) = s.write_as::<Stream>(call, key, false)? else {
         call.reply().int(0);
         return Ok(());
-    }
-    let t = parse_trim_args(s, args, false)?;
-    let st = s.write_stream(call, key, false)?.expect("checked above");
+    };
+    let t = parse_trim_args(node_max_entries, args, false)?;
     let removed = t.trim.map_or(0, |how| st.trim(how, t.approx, t.limit));
     call.reply().int(removed as i64);
     if removed > 0 {
@@ -355,15 +326,15 @@ pub fn xtrim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
 /// `XDEL key id [id ...]`
 pub fn xdel(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let key = args.get(1);
-    if s.write_stream(call, key, false)?.is_none() {
+    let Some(st) = s.write_as::<Stream>(call, key, false)? else {
         call.reply().int(0);
         return Ok(());
-    }
+    };
+    // All IDs are checked before any is deleted.
     let ids = args
         .iter_from(2)
         .map(parse_strict_id)
         .collect::<Result<Vec<_>, _>>()?;
-    let st = s.write_stream(call, key, false)?.expect("checked above");
     let mut deleted = 0;
     for id in ids {
         if st.delete(id) {
@@ -382,7 +353,9 @@ pub fn xdel(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 
 /// `XLEN key`
 pub fn xlen(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let n = s.read_stream(call, args.get(1))?.map_or(0, |st| st.len());
+    let n = s
+        .read_as::<Stream>(call, args.get(1))?
+        .map_or(0, |st| st.len());
     call.reply().int(n as i64);
     Ok(())
 }
@@ -403,7 +376,7 @@ pub fn xrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             return Err(CmdError::Syntax);
         }
     }
-    let st = s.read_stream(call, args.get(1))?;
+    let st = s.read_as::<Stream>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, call.resp3);
     let Some(st) = st else {
         r.array(0);
@@ -511,7 +484,7 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     for k in 0..n {
         let key = args.get(streams_at + k);
         let id_arg = args.get(streams_at + n + k);
-        let st = match s.read_stream(call, key) {
+        let st = match s.read_as::<Stream>(call, key) {
             Ok(st) => st,
             // A key that changed type under a blocked reader counts as gone.
             Err(_) if retrying => None,
@@ -565,7 +538,7 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         let done = match group {
             None => {
                 let ReadFrom::After(after) = f else { continue };
-                let Some(st) = s.read_stream(call, key).unwrap_or(None) else {
+                let Some(st) = s.read_as::<Stream>(call, key).unwrap_or(None) else {
                     continue;
                 };
                 let Some(start) = after.next() else { continue };
@@ -588,7 +561,7 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             }
             Some((gname, consumer)) => {
                 let now = call.now;
-                let Some(st) = s.write_stream(call, key, false)? else {
+                let Some(st) = s.write_as::<Stream>(call, key, false)? else {
                     continue;
                 };
                 let g = st.groups.get_mut(gname).expect("checked above");
@@ -781,7 +754,7 @@ pub fn xgroup(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             }
         }
     }
-    let Some(st) = s.write_stream(call, key, false)? else {
+    let Some(st) = s.write_as::<Stream>(call, key, false)? else {
         if !mkstream {
             return Err(CmdError::msg(
                 "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.",
@@ -791,7 +764,9 @@ pub fn xgroup(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             b"$" => StreamId::MIN,
             a => parse_strict_id(a)?,
         };
-        let st = s.write_stream(call, key, true)?.expect("just created");
+        let st = s
+            .write_as::<Stream>(call, key, true)?
+            .expect("just created");
         st.groups
             .insert(gname.to_vec(), Group::new(id, entries_read));
         call.reply().ok();
@@ -879,19 +854,18 @@ fn subcommand_syntax(call: &Call<'_>) -> CmdError {
 /// `XACK key group id [id ...]`
 pub fn xack(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let gname = args.get(2);
-    let has_group = s
-        .write_stream(call, args.get(1), false)?
-        .is_some_and(|st| st.groups.contains_key(gname));
-    if !has_group {
+    let Some(g) = s
+        .write_as::<Stream>(call, args.get(1), false)?
+        .and_then(|st| st.groups.get_mut(gname))
+    else {
         call.reply().int(0);
         return Ok(());
-    }
+    };
+    // All IDs are checked before any is acknowledged.
     let ids = args
         .iter_from(3)
         .map(parse_strict_id)
         .collect::<Result<Vec<_>, _>>()?;
-    let st = s.write_stream(call, args.get(1), false)?.expect("checked");
-    let g = st.groups.get_mut(gname).expect("checked");
     let acked = ids.into_iter().filter(|&id| g.ack(id)).count();
     call.reply().int(acked as i64);
     Ok(())
@@ -926,7 +900,7 @@ pub fn xpending(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
     let key = args.get(1);
     let gname = args.get(2);
     let now = call.now;
-    let st = s.read_stream(call, key)?;
+    let st = s.read_as::<Stream>(call, key)?;
     let Some(g) = st.and_then(|st| st.groups.get(gname)) else {
         return Err(no_group_error(key, gname));
     };
@@ -987,12 +961,13 @@ pub fn xpending(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
 /// [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID lastid]`
 pub fn xclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let (key, gname, consumer) = (args.get(1), args.get(2), args.get(3));
-    let has_group = s
-        .write_stream(call, key, false)?
-        .is_some_and(|st| st.groups.contains_key(gname));
-    if !has_group {
+    let now = call.now;
+    let Some(st) = s
+        .write_as::<Stream>(call, key, false)?
+        .filter(|st| st.groups.contains_key(gname))
+    else {
         return Err(no_group_error(key, gname));
-    }
+    };
     let min_idle = num_arg(args.get(4), "ERR Invalid min-idle-time argument for XCLAIM")?.max(0);
     let mut j = 5;
     let mut ids = Vec::new();
@@ -1003,7 +978,6 @@ pub fn xclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         }
         j += 1;
     }
-    let now = call.now;
     let (mut force, mut justid) = (false, false);
     let mut delivery_time: Option<i64> = None;
     let mut retry_count: Option<i64> = None;
@@ -1046,7 +1020,6 @@ pub fn xclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         Some(t) if (0..=now).contains(&t) => t,
         _ => now,
     };
-    let st = s.write_stream(call, key, false)?.expect("checked");
     let mut created = false;
     let mut claimed = Vec::new();
     {
@@ -1137,7 +1110,7 @@ pub fn xautoclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRe
     }
     let now = call.now;
     let Some(st) = s
-        .write_stream(call, key, false)?
+        .write_as::<Stream>(call, key, false)?
         .filter(|st| st.groups.contains_key(gname))
     else {
         return Err(no_group_error(key, gname));
@@ -1240,7 +1213,7 @@ pub fn xsetid(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         i += 2;
     }
     let key = args.get(1);
-    let Some(st) = s.write_stream(call, key, false)? else {
+    let Some(st) = s.write_as::<Stream>(call, key, false)? else {
         return Err(CmdError::msg("ERR no such key"));
     };
     if id < st.max_deleted_id {
@@ -1298,7 +1271,7 @@ pub fn xinfo(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         });
     }
     let now = call.now;
-    let Some(st) = s.read_stream(call, key)? else {
+    let Some(st) = s.read_as::<Stream>(call, key)? else {
         return Err(CmdError::msg("ERR no such key"));
     };
     let mut r = Call::reply_to(call.out, call.resp3);

@@ -14,36 +14,6 @@ use crate::server::Server;
 const NOT_FLOAT: &str = "ERR value is not a valid float";
 const NAN_SCORE: &str = "ERR resulting score is not a number (NaN)";
 
-impl Server {
-    /// The sorted set at `key` for reading (`None` when missing).
-    pub fn read_zset(&mut self, call: &Call<'_>, key: &[u8]) -> Result<Option<&ZSet>, CmdError> {
-        match self.read_key(call, key) {
-            None => Ok(None),
-            Some(e) => match e.value() {
-                Value::ZSet(z) => Ok(Some(z)),
-                _ => Err(OpError::WrongType.into()),
-            },
-        }
-    }
-
-    /// The sorted set at `key` for writing, created empty when `create` and missing.
-    pub fn write_zset(
-        &mut self,
-        call: &Call<'_>,
-        key: &[u8],
-        create: bool,
-    ) -> Result<Option<&mut ZSet>, CmdError> {
-        let make: fn() -> Value = || Value::ZSet(Box::default());
-        match self.write_entry(call, key, create.then_some(make)) {
-            None => Ok(None),
-            Some(e) => match e.value_mut() {
-                Value::ZSet(v) => Ok(Some(v)),
-                _ => Err(OpError::WrongType.into()),
-            },
-        }
-    }
-}
-
 fn score_arg(a: &[u8]) -> Result<f64, CmdError> {
     num::parse_f64(a).ok_or_else(|| CmdError::msg(NOT_FLOAT))
 }
@@ -178,12 +148,12 @@ pub fn zadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         .collect::<Result<_, _>>()?;
     let limits = s.db.limits.zset();
     let key = args.get(1);
-    let exists = s.write_zset(call, key, false)?.is_some();
+    let exists = s.write_as::<ZSet>(call, key, false)?.is_some();
     let mut last: Option<f64> = None;
     let (mut added, mut updated) = (0, 0);
     if exists || !xx {
         let z = s
-            .write_zset(call, key, true)?
+            .write_as::<ZSet>(call, key, true)?
             .expect("created when missing");
         for (j, score) in scores.iter().enumerate() {
             let member = args.get(at + 2 * j + 1);
@@ -239,7 +209,7 @@ pub fn zincrby(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
     let limits = s.db.limits.zset();
     let key = args.get(1);
     let z = s
-        .write_zset(call, key, true)?
+        .write_as::<ZSet>(call, key, true)?
         .expect("created when missing");
     let member = args.get(3);
     let old = z.score(member);
@@ -260,7 +230,7 @@ pub fn zincrby(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
 pub fn zrem(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut n = 0;
-    if let Some(z) = s.write_zset(call, key, false)? {
+    if let Some(z) = s.write_as::<ZSet>(call, key, false)? {
         n = args.iter_from(2).filter(|m| z.remove(m)).count();
         if n > 0 {
             s.notify(ZSET_EVENTS, "zrem", key);
@@ -273,7 +243,7 @@ pub fn zrem(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 
 /// `ZCARD key`
 pub fn zcard(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let n = s.read_zset(call, args.get(1))?.map_or(0, ZSet::len);
+    let n = s.read_as::<ZSet>(call, args.get(1))?.map_or(0, ZSet::len);
     call.reply().int(n as i64);
     Ok(())
 }
@@ -281,7 +251,7 @@ pub fn zcard(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
 /// `ZSCORE key member`, `ZMSCORE key member [member ...]`
 pub fn zscore(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let multi = call.spec.name == "zmscore";
-    let z = s.read_zset(call, args.get(1))?;
+    let z = s.read_as::<ZSet>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, call.resp3);
     if multi {
         r.array(args.len() - 2);
@@ -298,7 +268,7 @@ pub fn zscore(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
 /// `ZRANK key member`, `ZREVRANK key member`
 pub fn zrank(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let rev = call.spec.name == "zrevrank";
-    let z = s.read_zset(call, args.get(1))?;
+    let z = s.read_as::<ZSet>(call, args.get(1))?;
     let rank = z.and_then(|z| {
         z.rank(args.get(2))
             .map(|r| if rev { z.len() - 1 - r } else { r })
@@ -316,7 +286,7 @@ pub fn zcount(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
     let (Some(min), Some(max)) = (score_bound(args.get(2)), score_bound(args.get(3))) else {
         return Err(CmdError::msg("ERR min or max is not a float"));
     };
-    let n = s.read_zset(call, args.get(1))?.map_or(0, |z| {
+    let n = s.read_as::<ZSet>(call, args.get(1))?.map_or(0, |z| {
         let (a, b) = score_span(z, min, max);
         b - a
     });
@@ -329,7 +299,7 @@ pub fn zlexcount(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRes
     let (Some(min), Some(max)) = (lex_bound(args.get(2)), lex_bound(args.get(3))) else {
         return Err(CmdError::msg("ERR min or max not valid string range item"));
     };
-    let n = s.read_zset(call, args.get(1))?.map_or(0, |z| {
+    let n = s.read_as::<ZSet>(call, args.get(1))?.map_or(0, |z| {
         let (a, b) = lex_span(z, &min, &max);
         b - a
     });
@@ -518,7 +488,7 @@ pub fn zrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         _ => None,
     };
     let q = parse_range(args, 2, preset, false)?;
-    let z = s.read_zset(call, args.get(1))?;
+    let z = s.read_as::<ZSet>(call, args.get(1))?;
     let items = select(z, &q)?;
     reply_elements(
         &mut Call::reply_to(call.out, call.resp3),
@@ -531,7 +501,7 @@ pub fn zrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
 /// `ZRANGESTORE dst src min max [BYSCORE | BYLEX] [REV] [LIMIT offset count]`
 pub fn zrangestore(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let q = parse_range(args, 3, None, true)?;
-    let z = s.read_zset(call, args.get(2))?;
+    let z = s.read_as::<ZSet>(call, args.get(2))?;
     let items = select(z, &q)?;
     let n = store(s, call, args.get(1), items.into_iter(), "zrangestore");
     call.reply().int(n as i64);
@@ -579,9 +549,9 @@ pub fn zremrange(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRes
         max: args.get(3).to_vec(),
     };
     let key = args.get(1);
-    let z = s.write_zset(call, key, false)?.map(|z| &*z);
+    let z = s.write_as::<ZSet>(call, key, false)?.map(|z| &*z);
     let items = select(z, &q)?;
-    if let Some(z) = s.write_zset(call, key, false)?
+    if let Some(z) = s.write_as::<ZSet>(call, key, false)?
         && !items.is_empty()
     {
         for (m, _) in &items {
@@ -626,7 +596,7 @@ pub fn zpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         }
     };
     let key = args.get(1);
-    let popped = match s.write_zset(call, key, false)? {
+    let popped = match s.write_as::<ZSet>(call, key, false)? {
         Some(z) => pop_n(z, max, count.unwrap_or(1)),
         None => Vec::new(),
     };
@@ -658,7 +628,7 @@ pub fn bzpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     let timeout = crate::blocking::parse_timeout(args.get(args.len() - 1))?;
     let keys: Vec<&[u8]> = (1..args.len() - 1).map(|i| args.get(i)).collect();
     for key in &keys {
-        if let Some(z) = s.write_zset(call, key, false)?
+        if let Some(z) = s.write_as::<ZSet>(call, key, false)?
             && !z.is_empty()
         {
             let (m, score) = pop_n(z, max, 1).remove(0);
@@ -672,52 +642,20 @@ pub fn bzpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             return Ok(());
         }
     }
-    s.blocking.request = Some(crate::blocking::BlockRequest {
-        keys: keys.iter().map(|k| k.to_vec()).collect(),
-        timeout,
-        args: None,
-    });
+    s.blocking
+        .wait_on(keys.iter().map(|k| k.to_vec()).collect(), timeout);
     Ok(())
 }
 
-/// Parses `numkeys key [key ...] <MIN | MAX> [COUNT count]` from `at` (ZMPOP, BZMPOP).
-fn parse_zmpop<'a>(args: &Args<'a>, at: usize) -> Result<(Vec<&'a [u8]>, bool, usize), CmdError> {
-    let numkeys = int_arg(args.get(at))
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| CmdError::msg("ERR numkeys should be greater than 0"))?
-        as usize;
-    let where_idx = at + 1 + numkeys;
-    if where_idx >= args.len() {
-        return Err(CmdError::Syntax);
-    }
-    let w = args.get(where_idx);
-    let max = if is(w, "min") {
-        false
+/// The `<MIN | MAX>` word of ZMPOP and BZMPOP: true for MAX.
+fn min_max(w: &[u8]) -> Option<bool> {
+    if is(w, "min") {
+        Some(false)
     } else if is(w, "max") {
-        true
+        Some(true)
     } else {
-        return Err(CmdError::Syntax);
-    };
-    let mut count = None;
-    let mut i = where_idx + 1;
-    while i < args.len() {
-        if count.is_none() && is(args.get(i), "count") && i + 1 < args.len() {
-            let n = int_arg(args.get(i + 1))
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| CmdError::msg("ERR count should be greater than 0"))?;
-            count = Some(n as usize);
-            i += 2;
-        } else {
-            return Err(CmdError::Syntax);
-        }
+        None
     }
-    Ok((
-        (at + 1..where_idx).map(|k| args.get(k)).collect(),
-        max,
-        count.unwrap_or(1),
-    ))
 }
 
 /// Pops from the first non-empty sorted set; replies `[key, [[member, score] ...]]`. Returns
@@ -730,7 +668,7 @@ fn zmpop_some(
     count: usize,
 ) -> Result<bool, CmdError> {
     for key in keys {
-        let Some(z) = s.write_zset(call, key, false)? else {
+        let Some(z) = s.write_as::<ZSet>(call, key, false)? else {
             continue;
         };
         if z.is_empty() {
@@ -755,7 +693,7 @@ fn zmpop_some(
 
 /// `ZMPOP numkeys key [key ...] <MIN | MAX> [COUNT count]`
 pub fn zmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let (keys, max, count) = parse_zmpop(args, 1)?;
+    let (keys, max, count) = super::parse_multi_pop(args, 1, min_max)?;
     if !zmpop_some(s, call, &keys, max, count)? {
         call.reply().null_array();
     }
@@ -765,38 +703,19 @@ pub fn zmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
 /// `BZMPOP timeout numkeys key [key ...] <MIN | MAX> [COUNT count]`
 pub fn bzmpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let timeout = crate::blocking::parse_timeout(args.get(1))?;
-    let (keys, max, count) = parse_zmpop(args, 2)?;
+    let (keys, max, count) = super::parse_multi_pop(args, 2, min_max)?;
     if !zmpop_some(s, call, &keys, max, count)? {
-        s.blocking.request = Some(crate::blocking::BlockRequest {
-            keys: keys.iter().map(|k| k.to_vec()).collect(),
-            timeout,
-            args: None,
-        });
+        s.blocking
+            .wait_on(keys.iter().map(|k| k.to_vec()).collect(), timeout);
     }
     Ok(())
 }
 
 /// `ZRANDMEMBER key [count [WITHSCORES]]`
 pub fn zrandmember(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let count = match args.try_get(2) {
-        None => None,
-        Some(a) => {
-            let n = int_arg(a)?;
-            if n == i64::MIN {
-                return Err(CmdError::msg(
-                    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-                ));
-            }
-            Some(n)
-        }
-    };
-    let withscores = match args.try_get(3) {
-        None => false,
-        Some(a) if args.len() == 4 && is(a, "withscores") => true,
-        Some(_) => return Err(CmdError::Syntax),
-    };
+    let (count, withscores) = super::rand_args(args, "withscores")?;
     let mut rng = rand::rng();
-    let z = s.read_zset(call, args.get(1))?;
+    let z = s.read_as::<ZSet>(call, args.get(1))?;
     let mut r = Call::reply_to(call.out, call.resp3);
     let Some(count) = count else {
         r.bulk_opt(
@@ -1056,7 +975,7 @@ pub fn zintercard(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRe
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`
 pub fn zscan(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let o = ScanOptions::parse(args, 2, false)?;
-    let z = s.read_zset(call, args.get(1))?;
+    let z = s.read_as::<ZSet>(call, args.get(1))?;
     let mut found: Vec<(&[u8], f64)> = Vec::new();
     let next = match z {
         Some(z) => z.scan(o.cursor, o.count, |m, score| {
