@@ -10,6 +10,7 @@ mod eviction;
 mod expire;
 mod keys;
 mod notifications;
+mod persistence;
 mod protocol;
 mod pubsub;
 mod server;

@@ -90,7 +90,7 @@ impl Default for Config {
             latency_tracking: true,
             latency_tracking_info_percentiles: "50 99 99.9".into(),
             active_expire_effort: 1,
-            hash_max_listpack_entries: 128,
+            hash_max_listpack_entries: 512,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
             zset_max_listpack_entries: 128,

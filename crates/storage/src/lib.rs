@@ -17,6 +17,7 @@ pub mod error;
 pub mod hll;
 pub mod lfu;
 pub mod longdouble;
+pub mod rdb;
 pub mod strings;
 pub mod types;
 pub mod value;

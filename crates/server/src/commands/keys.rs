@@ -294,7 +294,8 @@ pub fn ttl(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         Some(Some(at)) => match name {
             "ttl" => (at - call.now).max(0).saturating_add(500) / 1000,
             "pttl" => (at - call.now).max(0),
-            "expiretime" => at / 1000,
+            // Rounded, as Redis's ttlGenericCommand does for every seconds variant.
+            "expiretime" => at.saturating_add(500) / 1000,
             _ => at,
         },
     };
@@ -378,5 +379,101 @@ pub fn object(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         // INT_MAX; Tessera has no shared objects.
         call.reply().int(1);
     }
+    Ok(())
+}
+
+/// `DUMP key`: the value in Redis's RDB format with version and CRC-64 footer.
+pub fn dump(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    match s.db.get(args.get(1), call.now) {
+        Some(e) => {
+            let payload = tessera_storage::rdb::dump(e.value());
+            call.reply().bulk(&payload);
+        }
+        None => call.reply().null(),
+    }
+    Ok(())
+}
+
+/// `RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]`,
+/// with Redis's checks in Redis's order.
+pub fn restore(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    use tessera_storage::rdb::{self, PayloadError};
+    let key = args.get(1);
+    let (mut replace, mut absttl) = (false, false);
+    let (mut idle, mut freq): (Option<i64>, Option<i64>) = (None, None);
+    let mut i = 4;
+    while i < args.len() {
+        let a = args.get(i);
+        let more = i + 1 < args.len();
+        if is(a, "replace") {
+            replace = true;
+        } else if is(a, "absttl") {
+            absttl = true;
+        } else if is(a, "idletime") && more && freq.is_none() {
+            let v = int_arg(args.get(i + 1))?;
+            if v < 0 {
+                return Err(CmdError::msg("ERR Invalid IDLETIME value, must be >= 0"));
+            }
+            idle = Some(v);
+            i += 1;
+        } else if is(a, "freq") && more && idle.is_none() {
+            let v = int_arg(args.get(i + 1))?;
+            if !(0..=255).contains(&v) {
+                return Err(CmdError::msg(
+                    "ERR Invalid FREQ value, must be >= 0 and <= 255",
+                ));
+            }
+            freq = Some(v);
+            i += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    if !replace && s.db.contains(key, call.now) {
+        return Err(CmdError::msg("BUSYKEY Target key name already exists."));
+    }
+    let ttl = int_arg(args.get(2))?;
+    if ttl < 0 {
+        return Err(CmdError::msg("ERR Invalid TTL value, must be >= 0"));
+    }
+    let value = match rdb::restore(args.get(3), &s.config.compact_limits()) {
+        Ok(v) => v,
+        Err(PayloadError::VersionOrChecksum) => {
+            return Err(CmdError::msg(
+                "ERR DUMP payload version or checksum are wrong",
+            ));
+        }
+        Err(PayloadError::BadData(_)) => return Err(CmdError::msg("ERR Bad data format")),
+    };
+    let deleted = replace && s.db.remove_live(key, call.now).is_some();
+    let at = match ttl {
+        0 => None,
+        t if absttl => Some(t),
+        t => Some(t.saturating_add(call.now)),
+    };
+    if at.is_some_and(|at| at <= call.now) {
+        // Already expired: the key is not created (and an old one stays deleted).
+        if deleted {
+            s.notify(GENERIC, "del", key);
+        }
+        call.reply().ok();
+        return Ok(());
+    }
+    s.db.set(key, value, at.map_or(Expiry::Persist, Expiry::At), call.now);
+    let (lfu, _, _) = s.access_policy();
+    if let Some(e) = s.db.get_mut(key, call.now) {
+        match (lfu, freq, idle) {
+            (true, Some(f), _) => {
+                e.touch((tessera_storage::lfu::minutes(call.now) << 8) | f as u32)
+            }
+            (false, _, Some(idle)) => {
+                e.touch(Server::lru_clock().wrapping_sub(idle as u32) & 0xFF_FFFF)
+            }
+            _ => {}
+        }
+    }
+    s.notify(GENERIC, "restore", key);
+    call.reply().ok();
     Ok(())
 }

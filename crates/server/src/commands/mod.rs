@@ -56,6 +56,8 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("rename", keys::rename),
     ("renamenx", keys::rename),
     ("copy", keys::copy),
+    ("dump", keys::dump),
+    ("restore", keys::restore),
     ("keys", keys::keys),
     ("scan", keys::scan),
     ("randomkey", keys::randomkey),

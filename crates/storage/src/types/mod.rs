@@ -32,7 +32,7 @@ impl CompactLimits {
 impl Default for CompactLimits {
     fn default() -> Self {
         CompactLimits {
-            hash_max_listpack_entries: 128,
+            hash_max_listpack_entries: 512,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
             zset_max_listpack_entries: 128,

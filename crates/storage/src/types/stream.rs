@@ -19,6 +19,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::bytes::SmallBytes;
+use crate::rdb::RdbError;
+use crate::rdb::packed::{Item, ListpackWriter, listpack};
 
 /// A stream entry ID: milliseconds and sequence number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -289,6 +291,37 @@ impl Node {
     /// The ID of the last record, deleted or not.
     fn last_id(&self) -> Option<StreamId> {
         self.records().last().map(|r| r.id)
+    }
+
+    /// The node as Redis's stream listpack: the master entry (live and deleted counts, the
+    /// master fields, a zero terminator), then per entry its flags, ID deltas, fields or
+    /// values only, and lp-count.
+    fn to_listpack(&self) -> Vec<u8> {
+        let mut w = ListpackWriter::new();
+        w.push_int(self.live as i64);
+        w.push_int(self.deleted as i64);
+        let nfields = Items(&self.master_fields).count();
+        w.push_int(nfields as i64);
+        for f in Items(&self.master_fields) {
+            w.push_str(f);
+        }
+        w.push_int(0);
+        for r in self.records() {
+            w.push_int(i64::from(r.flags));
+            w.push_int(r.id.ms.wrapping_sub(self.master.ms) as i64);
+            w.push_int(r.id.seq.wrapping_sub(self.master.seq) as i64);
+            let lp_count = if r.flags & SAME_FIELDS != 0 {
+                Items(r.data).for_each(|v| w.push_str(v));
+                nfields as i64 + 3
+            } else {
+                let n = Items(r.data).count() / 2;
+                w.push_int(n as i64);
+                Items(r.data).for_each(|v| w.push_str(v));
+                2 * n as i64 + 4
+            };
+            w.push_int(lp_count);
+        }
+        w.finish()
     }
 }
 
@@ -675,6 +708,122 @@ impl Stream {
             self.first_id = self.first().map_or(StreamId::MIN, |e| e.id);
         }
         removed
+    }
+
+    /// Every node as Redis's stream listpack (RDB and DUMP), with its master ID.
+    pub(crate) fn node_listpacks(&self) -> Vec<(StreamId, Vec<u8>)> {
+        self.nodes
+            .iter()
+            .map(|(k, n)| (*k, n.to_listpack()))
+            .collect()
+    }
+
+    /// Adds a node read from a Redis stream listpack whose master entry has ID `master`. Nodes
+    /// must come in ID order; a node with no live entry is dropped (Redis never keeps one).
+    pub(crate) fn push_listpack_node(
+        &mut self,
+        master: StreamId,
+        lp: &[u8],
+    ) -> Result<(), RdbError> {
+        let bad = RdbError::Corrupt;
+        let items = listpack(lp)?;
+        let mut it = items.into_iter();
+        let int = |it: &mut std::vec::IntoIter<Item<'_>>| {
+            it.next()
+                .and_then(Item::as_int)
+                .ok_or(bad("stream listpack: integer expected"))
+        };
+        let count = int(&mut it)?;
+        let deleted = int(&mut it)?;
+        let nfields = int(&mut it)?;
+        if count < 0 || deleted < 0 || nfields < 0 || nfields as usize > lp.len() {
+            return Err(bad("stream listpack: invalid master entry"));
+        }
+        let mut fields = Vec::with_capacity(nfields as usize);
+        for _ in 0..nfields {
+            fields.push(
+                it.next()
+                    .ok_or(bad("stream listpack: truncated master entry"))?
+                    .to_vec(),
+            );
+        }
+        if int(&mut it)? != 0 {
+            return Err(bad("stream listpack: master entry without terminator"));
+        }
+        if self
+            .nodes
+            .last_key_value()
+            .is_some_and(|(&k, n)| k >= master || n.last_id().is_some_and(|last| last >= master))
+        {
+            return Err(bad("stream nodes out of order"));
+        }
+        let mut node = Node {
+            master,
+            master_fields: pack(&fields.iter().map(Vec::as_slice).collect::<Vec<_>>()),
+            buf: Vec::new(),
+            live: 0,
+            deleted: 0,
+            bytes: lp.len() - lp_int(count) - lp_int(deleted),
+        };
+        let mut last: Option<StreamId> = None;
+        let mut data = Vec::new();
+        while it.len() > 0 {
+            let flags = int(&mut it)?;
+            if !(0..=3).contains(&flags) {
+                return Err(bad("stream listpack: invalid entry flags"));
+            }
+            let flags = flags as u8;
+            let ms = int(&mut it)?;
+            let seq = int(&mut it)?;
+            let id = StreamId::new(
+                master.ms.wrapping_add(ms as u64),
+                master.seq.wrapping_add(seq as u64),
+            );
+            if id < master || last.is_some_and(|l| id <= l) {
+                return Err(bad("stream listpack: entry IDs out of order"));
+            }
+            last = Some(id);
+            data.clear();
+            let n = if flags & SAME_FIELDS != 0 {
+                for _ in 0..nfields {
+                    let v = it.next().ok_or(bad("stream listpack: truncated entry"))?;
+                    pack_into(&mut data, std::iter::once(v.to_vec()));
+                }
+                nfields + 3
+            } else {
+                let n = int(&mut it)?;
+                if n < 0 || n as usize > lp.len() {
+                    return Err(bad("stream listpack: invalid field count"));
+                }
+                for _ in 0..2 * n {
+                    let v = it.next().ok_or(bad("stream listpack: truncated entry"))?;
+                    pack_into(&mut data, std::iter::once(v.to_vec()));
+                }
+                2 * n + 4
+            };
+            if int(&mut it)? != n {
+                return Err(bad("stream listpack: invalid lp-count"));
+            }
+            node.buf.push(flags);
+            push_varint(&mut node.buf, ms as u64);
+            push_varint(&mut node.buf, seq as u64);
+            push_varint(&mut node.buf, data.len() as u64);
+            node.buf.extend_from_slice(&data);
+            if flags & DELETED != 0 {
+                node.deleted += 1;
+            } else {
+                node.live += 1;
+            }
+        }
+        if node.live != count as u64 || node.deleted != deleted as u64 {
+            return Err(bad("stream listpack: entry counts do not match"));
+        }
+        if node.live > 0 {
+            node.buf.shrink_to_fit();
+            self.length += node.live;
+            self.nodes.insert(master, node);
+        }
+        Ok(())
     }
 
     /// Number of nodes (`radix-tree-keys`).
