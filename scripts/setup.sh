@@ -5,6 +5,7 @@
 #   - Debian packages: redis-server and redis-tools (the oracle and redis-benchmark for tests and
 #     benchmarks), netcat, python3 (benchmark harness), libclang-dev (bindgen, for RocksDB from
 #     the persistence issue on).
+#   - librocksdb.a, built once per machine into ~/.cache/tessera (scripts/rocksdb.sh).
 #   - A cargo target directory outside the clone ($CARGO_TARGET_DIR, default
 #     ~/.cache/tessera/target), reused by every build on this machine, CI included.
 set -euo pipefail
@@ -29,3 +30,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found. Tessera needs Rust 1.95 or newer (rustup, https://rustup.rs)." >&2
   exit 1
 fi
+
+# RocksDB's static library, once per machine (about 18 minutes the first time, then nothing).
+"$(dirname "$0")/rocksdb.sh" >/dev/null

@@ -52,6 +52,18 @@ struct ServerArgs {
     /// Log level: debug, verbose, notice, warning.
     #[arg(long)]
     loglevel: Option<String>,
+    /// Working directory: the data directory (`tessera-data`) lives in it.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Log every write to the data directory (the AOF analogue): yes or no.
+    #[arg(long)]
+    appendonly: Option<String>,
+    /// When the log is synced: always (before each reply), everysec, or no.
+    #[arg(long)]
+    appendfsync: Option<String>,
+    /// Checkpoint rules, "<seconds> <changes> ..." ("" for none), as Redis's `save`.
+    #[arg(long)]
+    save: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +120,20 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(v) = args.loglevel {
         config.loglevel = v;
     }
+    if let Some(v) = args.dir {
+        config.dir = v;
+    }
+    for (name, value) in [
+        ("appendonly", args.appendonly),
+        ("appendfsync", args.appendfsync),
+        ("save", args.save),
+    ] {
+        if let Some(v) = value {
+            config
+                .set_param(name, &v)
+                .map_err(|e| anyhow::anyhow!("--{name} {v}: {e}"))?;
+        }
+    }
     config.validate()?;
     let filter = match config.loglevel.as_str() {
         "debug" => "debug",
@@ -126,7 +152,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .init();
     adjust_open_files_limit(&mut config);
     let mut server = Server::bind(config.clone())
-        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
+        .with_context(|| format!("cannot start the server on {}:{}", config.bind, config.port))?;
     if let Some(pidfile) = &config.pidfile {
         std::fs::write(pidfile, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pidfile {}", pidfile.display()))?;

@@ -75,6 +75,9 @@ pub struct Client {
     pub want_write: bool,
     /// True while on the server's pending-write list.
     pub pending_write: bool,
+    /// `appendfsync always`: the effect stream offset that must be durable before the
+    /// pending output may be written.
+    pub wait_offset: u64,
     pub created: Instant,
     pub last_interaction: Instant,
     /// Name of the last command run (`cmd=` in CLIENT LIST).
@@ -123,6 +126,7 @@ impl Client {
             soft_limit_since: None,
             want_write: false,
             pending_write: false,
+            wait_offset: 0,
             created: now,
             last_interaction: now,
             last_cmd: "NULL",

@@ -66,6 +66,7 @@ pub struct Config {
     pub notify_keyspace_events: String,
     pub databases: u32,
     pub appendonly: bool,
+    pub appendfsync: String,
     pub save: String,
     /// The file this configuration was read from (`CONFIG REWRITE` writes it back).
     #[serde(skip)]
@@ -115,6 +116,7 @@ impl Default for Config {
             notify_keyspace_events: String::new(),
             databases: 1,
             appendonly: false,
+            appendfsync: "everysec".into(),
             save: String::new(),
             config_file: None,
         }
@@ -375,6 +377,7 @@ impl Config {
             ),
             ("databases", self.databases.to_string()),
             ("appendonly", b(self.appendonly)),
+            ("appendfsync", self.appendfsync.clone()),
             ("save", self.save.clone()),
         ]
     }
@@ -489,13 +492,14 @@ impl Config {
                     );
                 }
             },
-            "appendonly" => {
-                if yes_no(value)? {
-                    // TODO(#4): persistence.
-                    return Err("appendonly arrives with persistence".into());
+            // Applied by the server (it opens the store and starts or stops the log).
+            "appendonly" => self.appendonly = yes_no(value)?,
+            "appendfsync" => match crate::persist::Fsync::parse(value) {
+                Some(_) => self.appendfsync = value.to_ascii_lowercase(),
+                None => {
+                    return Err("argument(s) must be one of the following: always, everysec, no".into());
                 }
-                self.appendonly = false;
-            }
+            },
             "save" => self.save = value.into(),
             "port" | "bind" | "enable-debug-command" | "dir" | "logfile" | "pidfile"
             | "databases" => return Err("can't set immutable config".into()),
@@ -532,6 +536,7 @@ impl Config {
                 | "maxmemory-policy"
                 | "notify-keyspace-events"
                 | "save"
+                | "appendfsync"
                 | "latency-tracking-info-percentiles"
                 | "client-output-buffer-limit" => {
                     format!("{value:?}")

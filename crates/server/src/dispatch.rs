@@ -54,6 +54,9 @@ impl CmdError {
 /// A handler's result.
 pub type CmdResult = Result<(), CmdError>;
 
+/// The client token of commands replayed from the effect stream (no client).
+pub const REPLAY_CLIENT: usize = usize::MAX;
+
 /// The context of one command execution.
 pub struct Call<'a> {
     /// The calling client's slab token.
@@ -318,6 +321,22 @@ impl Server {
             self.reject(tok, out, Some(idx), DEBUG_NOT_ALLOWED);
             return;
         }
+        if self.persist.loading.is_some() && !spec.has(flag::LOADING) {
+            self.reject(
+                tok,
+                out,
+                Some(idx),
+                "LOADING Redis is loading the dataset in memory",
+            );
+            return;
+        }
+        // Writes (and PING, as in Redis) are refused while the log cannot be written.
+        if (spec.has(flag::WRITE) || spec.name == "ping")
+            && let Some(text) = self.misconf()
+        {
+            self.reject(tok, out, Some(idx), &text);
+            return;
+        }
 
         // maxmemory: evict first; a command that may grow memory is refused when that fails
         // (not inside EXEC or a blocked client's retry, which passed this check already).
@@ -372,6 +391,7 @@ impl Server {
             spec,
         };
         let handler = self.commands.entries[idx].handler;
+        let dirty_before = self.dirty;
         let result = handler(self, &mut call, args);
         if let Some(req) = self.blocking.request.take() {
             if self.blocking.retrying == Some(tok) {
@@ -392,7 +412,18 @@ impl Server {
                 self.blocking.mark_ready(args.get(pos));
             }
         }
-        self.drain_expired_keys();
+        if self.effects.enabled {
+            self.record_effects(args, dirty_before);
+            if self.persist.holds_replies()
+                && self.effects.offset > self.persist.durable()
+                && let Some(c) = self.clients.get_mut(tok)
+            {
+                // The reply may show effects not yet durable: it waits for the sync.
+                c.wait_offset = self.effects.offset;
+            }
+        } else {
+            self.drain_expired_keys();
+        }
         let duration_us = started.elapsed().as_micros() as u64;
         let out = call.out;
         let failed = match result {
@@ -421,6 +452,39 @@ impl Server {
                 .record(duration_us);
         }
         self.after_call(tok, out, out_start, args, spec, duration_us);
+    }
+
+    /// Applies one command of the effect stream (recovery; later, a replica's stream from its
+    /// primary). Nothing expires meanwhile (`Db::no_expiry`), nothing blocks, no reply is
+    /// kept; MULTI/EXEC/SELECT are markers only (a record of the log is applied whole).
+    pub(crate) fn replay(&mut self, args: &Args<'_>, scratch: &mut Vec<u8>) -> Result<(), String> {
+        let name = args.get(0);
+        for marker in ["multi", "exec", "select"] {
+            if name.eq_ignore_ascii_case(marker.as_bytes()) {
+                return Ok(());
+            }
+        }
+        let idx = self.commands.lookup(args)?;
+        let spec = self.commands.entries[idx].spec;
+        // Write commands only, and PFCOUNT (it updates the cached cardinality, as Redis
+        // records it): a damaged log cannot run anything else.
+        if !spec.arity_ok(args.len()) || !spec.has(flag::WRITE) && spec.name != "pfcount" {
+            return Err(format!("'{}' cannot be replayed here", spec.name));
+        }
+        scratch.clear();
+        let now = unix_ms();
+        let mut call = Call {
+            client: REPLAY_CLIENT,
+            out: scratch,
+            resp3: false,
+            now,
+            spec,
+        };
+        let handler = self.commands.entries[idx].handler;
+        let result = handler(self, &mut call, args);
+        self.blocking.request = None;
+        self.db.take_expired();
+        result.map_err(|e| e.text().into_owned())
     }
 
     fn after_call(

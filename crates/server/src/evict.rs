@@ -93,6 +93,7 @@ impl Server {
                 return false;
             };
             self.db.remove(&victim);
+            self.emit_del(&victim);
             self.stats.evicted_keys += 1;
             self.touch_watched(&victim);
             self.notify(crate::notify::EVICTED, "evicted", &victim);

@@ -213,10 +213,10 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             w!("lazyfreed_objects:0");
         }
         "persistence" => {
-            // TODO(#4): persistence fills these in; until then nothing is saved or loaded.
+            let p = &s.persist;
             w!("# Persistence");
+            w!("loading:{}", u8::from(p.loading.is_some()));
             for f in [
-                "loading:0",
                 "async_loading:0",
                 "current_cow_peak:0",
                 "current_cow_size:0",
@@ -224,11 +224,14 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 "current_fork_perc:0.00",
                 "current_save_keys_processed:0",
                 "current_save_keys_total:0",
-                "rdb_changes_since_last_save:0",
-                "rdb_bgsave_in_progress:0",
             ] {
                 w!("{f}");
             }
+            w!(
+                "rdb_changes_since_last_save:{}",
+                s.dirty.saturating_sub(s.dirty_at_save)
+            );
+            w!("rdb_bgsave_in_progress:0");
             w!("rdb_last_save_time:{}", s.last_save);
             for f in [
                 "rdb_last_bgsave_status:ok",
@@ -237,8 +240,12 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 "rdb_saves:0",
                 "rdb_last_cow_size:0",
                 "rdb_last_load_keys_expired:0",
-                "rdb_last_load_keys_loaded:0",
-                "aof_enabled:0",
+            ] {
+                w!("{f}");
+            }
+            w!("rdb_last_load_keys_loaded:{}", p.last_load_keys);
+            w!("aof_enabled:{}", u8::from(p.aof));
+            for f in [
                 "aof_rewrite_in_progress:0",
                 "aof_rewrite_scheduled:0",
                 "aof_last_rewrite_time_sec:-1",
@@ -246,12 +253,48 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 "aof_last_bgrewrite_status:ok",
                 "aof_rewrites:0",
                 "aof_rewrites_consecutive_failures:0",
-                "aof_last_write_status:ok",
+            ] {
+                w!("{f}");
+            }
+            w!(
+                "aof_last_write_status:{}",
+                if p.write_error.is_some() { "err" } else { "ok" }
+            );
+            for f in [
                 "aof_last_cow_size:0",
                 "module_fork_in_progress:0",
                 "module_fork_last_cow_size:0",
             ] {
                 w!("{f}");
+            }
+            if p.aof {
+                let (log, image) = p.store.as_ref().map_or((0, 0), |st| st.disk_sizes());
+                w!("aof_current_size:{}", log + image);
+                w!("aof_base_size:{image}");
+                w!("aof_pending_rewrite:0");
+                w!("aof_buffer_length:{}", p.unwritten_len());
+                w!("aof_pending_bio_fsync:0");
+                w!("aof_delayed_fsync:0");
+            }
+            if let Some(l) = &p.loading {
+                let elapsed = l.started.elapsed().as_secs_f64();
+                let perc = if l.total_bytes > 0 {
+                    (l.loaded_bytes as f64 * 100.0 / l.total_bytes as f64).min(100.0)
+                } else {
+                    0.0
+                };
+                let eta = if l.loaded_bytes > 0 && l.total_bytes > l.loaded_bytes {
+                    ((l.total_bytes - l.loaded_bytes) as f64 * elapsed / l.loaded_bytes as f64)
+                        as u64
+                } else {
+                    1
+                };
+                w!("loading_start_time:{}", l.started_unix);
+                w!("loading_total_bytes:{}", l.total_bytes);
+                w!("loading_rdb_used_mem:0");
+                w!("loading_loaded_bytes:{}", l.loaded_bytes);
+                w!("loading_loaded_perc:{perc:.2}");
+                w!("loading_eta_seconds:{eta}");
             }
         }
         "stats" => {

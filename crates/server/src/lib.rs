@@ -13,10 +13,12 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod dispatch;
+pub mod effects;
 pub mod evict;
 pub mod info;
 pub mod memory;
 pub mod notify;
+pub mod persist;
 pub mod server;
 pub mod stats;
 

@@ -100,6 +100,11 @@ impl Server {
     /// and invalidates the WATCHes of the key when it is a modification.
     #[inline]
     pub fn notify(&mut self, class: u32, event: &'static str, key: &[u8]) {
+        if class & MODIFIED != 0 {
+            // Redis's `server.dirty`: the changes since the last save, and the signal that the
+            // command has effects to record.
+            self.dirty += 1;
+        }
         if self.notify_gate & class != 0 {
             self.notify_slow(class, event, key);
         }

@@ -119,6 +119,12 @@ pub struct Server {
     pub shutdown_requested: bool,
     /// Unix time (seconds) of the last successful save (`LASTSAVE`).
     pub last_save: i64,
+    /// Changes to the dataset so far (Redis's `server.dirty`).
+    pub dirty: u64,
+    /// `dirty` at the last save: `rdb_changes_since_last_save` is the difference.
+    pub dirty_at_save: u64,
+    pub effects: crate::effects::Effects,
+    pub persist: crate::persist::Persistence,
     poll: Poll,
     listener: TcpListener,
     pending_writes: Vec<usize>,
@@ -210,6 +216,10 @@ impl Server {
         db.limits = config.compact_limits();
         db.lfu = config.lfu();
         let notify_flags = config.notify_flags();
+        let fsync = crate::persist::Fsync::parse(&config.appendfsync)
+            .ok_or_else(|| io::Error::other("appendfsync must be always, everysec or no"))?;
+        let persist = crate::persist::Persistence::open(&config.dir, config.appendonly, fsync)
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let mut server = Server {
             db,
             clients: Slab::with_capacity(64),
@@ -234,6 +244,10 @@ impl Server {
             local_addr,
             shutdown_requested: false,
             last_save: now / 1000,
+            dirty: 0,
+            dirty_at_save: 0,
+            effects: Default::default(),
+            persist,
             poll,
             listener,
             pending_writes: Vec::new(),
@@ -250,6 +264,11 @@ impl Server {
             config,
         };
         server.apply_notify_config(notify_flags);
+        server.effects.enabled = server.persist.aof;
+        server.update_expired_logging();
+        server
+            .start_loading()
+            .map_err(|e| io::Error::other(e.to_string()))?;
         Ok(server)
     }
 
@@ -269,6 +288,7 @@ impl Server {
             let since = self.last_cron.elapsed();
             let window = Duration::from_micros(self.config.busy_poll_us);
             let mut timeout = if self.fast_expire_due
+                || self.persist.loading.is_some()
                 || !self.pending_writes.is_empty()
                 || !self.pending_reads.is_empty()
                 || busy.spinning(window)
@@ -307,6 +327,10 @@ impl Server {
                         }
                     }
                 }
+            }
+            if self.persist.loading.is_some() {
+                // Loading runs in slices between turns, so clients get -LOADING meanwhile.
+                self.load_step(Duration::from_millis(20));
             }
             if self.last_cron.elapsed() >= period {
                 self.cron();
@@ -537,9 +561,17 @@ impl Server {
 
     /// Writes as much pending output as the socket takes.
     fn flush_client(&mut self, tok: usize) {
+        let durable = self.persist.durable();
         let Some(client) = self.clients.get_mut(tok) else {
             return;
         };
+        if client.wait_offset > durable {
+            // `appendfsync always`: the reply waits until the effects it follows are synced.
+            if !self.persist.held.contains(&tok) {
+                self.persist.held.push(tok);
+            }
+            return;
+        }
         let Some(io) = client.io.as_mut() else { return };
         while io.out_pos < io.out.len() {
             match client.stream.write(&io.out[io.out_pos..]) {
@@ -642,6 +674,8 @@ impl Server {
                 }
             }
         }
+        // The turn's effects go to the log before any reply of the turn goes out.
+        self.persist_turn();
         // Clients marked by CLIENT KILL.
         let pending = std::mem::take(&mut self.pending_writes);
         for &tok in &pending {

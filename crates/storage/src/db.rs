@@ -95,6 +95,9 @@ pub struct Db {
     /// When set, keys created are recorded for [`Db::take_new`] (keyspace `new` events).
     pub log_new: bool,
     new_log: Vec<SmallBytes>,
+    /// While set nothing expires: loading and replaying the effect stream, where expiry arrives
+    /// as explicit DEL effects (Redis: keys never expire while loading or on a replica).
+    pub no_expiry: bool,
 }
 
 impl Default for Db {
@@ -133,6 +136,7 @@ impl Db {
             expired_log: Vec::new(),
             log_new: false,
             new_log: Vec::new(),
+            no_expiry: false,
             lfu: false,
         }
     }
@@ -236,7 +240,7 @@ impl Db {
     #[inline]
     fn expire_if_needed(&mut self, key: &[u8], l: Loc, now: i64) -> bool {
         match self.expire_at_loc(key, l) {
-            Some(at) if at <= now => {
+            Some(at) if at <= now && !self.no_expiry => {
                 self.remove_at(key, l);
                 self.note_expired(key);
                 true
@@ -303,7 +307,10 @@ impl Db {
     pub fn peek(&self, key: &[u8], now: i64) -> Option<&KeyEntry> {
         let l = loc(key);
         let entry = self.slots[l.slot].get(key, l.hash)?;
-        if entry.is_volatile() && self.expire_at_loc(key, l).is_some_and(|at| at <= now) {
+        if entry.is_volatile()
+            && !self.no_expiry
+            && self.expire_at_loc(key, l).is_some_and(|at| at <= now)
+        {
             return None;
         }
         Some(entry)
@@ -330,7 +337,9 @@ impl Db {
         let l = loc(key);
         if let Some(entry) = self.slots[l.slot].get_mut(key, l.hash) {
             let volatile = entry.flags & FLAG_VOLATILE != 0;
-            let expired = volatile && self.expires.get(key, l.hash).is_some_and(|e| e.at <= now);
+            let expired = volatile
+                && !self.no_expiry
+                && self.expires.get(key, l.hash).is_some_and(|e| e.at <= now);
             if !expired {
                 let old = std::mem::replace(&mut entry.value, value);
                 self.apply_expiry(key, l, expiry, volatile);
@@ -543,6 +552,9 @@ impl Db {
         time_limit_us: u64,
         now_ms: impl Fn() -> i64,
     ) -> bool {
+        if self.no_expiry {
+            return false;
+        }
         let start = std::time::Instant::now();
         let mut iteration = 0u64;
         let mut total_sampled = 0u64;

@@ -62,11 +62,35 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts `tessera server` on a free port with DEBUG enabled, plus `extra` flags.
+    /// Its working directory (`--dir`) is a fresh temporary one unless `extra` names one.
     pub fn start(extra: &[&str]) -> TestServer {
         let mut cmd = Command::new(tessera_bin());
         cmd.args(["server", "--port", "0", "--enable-debug-command", "yes"])
             .args(extra);
-        Self::spawn_tessera(cmd, None)
+        let dir = if extra.contains(&"--dir") {
+            None
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            cmd.arg("--dir").arg(dir.path());
+            Some(dir)
+        };
+        Self::spawn_tessera(cmd, dir)
+    }
+
+    /// Waits until the dataset is loaded (`loading:0`).
+    pub fn wait_loaded(&self) {
+        let mut c = self.redis();
+        wait_for(Duration::from_secs(60), "the dataset to load", || {
+            redis::cmd("INFO")
+                .arg("persistence")
+                .query::<String>(&mut c)
+                .is_ok_and(|i| i.lines().any(|l| l.trim_end() == "loading:0"))
+        });
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Starts `tessera server --config <file>` with the given TOML text.

@@ -186,6 +186,8 @@ pub fn hincrbyfloat(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> Cmd
     };
     h.set(field, text.as_bytes(), &limits);
     s.notify(HASH, "hincrbyfloat", key);
+    // Recorded as the value it produced (Redis's rewrite to HSET).
+    s.propagate(&[b"HSET", key, field, text.as_bytes()]);
     call.reply().bulk(text.as_bytes());
     Ok(())
 }

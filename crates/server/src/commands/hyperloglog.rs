@@ -91,6 +91,8 @@ pub fn pfcount(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
             None => {
                 let n = hll::count(&regs);
                 hll::set_cache(bytes, n);
+                // The cache is part of the value: PFCOUNT is recorded, as in Redis.
+                s.dirty += 1;
                 n
             }
         };

@@ -192,6 +192,7 @@ pub fn flush(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         Some(_) => return Err(CmdError::Syntax),
     };
     s.touch_watched_existing();
+    s.dirty += 1;
     let old = s.db.flush();
     if asynchronous {
         // Redis's lazyfree: the memory is released on another thread.
@@ -272,13 +273,16 @@ pub fn expire(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         call.reply().int(0);
         return Ok(());
     }
-    if when <= call.now {
+    if when <= call.now && !s.db.no_expiry {
         // A time in the past deletes the key.
         s.db.remove(key);
         s.notify(GENERIC, "del", key);
+        s.propagate(&[b"DEL", key]);
     } else {
         s.db.set_expire(key, when, call.now);
         s.notify(GENERIC, "expire", key);
+        // Recorded with the absolute time, without the conditions (they held).
+        s.propagate(&[b"PEXPIREAT", key, when.to_string().as_bytes()]);
     }
     call.reply().int(1);
     Ok(())
@@ -452,10 +456,11 @@ pub fn restore(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         t if absttl => Some(t),
         t => Some(t.saturating_add(call.now)),
     };
-    if at.is_some_and(|at| at <= call.now) {
+    if at.is_some_and(|at| at <= call.now) && !s.db.no_expiry {
         // Already expired: the key is not created (and an old one stays deleted).
         if deleted {
             s.notify(GENERIC, "del", key);
+            s.propagate(&[b"DEL", key]);
         }
         call.reply().ok();
         return Ok(());
@@ -474,6 +479,16 @@ pub fn restore(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         }
     }
     s.notify(GENERIC, "restore", key);
+    if let Some(at) = at {
+        s.propagate(&[
+            b"RESTORE",
+            key,
+            at.to_string().as_bytes(),
+            args.get(3),
+            b"ABSTTL",
+            b"REPLACE",
+        ]);
+    }
     call.reply().ok();
     Ok(())
 }

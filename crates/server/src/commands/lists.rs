@@ -51,6 +51,22 @@ fn push_event(end: End) -> &'static str {
     }
 }
 
+/// The pop command of an end, as effects record it.
+fn pop_name(end: End) -> &'static [u8] {
+    match end {
+        End::Left => b"LPOP",
+        End::Right => b"RPOP",
+    }
+}
+
+/// An end as LMOVE names it.
+fn end_name(end: End) -> &'static [u8] {
+    match end {
+        End::Left => b"LEFT",
+        End::Right => b"RIGHT",
+    }
+}
+
 fn pop_event(end: End) -> &'static str {
     match end {
         End::Left => "lpop",
@@ -374,6 +390,8 @@ fn lmove_generic(
     s.notify(LIST, push_event(to), dst);
     s.notify(LIST, pop_event(from), src);
     s.remove_if_empty(src);
+    // BLMOVE and BRPOPLPUSH are recorded as the move they made.
+    s.propagate(&[b"LMOVE", src, dst, end_name(from), end_name(to)]);
     Call::reply_to(call.out, resp3).bulk(value.as_bytes());
     Ok(())
 }
@@ -409,6 +427,9 @@ fn mpop(
         let popped: Vec<_> = (0..n).filter_map(|_| list.pop(end)).collect();
         s.notify(LIST, pop_event(end), key);
         s.remove_if_empty(key);
+        // Recorded as Redis does: `LPOP|RPOP key count`.
+        let count = popped.len().to_string();
+        s.propagate(&[pop_name(end), key, count.as_bytes()]);
         let mut r = call.reply();
         r.array(2);
         r.bulk(key);
@@ -445,6 +466,7 @@ pub fn blpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         {
             s.notify(LIST, pop_event(end), key);
             s.remove_if_empty(key);
+            s.propagate(&[pop_name(end), key]);
             let mut r = call.reply();
             r.array(2);
             r.bulk(key);

@@ -101,6 +101,11 @@ pub fn config(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
                 }
                 seen.push(name);
             }
+            if let Err(reason) = s.apply_persistence_config(&next) {
+                return Err(CmdError::msg(format!(
+                    "ERR CONFIG SET failed (possibly related to argument 'appendonly') - {reason}"
+                )));
+            }
             let limits = next.limits();
             s.db.limits = next.compact_limits();
             s.db.lfu = next.lfu();
@@ -240,6 +245,8 @@ pub fn debug(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                 val.resize(size, 0);
             }
             s.db.set(&key, Value::string(&val), Expiry::Persist, call.now);
+            s.dirty += 1;
+            s.propagate(&[b"SET", &key, &val]);
         }
         call.reply().ok();
     } else {

@@ -298,11 +298,23 @@ pub fn xadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     }
     st.append(id, &items, limits);
     let trimmed = t.trim.map_or(0, |how| st.trim(how, t.approx, t.limit));
+    let len_after = st.len();
     reply_id(&mut call.reply(), id);
     s.notify(STREAM, "xadd", key);
     if trimmed > 0 {
         s.notify(STREAM, "xtrim", key);
     }
+    // Recorded with its ID and, when it trimmed, the exact length it left (approximate
+    // trimming depends on the node layout, which depends on the configuration).
+    let id_text = id.to_text();
+    let len_text = len_after.to_string();
+    let mut effect: Vec<&[u8]> = vec![b"XADD", key];
+    if trimmed > 0 {
+        effect.extend([&b"MAXLEN"[..], b"=", len_text.as_bytes()]);
+    }
+    effect.push(id_text.as_bytes());
+    effect.extend(items.iter().copied());
+    s.propagate(&effect);
     Ok(())
 }
 
@@ -316,9 +328,11 @@ pub fn xtrim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     };
     let t = parse_trim_args(node_max_entries, args, false)?;
     let removed = t.trim.map_or(0, |how| st.trim(how, t.approx, t.limit));
+    let len_after = st.len().to_string();
     call.reply().int(removed as i64);
     if removed > 0 {
         s.notify(STREAM, "xtrim", key);
+        s.propagate(&[b"XTRIM", key, b"MAXLEN", b"=", len_after.as_bytes()]);
     }
     Ok(())
 }
@@ -561,6 +575,10 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             }
             Some((gname, consumer)) => {
                 let now = call.now;
+                // A read through a group changes it (pending entries, last ID, seen time).
+                // TODO(#5): record deliveries as XCLAIM with their times, as Redis does, so
+                // replicas and a replayed log get the exact delivery times.
+                s.dirty += 1;
                 let Some(st) = s.write_as::<Stream>(call, key, false)? else {
                     continue;
                 };
@@ -568,6 +586,7 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                 if g.ensure_consumer(consumer, now) {
                     created.push(key);
                 }
+
                 if let Some(c) = g.consumers.get_mut(consumer) {
                     c.seen_time = now;
                 }
@@ -867,6 +886,7 @@ pub fn xack(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         .map(parse_strict_id)
         .collect::<Result<Vec<_>, _>>()?;
     let acked = ids.into_iter().filter(|&id| g.ack(id)).count();
+    s.dirty += acked as u64;
     call.reply().int(acked as i64);
     Ok(())
 }
@@ -1067,6 +1087,7 @@ pub fn xclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             claimed.push(id);
         }
     }
+    let effects = claim_effects(st, gname, &claimed, &[]);
     let mut r = Call::reply_to(call.out, call.resp3);
     r.array(claimed.len());
     for id in claimed {
@@ -1078,7 +1099,81 @@ pub fn xclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
     if created {
         s.notify(STREAM, "xgroup-createconsumer", key);
     }
+    propagate_claims(s, key, gname, consumer, created, effects);
     Ok(())
+}
+
+/// One claim as an effect: the entry, its delivery time and count, the group's last ID.
+struct ClaimEffect {
+    id: String,
+    time: String,
+    count: String,
+    last_id: String,
+}
+
+/// The effects of XCLAIM/XAUTOCLAIM: the claimed entries (read from the group after the
+/// claim) and the deleted ones they dropped from the PEL.
+fn claim_effects(
+    st: &Stream,
+    gname: &[u8],
+    claimed: &[StreamId],
+    deleted: &[StreamId],
+) -> (Vec<ClaimEffect>, Vec<String>) {
+    let g = st.groups.get(gname).expect("the group was checked");
+    let claims = claimed
+        .iter()
+        .filter_map(|id| {
+            let nack = g.pel.get(id)?;
+            Some(ClaimEffect {
+                id: id.to_text(),
+                time: nack.delivery_time.to_string(),
+                count: nack.delivery_count.to_string(),
+                last_id: g.last_id.to_text(),
+            })
+        })
+        .collect();
+    (claims, deleted.iter().map(|id| id.to_text()).collect())
+}
+
+/// Records claims as Redis propagates them: `XCLAIM key group consumer 0 id TIME t RETRYCOUNT
+/// n FORCE JUSTID LASTID last` per entry (deterministic: no idle time is compared again), an
+/// XACK per deleted entry, CREATECONSUMER for a consumer created without a claim.
+fn propagate_claims(
+    s: &mut Server,
+    key: &[u8],
+    gname: &[u8],
+    consumer: &[u8],
+    created: bool,
+    (claims, deleted): (Vec<ClaimEffect>, Vec<String>),
+) {
+    if claims.is_empty() && deleted.is_empty() && !created {
+        return;
+    }
+    s.dirty += 1;
+    if created && claims.is_empty() {
+        s.propagate(&[b"XGROUP", b"CREATECONSUMER", key, gname, consumer]);
+    }
+    for c in &claims {
+        s.propagate(&[
+            b"XCLAIM",
+            key,
+            gname,
+            consumer,
+            b"0",
+            c.id.as_bytes(),
+            b"TIME",
+            c.time.as_bytes(),
+            b"RETRYCOUNT",
+            c.count.as_bytes(),
+            b"FORCE",
+            b"JUSTID",
+            b"LASTID",
+            c.last_id.as_bytes(),
+        ]);
+    }
+    for id in &deleted {
+        s.propagate(&[b"XACK", key, gname, id.as_bytes()]);
+    }
 }
 
 /// `XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]`
@@ -1165,6 +1260,7 @@ pub fn xautoclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRe
     if let Some(&id) = pel.get(examined) {
         next = id;
     }
+    let effects = claim_effects(st, gname, &claimed, &deleted);
     let mut r = Call::reply_to(call.out, call.resp3);
     r.array(3);
     reply_id(&mut r, next);
@@ -1182,6 +1278,7 @@ pub fn xautoclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRe
     if created {
         s.notify(STREAM, "xgroup-createconsumer", key);
     }
+    propagate_claims(s, key, gname, consumer, created, effects);
     Ok(())
 }
 

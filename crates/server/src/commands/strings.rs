@@ -161,8 +161,12 @@ pub fn set(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     };
     s.db.set(key, Value::string(args.get(2)), expiry, call.now);
     s.notify(STRING, "set", key);
-    if at.is_some() {
+    if let Some(at) = at {
         s.notify(GENERIC, "expire", key);
+        // Recorded with the absolute time (Redis's rewrite to `SET key value PXAT ms`).
+        if !matches!(o.expire, Some((ExpireUnit::PxAt, _))) {
+            s.propagate(&[b"SET", key, args.get(2), b"PXAT", at.to_string().as_bytes()]);
+        }
     }
     if o.get {
         call.reply().bulk_opt(old.flatten().as_deref());
@@ -201,6 +205,8 @@ pub fn setex(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     );
     s.notify(STRING, "set", args.get(1));
     s.notify(GENERIC, "expire", args.get(1));
+    let at = at.to_string();
+    s.propagate(&[b"SET", args.get(1), args.get(3), b"PXAT", at.as_bytes()]);
     call.reply().ok();
     Ok(())
 }
@@ -249,15 +255,18 @@ pub fn getex(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     let v = e.value().as_str().ok_or(OpError::WrongType)?.to_vec();
     if let Some(at) = at {
         // An absolute time in the past deletes the key (Redis's `checkAlreadyExpired`).
-        if at <= call.now {
+        if at <= call.now && !s.db.no_expiry {
             s.db.remove(key);
             s.notify(GENERIC, "del", key);
+            s.propagate(&[b"DEL", key]);
         } else {
             s.db.set_expire(key, at, call.now);
             s.notify(GENERIC, "expire", key);
+            s.propagate(&[b"PEXPIREAT", key, at.to_string().as_bytes()]);
         }
     } else if o.persist && s.db.persist(key, call.now) {
         s.notify(GENERIC, "persist", key);
+        s.propagate(&[b"PERSIST", key]);
     }
     call.reply().bulk(&v);
     Ok(())
@@ -410,6 +419,8 @@ pub fn incrbyfloat(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdR
         }
     }
     s.notify(STRING, "incrbyfloat", key);
+    // Recorded as the value it produced (Redis's rewrite to `SET key value KEEPTTL`).
+    s.propagate(&[b"SET", key, text.as_bytes(), b"KEEPTTL"]);
     call.reply().bulk(text.as_bytes());
     Ok(())
 }

@@ -70,6 +70,7 @@ impl Server {
         if self.db.has_expired_log() {
             let notify = self.notify_flags & crate::notify::EXPIRED != 0;
             for key in self.db.take_expired() {
+                self.emit_del(key.as_bytes());
                 self.touch_watched(key.as_bytes());
                 if notify {
                     self.events
@@ -85,7 +86,8 @@ impl Server {
     /// which invalidates the watches of the key (Redis's `signalModifiedKey`).
     pub(crate) fn update_expired_logging(&mut self) {
         let watching = !self.watches.is_empty();
-        self.db.log_expired = watching || self.notify_flags & crate::notify::EXPIRED != 0;
+        self.db.log_expired =
+            watching || self.effects.enabled || self.notify_flags & crate::notify::EXPIRED != 0;
         self.notify_gate = self.notify_flags | if watching { crate::notify::MODIFIED } else { 0 };
     }
 
@@ -153,6 +155,7 @@ pub fn exec(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult 
     }
     call.reply().array(state.queue.len());
     s.in_exec = Some(tok);
+    s.effects.begin_exec();
     for parts in &state.queue {
         let mut buf = Vec::new();
         let mut spans = Vec::with_capacity(parts.len());
@@ -166,6 +169,9 @@ pub fn exec(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult 
         call.resp3 = s.clients.get(tok).is_some_and(|c| c.resp3);
     }
     s.in_exec = None;
+    // The commands recorded their own effects; EXEC closes the wrapping.
+    s.propagate_nothing();
+    s.effects.end_exec();
     Ok(())
 }
 

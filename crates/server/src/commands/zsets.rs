@@ -634,6 +634,7 @@ pub fn bzpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             let (m, score) = pop_n(z, max, 1).remove(0);
             s.notify(ZSET_EVENTS, pop_event(max), key);
             s.remove_if_empty(key);
+            s.propagate(&[zpop_name(max), key]);
             let mut r = call.reply();
             r.array(3);
             r.bulk(key);
@@ -645,6 +646,11 @@ pub fn bzpop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     s.blocking
         .wait_on(keys.iter().map(|k| k.to_vec()).collect(), timeout);
     Ok(())
+}
+
+/// The pop command of an end, as effects record it.
+fn zpop_name(max: bool) -> &'static [u8] {
+    if max { b"ZPOPMAX" } else { b"ZPOPMIN" }
 }
 
 /// The `<MIN | MAX>` word of ZMPOP and BZMPOP: true for MAX.
@@ -677,6 +683,9 @@ fn zmpop_some(
         let popped = pop_n(z, max, count);
         s.notify(ZSET_EVENTS, pop_event(max), key);
         s.remove_if_empty(key);
+        // Recorded as Redis does: `ZPOPMIN|ZPOPMAX key count`.
+        let n = popped.len().to_string();
+        s.propagate(&[zpop_name(max), key, n.as_bytes()]);
         let mut r = call.reply();
         r.array(2);
         r.bulk(key);

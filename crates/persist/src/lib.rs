@@ -1,0 +1,519 @@
+//! The shard's RocksDB store: the AOF and RDB analogues in one database.
+//!
+//! Three column families:
+//! - `log`: the effect stream (Redis's replication stream: RESP commands), one record per
+//!   event-loop turn keyed by the big-endian stream offset of its first byte. Records are
+//!   contiguous: each starts where the previous one ends. This is the AOF analogue.
+//! - `image`: checkpoint images (the RDB analogue), keyed by an 8-byte big-endian generation
+//!   followed by the key; the value is [`ImageRecord`]'s encoding (expiry and the value in RDB
+//!   format). Only the generation named in `meta` is live; a newer one being written is
+//!   ignored until it is committed, an older one is deleted by the commit.
+//! - `meta`: the format marker, the committed image ([`ImageMeta`]) and the replication ID.
+//!
+//! A checkpoint commit is one synced write batch: the new image metadata (generation, offset,
+//! replication ID), the deletion of the log prefix it covers and of the old generation. So the
+//! data, the offset and the replication ID always change together (invariant 4).
+//!
+//! The store never interprets RESP or RDB bytes: the server encodes and decodes them.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions,
+};
+
+const CF_META: &str = "meta";
+const CF_LOG: &str = "log";
+const CF_IMAGE: &str = "image";
+
+const FORMAT_KEY: &[u8] = b"format";
+const FORMAT: &[u8] = b"tessera-store 1";
+const IMAGE_KEY: &[u8] = b"image";
+const REPLID_KEY: &[u8] = b"replid";
+
+/// What went wrong with the store, with the way out where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB error in {path}: {source}")]
+    Rocks {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error(
+        "the data directory {path} is damaged: {what}. Run `tessera check-data {path}` for details; restore the directory from a backup, or move it away to start empty"
+    )]
+    Corrupt { path: PathBuf, what: String },
+    #[error(
+        "{path} is not a Tessera data directory (no format marker); move it away or point `dir` elsewhere"
+    )]
+    NotAStore { path: PathBuf },
+}
+
+impl StoreError {
+    /// True for errors of the disk (no space, I/O) rather than of the data.
+    pub fn is_io(&self) -> bool {
+        match self {
+            StoreError::Rocks { source, .. } => matches!(
+                source.kind(),
+                rocksdb::ErrorKind::IOError
+                    | rocksdb::ErrorKind::Busy
+                    | rocksdb::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// The committed checkpoint image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageMeta {
+    pub generation: u64,
+    /// The effect stream offset the image is the state at.
+    pub offset: u64,
+    /// The replication ID the offset belongs to (40 hex characters).
+    pub replid: String,
+    pub keys: u64,
+    /// Unix milliseconds when the image was complete.
+    pub saved_at_ms: i64,
+}
+
+impl ImageMeta {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(72);
+        v.extend_from_slice(&self.generation.to_le_bytes());
+        v.extend_from_slice(&self.offset.to_le_bytes());
+        v.extend_from_slice(&self.keys.to_le_bytes());
+        v.extend_from_slice(&self.saved_at_ms.to_le_bytes());
+        v.extend_from_slice(self.replid.as_bytes());
+        v
+    }
+
+    fn decode(b: &[u8]) -> Option<ImageMeta> {
+        if b.len() < 32 {
+            return None;
+        }
+        let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        Some(ImageMeta {
+            generation: u(0),
+            offset: u(8),
+            keys: u(16),
+            saved_at_ms: u(24) as i64,
+            replid: String::from_utf8(b[32..].to_vec()).ok()?,
+        })
+    }
+}
+
+/// One key of an image: its expiry and its value (RDB type byte and encoding).
+pub struct ImageRecord<'a> {
+    /// Absolute Unix milliseconds.
+    pub expire_ms: Option<i64>,
+    pub value: &'a [u8],
+}
+
+impl<'a> ImageRecord<'a> {
+    /// Appends the encoding: a flags byte (1: has expiry), the expiry, the value.
+    pub fn encode_into(expire_ms: Option<i64>, value_into: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut v = Vec::with_capacity(32);
+        match expire_ms {
+            Some(at) => {
+                v.push(1);
+                v.extend_from_slice(&at.to_le_bytes());
+            }
+            None => v.push(0),
+        }
+        value_into(&mut v);
+        v
+    }
+
+    pub fn decode(b: &'a [u8]) -> Option<ImageRecord<'a>> {
+        match b.first()? {
+            0 => Some(ImageRecord {
+                expire_ms: None,
+                value: &b[1..],
+            }),
+            1 => Some(ImageRecord {
+                expire_ms: Some(i64::from_le_bytes(b.get(1..9)?.try_into().ok()?)),
+                value: &b[9..],
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The image key of `key` in generation `generation`.
+pub fn image_key(generation: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&generation.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The store of one shard.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+}
+
+fn cf_options(cache: &Cache, compress: bool) -> Options {
+    let mut o = Options::default();
+    // Small memtables: a checkpoint streams the whole keyspace through them, and the
+    // memory target counts them.
+    o.set_write_buffer_size(16 << 20);
+    o.set_max_write_buffer_number(2);
+    let mut t = BlockBasedOptions::default();
+    t.set_block_cache(cache);
+    t.set_block_size(16 << 10);
+    o.set_block_based_table_factory(&t);
+    o.set_compression_type(if compress {
+        rocksdb::DBCompressionType::Lz4
+    } else {
+        rocksdb::DBCompressionType::None
+    });
+    o
+}
+
+impl Store {
+    /// True if `dir` holds a store (or at least a RocksDB directory).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("CURRENT").exists()
+    }
+
+    /// Opens the store at `dir`, creating it when `create` is set and it does not exist.
+    pub fn open(dir: &Path, create: bool) -> Result<Store, StoreError> {
+        let path = dir.to_path_buf();
+        let fresh = !Self::exists(dir);
+        if fresh && !create {
+            return Err(StoreError::NotAStore { path });
+        }
+        let cache = Cache::new_lru_cache(8 << 20);
+        let mut opts = Options::default();
+        opts.create_if_missing(create);
+        opts.create_missing_column_families(create);
+        opts.set_paranoid_checks(true);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(3);
+        opts.set_max_total_wal_size(64 << 20);
+        let cfs = [
+            ColumnFamilyDescriptor::new(CF_META, cf_options(&cache, false)),
+            ColumnFamilyDescriptor::new(CF_LOG, cf_options(&cache, true)),
+            ColumnFamilyDescriptor::new(CF_IMAGE, cf_options(&cache, true)),
+        ];
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| {
+            if source.kind() == rocksdb::ErrorKind::Corruption {
+                StoreError::Corrupt {
+                    path: path.clone(),
+                    what: source.to_string(),
+                }
+            } else {
+                StoreError::Rocks {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        let store = Store { db, path };
+        let meta = store.cf(CF_META);
+        match store
+            .db
+            .get_cf(meta, FORMAT_KEY)
+            .map_err(|e| store.err(e))?
+        {
+            Some(f) if f == FORMAT => {}
+            Some(f) => {
+                return Err(StoreError::Corrupt {
+                    path: store.path.clone(),
+                    what: format!("unknown format {:?}", String::from_utf8_lossy(&f)),
+                });
+            }
+            None if fresh => {
+                let mut w = WriteOptions::default();
+                w.set_sync(true);
+                store
+                    .db
+                    .put_cf_opt(meta, FORMAT_KEY, FORMAT, &w)
+                    .map_err(|e| store.err(e))?;
+            }
+            None => return Err(StoreError::NotAStore { path: store.path }),
+        }
+        Ok(store)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("the column families are created on open")
+    }
+
+    fn err(&self, source: rocksdb::Error) -> StoreError {
+        if source.kind() == rocksdb::ErrorKind::Corruption {
+            StoreError::Corrupt {
+                path: self.path.clone(),
+                what: source.to_string(),
+            }
+        } else {
+            StoreError::Rocks {
+                path: self.path.clone(),
+                source,
+            }
+        }
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    /// Appends the effect stream bytes starting at `start`. With `sync` the call returns once
+    /// they are on disk. `replid` is written in the same batch when given (it changed).
+    pub fn append(
+        &self,
+        start: u64,
+        data: &[u8],
+        replid: Option<&str>,
+        sync: bool,
+    ) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_LOG), start.to_be_bytes(), data);
+        if let Some(id) = replid {
+            b.put_cf(self.cf(CF_META), REPLID_KEY, id.as_bytes());
+        }
+        let mut w = WriteOptions::default();
+        w.set_sync(sync);
+        self.db.write_opt(b, &w).map_err(|e| self.err(e))
+    }
+
+    /// Makes every append so far durable (`appendfsync everysec`).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(|e| self.err(e))
+    }
+
+    /// The replication ID last written.
+    pub fn replid(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), REPLID_KEY)
+            .map_err(|e| self.err(e))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// The committed image, if any.
+    pub fn image(&self) -> Result<Option<ImageMeta>, StoreError> {
+        match self
+            .db
+            .get_cf(self.cf(CF_META), IMAGE_KEY)
+            .map_err(|e| self.err(e))?
+        {
+            None => Ok(None),
+            Some(b) => ImageMeta::decode(&b)
+                .map(Some)
+                .ok_or_else(|| self.corrupt("the image metadata is unreadable")),
+        }
+    }
+
+    /// Writes records of an image being built (not yet visible: no WAL, flushed at commit).
+    pub fn write_image(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let cf = self.cf(CF_IMAGE);
+        let mut b = WriteBatch::default();
+        for (k, v) in records {
+            b.put_cf(cf, k, v);
+        }
+        let mut w = WriteOptions::default();
+        w.disable_wal(true);
+        self.db.write_opt(b, &w).map_err(|e| self.err(e))
+    }
+
+    /// Deletes every record of `generation` (an image abandoned half-way, or replaced).
+    pub fn drop_generation(&self, generation: u64) -> Result<(), StoreError> {
+        let cf = self.cf(CF_IMAGE);
+        self.db
+            .delete_range_cf(cf, generation.to_be_bytes(), (generation + 1).to_be_bytes())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Makes image `meta` the committed one: its records are flushed to disk first, then one
+    /// synced batch records it, drops the log before its offset and the previous generation.
+    pub fn commit_image(&self, meta: &ImageMeta) -> Result<(), StoreError> {
+        self.db
+            .flush_cf(self.cf(CF_IMAGE))
+            .map_err(|e| self.err(e))?;
+        let previous = self.image()?;
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_META), IMAGE_KEY, meta.encode());
+        b.put_cf(self.cf(CF_META), REPLID_KEY, meta.replid.as_bytes());
+        b.delete_range_cf(
+            self.cf(CF_LOG),
+            0u64.to_be_bytes(),
+            meta.offset.to_be_bytes(),
+        );
+        if let Some(p) = previous
+            && p.generation != meta.generation
+        {
+            b.delete_range_cf(
+                self.cf(CF_IMAGE),
+                p.generation.to_be_bytes(),
+                (p.generation + 1).to_be_bytes(),
+            );
+        }
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(b, &w).map_err(|e| self.err(e))?;
+        // Let compaction reclaim the deleted ranges soon rather than eventually.
+        self.db.compact_range_cf(
+            self.cf(CF_LOG),
+            None::<&[u8]>,
+            Some(meta.offset.to_be_bytes()),
+        );
+        Ok(())
+    }
+
+    /// Calls `f` with each key and record of image `generation`, in key order. `f` returns
+    /// false to stop.
+    pub fn scan_image(
+        &self,
+        generation: u64,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let prefix = generation.to_be_bytes();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_IMAGE));
+        it.seek(prefix);
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if !f(&k[8..], v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status().map_err(|e| self.err(e))
+    }
+
+    /// Calls `f` with each log record from offset `from` on, in order, checking that they are
+    /// contiguous. Returns the offset after the last record.
+    pub fn scan_log(
+        &self,
+        from: u64,
+        mut f: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let mut expect = from;
+        let it = self.db.iterator_cf(
+            self.cf(CF_LOG),
+            IteratorMode::From(&from.to_be_bytes(), Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let start = u64::from_be_bytes(
+                k[..]
+                    .try_into()
+                    .map_err(|_| self.corrupt("a log key is not 8 bytes"))?,
+            );
+            if start != expect {
+                return Err(self.corrupt(format!(
+                    "the effect log has a gap: a record starts at offset {start}, the previous one ended at {expect}"
+                )));
+            }
+            expect = start + v.len() as u64;
+            if !f(start, &v)? {
+                break;
+            }
+        }
+        Ok(expect)
+    }
+
+    /// The first log offset, if the log is not empty.
+    pub fn log_start(&self) -> Result<Option<u64>, StoreError> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_LOG));
+        it.seek_to_first();
+        if !it.valid() {
+            it.status().map_err(|e| self.err(e))?;
+            return Ok(None);
+        }
+        let k = it.key().unwrap_or_default();
+        Ok(Some(u64::from_be_bytes(
+            k.try_into()
+                .map_err(|_| self.corrupt("a log key is not 8 bytes"))?,
+        )))
+    }
+
+    /// Bytes of the log and image on disk (approximate, from RocksDB's properties).
+    pub fn disk_sizes(&self) -> (u64, u64) {
+        let size = |cf: &str| {
+            self.db
+                .property_int_value_cf(self.cf(cf), "rocksdb.total-sst-files-size")
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        (size(CF_LOG), size(CF_IMAGE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_image_and_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        assert!(matches!(
+            Store::open(&path, false),
+            Err(StoreError::NotAStore { .. })
+        ));
+        {
+            let s = Store::open(&path, true).unwrap();
+            s.append(0, b"abc", Some("id1"), true).unwrap();
+            s.append(3, b"defg", None, false).unwrap();
+            s.sync().unwrap();
+            let mut seen = Vec::new();
+            let end = s
+                .scan_log(0, |o, b| {
+                    seen.push((o, b.to_vec()));
+                    Ok(true)
+                })
+                .unwrap();
+            assert_eq!(end, 7);
+            assert_eq!(seen.len(), 2);
+            s.write_image(&[(image_key(1, b"k"), b"v".to_vec())])
+                .unwrap();
+            s.commit_image(&ImageMeta {
+                generation: 1,
+                offset: 3,
+                replid: "id2".into(),
+                keys: 1,
+                saved_at_ms: 5,
+            })
+            .unwrap();
+        }
+        let s = Store::open(&path, false).unwrap();
+        let img = s.image().unwrap().unwrap();
+        assert_eq!((img.generation, img.offset), (1, 3));
+        assert_eq!(s.replid().unwrap().as_deref(), Some("id2"));
+        assert_eq!(s.log_start().unwrap(), Some(3));
+        let mut keys = Vec::new();
+        s.scan_image(1, |k, _| {
+            keys.push(k.to_vec());
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(keys, [b"k".to_vec()]);
+        assert_eq!(s.scan_log(3, |_, _| Ok(true)).unwrap(), 7);
+        // A gap is corruption.
+        s.append(100, b"x", None, true).unwrap();
+        assert!(matches!(
+            s.scan_log(3, |_, _| Ok(true)),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

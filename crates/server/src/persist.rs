@@ -1,0 +1,474 @@
+//! Persistence at run time: the effect log (the AOF analogue) written to the RocksDB store once
+//! per event-loop turn, the `appendfsync` policies, and recovery (loading the image and
+//! replaying the log tail) with `-LOADING` replies meanwhile.
+//!
+//! - `appendfsync always`: the turn's effects are written and synced before any reply of the
+//!   turn leaves (group commit: one sync for every write of the turn, whatever the number of
+//!   clients). A client whose reply may depend on effects not yet durable is held
+//!   ([`crate::client::Client::wait_offset`]) until they are.
+//! - `everysec`: the turn's effects are written (to the OS, which survives a process crash);
+//!   a helper thread syncs once a second.
+//! - `no`: written each turn, synced when the OS decides.
+//!
+//! A failed write keeps its bytes and is retried every turn; meanwhile write commands get
+//! `-MISCONF` and `INFO persistence` shows `aof_last_write_status:err`. Reads keep working.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tessera_persist::{ImageRecord, Store, StoreError};
+use tessera_protocol::{Limits, RequestParser};
+use tessera_storage::Expiry;
+use tessera_storage::rdb;
+
+use crate::server::{Server, unix_ms};
+
+/// The store's directory inside `dir`.
+pub const DATA_DIR: &str = "tessera-data";
+
+/// `appendfsync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    EverySec,
+    No,
+}
+
+impl Fsync {
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Some(Fsync::Always),
+            "everysec" => Some(Fsync::EverySec),
+            "no" => Some(Fsync::No),
+            _ => None,
+        }
+    }
+}
+
+/// The `everysec` helper thread: syncs the store once a second when something was written.
+struct Syncer {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+/// Shared between the loop and the syncer.
+#[derive(Default)]
+struct SyncState {
+    /// Offset after the last byte written to the store.
+    written: AtomicU64,
+    /// Offset after the last byte known durable.
+    durable: AtomicU64,
+    error: Mutex<Option<String>>,
+}
+
+/// Loading in progress: batches from the loader thread, applied a slice of time per turn.
+pub struct Loading {
+    rx: Receiver<LoadBatch>,
+    pub started_unix: i64,
+    pub started: Instant,
+    pub total_bytes: u64,
+    pub loaded_bytes: u64,
+    pub keys_loaded: u64,
+    parser: RequestParser,
+    scratch: Vec<u8>,
+}
+
+enum LoadBatch {
+    /// Image records: (key, record bytes).
+    Image(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A log record: its start offset and bytes.
+    Log(u64, Vec<u8>),
+    /// The end: the stream offset after the last record, or what went wrong.
+    Done(Result<u64, String>),
+}
+
+/// The persistence state of the shard.
+pub struct Persistence {
+    pub store: Option<Arc<Store>>,
+    pub path: PathBuf,
+    /// Effects are appended to the log (`appendonly yes`).
+    pub aof: bool,
+    pub fsync: Fsync,
+    /// Effects taken from the stream and not yet written: (start offset, bytes).
+    unwritten: Option<(u64, Vec<u8>)>,
+    sync: Arc<SyncState>,
+    syncer: Option<Syncer>,
+    /// The last write (or sync) failed: writes get MISCONF until one succeeds.
+    pub write_error: Option<String>,
+    /// Clients whose replies wait for durability.
+    pub held: Vec<usize>,
+    pub loading: Option<Loading>,
+    pub last_load_keys: u64,
+}
+
+impl Persistence {
+    /// Opens the store when there is one in `dir` or `appendonly` is on; errors name the fix.
+    pub fn open(dir: &Path, aof: bool, fsync: Fsync) -> Result<Persistence, StoreError> {
+        let path = dir.join(DATA_DIR);
+        let store = if aof || Store::exists(&path) {
+            Some(Arc::new(Store::open(&path, true)?))
+        } else {
+            None
+        };
+        let mut p = Persistence {
+            store,
+            path,
+            aof,
+            fsync,
+            unwritten: None,
+            sync: Arc::default(),
+            syncer: None,
+            write_error: None,
+            held: Vec::new(),
+            loading: None,
+            last_load_keys: 0,
+        };
+        p.start_syncer();
+        Ok(p)
+    }
+
+    fn start_syncer(&mut self) {
+        self.syncer = None;
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        if !self.aof || self.fsync != Fsync::EverySec {
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::clone(&self.sync);
+        let stop2 = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("tessera-fsync".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(Duration::from_secs(1));
+                    let written = state.written.load(Ordering::Acquire);
+                    if written > state.durable.load(Ordering::Acquire) {
+                        match store.sync() {
+                            Ok(()) => state.durable.store(written, Ordering::Release),
+                            Err(e) => {
+                                *state.error.lock().expect("not poisoned") = Some(e.to_string())
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawning the fsync thread");
+        self.syncer = Some(Syncer {
+            stop,
+            handle: Some(handle),
+        });
+    }
+
+    /// Offset after the last byte known durable.
+    pub fn durable(&self) -> u64 {
+        self.sync.durable.load(Ordering::Acquire)
+    }
+
+    /// Bytes of effects waiting to be written.
+    pub fn unwritten_len(&self) -> usize {
+        self.unwritten.as_ref().map_or(0, |(_, b)| b.len())
+    }
+
+    /// True when replies must wait for the sync of the effects they follow.
+    pub fn holds_replies(&self) -> bool {
+        self.aof && self.fsync == Fsync::Always
+    }
+}
+
+impl Server {
+    /// At the end of a turn, before replies are written: appends the turn's effects to the
+    /// log (synced under `always`), then releases the clients that waited for them.
+    pub(crate) fn persist_turn(&mut self) {
+        if !self.persist.aof {
+            return;
+        }
+        if let Some((start, bytes)) = self.effects.take() {
+            match &mut self.persist.unwritten {
+                Some((_, pending)) => pending.extend_from_slice(&bytes),
+                None => self.persist.unwritten = Some((start, bytes)),
+            }
+        }
+        let sync_error = self.persist.sync.error.lock().expect("not poisoned").take();
+        if let Some(e) = sync_error {
+            self.note_write_error(e);
+        }
+        let Some((start, bytes)) = self.persist.unwritten.take() else {
+            return;
+        };
+        let store = self
+            .persist
+            .store
+            .clone()
+            .expect("the store is open while aof is on");
+        let sync = self.persist.fsync == Fsync::Always;
+        match store.append(start, &bytes, None, sync) {
+            Ok(()) => {
+                let end = start + bytes.len() as u64;
+                self.persist.sync.written.store(end, Ordering::Release);
+                if sync || self.persist.fsync == Fsync::No {
+                    // `no` never waits on a sync: what is written counts as done.
+                    self.persist.sync.durable.store(end, Ordering::Release);
+                }
+                if self.persist.write_error.take().is_some() {
+                    tracing::warn!("the data directory accepts writes again; writes resume");
+                }
+                for tok in std::mem::take(&mut self.persist.held) {
+                    self.schedule_write(tok);
+                }
+            }
+            Err(e) => {
+                self.persist.unwritten = Some((start, bytes));
+                self.note_write_error(e.to_string());
+            }
+        }
+    }
+
+    fn note_write_error(&mut self, e: String) {
+        if self.persist.write_error.is_none() {
+            tracing::warn!(error = %e, "writing the effect log failed; writes are refused (MISCONF) until it succeeds");
+        }
+        self.persist.write_error = Some(e);
+    }
+
+    /// Applies `appendonly` and `appendfsync` from a configuration about to take effect.
+    pub(crate) fn apply_persistence_config(&mut self, next: &crate::Config) -> Result<(), String> {
+        let fsync = Fsync::parse(&next.appendfsync).ok_or("invalid appendfsync")?;
+        if next.appendonly && !self.persist.aof {
+            if self.persist.loading.is_some() {
+                return Err("the dataset is loading".into());
+            }
+            let store = match &self.persist.store {
+                Some(s) => Arc::clone(s),
+                None => {
+                    let s = Store::open(&self.persist.path, true).map_err(|e| e.to_string())?;
+                    let s = Arc::new(s);
+                    self.persist.store = Some(Arc::clone(&s));
+                    s
+                }
+            };
+            let image = store.image().map_err(|e| e.to_string())?;
+            if !self.db.is_empty() || image.is_some() || self.effects.offset != 0 {
+                // TODO(#4): start the log at the current offset and take a checkpoint there.
+                return Err("turning appendonly on with data needs a checkpoint (not yet implemented, issue 4); start the server with appendonly yes".into());
+            }
+            self.persist.aof = true;
+            self.effects.enabled = true;
+        } else if !next.appendonly && self.persist.aof {
+            self.persist_turn();
+            self.persist.aof = false;
+            self.effects.enabled = false;
+            let _ = self.effects.take();
+        }
+        self.persist.fsync = fsync;
+        self.persist.start_syncer();
+        self.update_expired_logging();
+        Ok(())
+    }
+
+    /// The MISCONF reply while the log cannot be written, for commands that may write.
+    pub(crate) fn misconf(&self) -> Option<String> {
+        self.persist
+            .write_error
+            .as_ref()
+            .map(|e| format!("MISCONF Errors writing to the AOF file: {e}"))
+    }
+
+    /// Starts loading the store's image and log tail, if there is anything to load.
+    pub(crate) fn start_loading(&mut self) -> Result<(), StoreError> {
+        let Some(store) = self.persist.store.clone() else {
+            return Ok(());
+        };
+        let image = store.image()?;
+        let log_from = image.as_ref().map_or(0, |i| i.offset);
+        let aof = self.persist.aof;
+        if aof && image.is_none() && store.log_start()?.is_some_and(|s| s > 0) {
+            return Err(StoreError::Corrupt {
+                path: store.path().to_path_buf(),
+                what: "the effect log starts after offset 0 but no checkpoint image covers its beginning".into(),
+            });
+        }
+        let (log_bytes, image_bytes) = store.disk_sizes();
+        let total = image_bytes + if aof { log_bytes } else { 0 };
+        let (tx, rx) = sync_channel::<LoadBatch>(16);
+        std::thread::Builder::new()
+            .name("tessera-loader".into())
+            .spawn(move || load_thread(&store, image, aof, log_from, &tx))
+            .expect("spawning the loader thread");
+        self.db.no_expiry = true;
+        self.effects.enabled = false;
+        self.persist.loading = Some(Loading {
+            rx,
+            started_unix: unix_ms() / 1000,
+            started: Instant::now(),
+            total_bytes: total,
+            loaded_bytes: 0,
+            keys_loaded: 0,
+            parser: RequestParser::new(Limits::default()),
+            scratch: Vec::new(),
+        });
+        self.effects.offset = log_from;
+        Ok(())
+    }
+
+    /// Applies loaded batches for up to `budget`; true while loading goes on.
+    pub(crate) fn load_step(&mut self, budget: Duration) -> bool {
+        let Some(mut l) = self.persist.loading.take() else {
+            return false;
+        };
+        let start = Instant::now();
+        let mut done = None;
+        while start.elapsed() < budget {
+            let batch = match l.rx.recv_timeout(budget.saturating_sub(start.elapsed())) {
+                Ok(b) => b,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    done = Some(Err("the loader thread stopped".to_string()));
+                    break;
+                }
+            };
+            match batch {
+                LoadBatch::Image(records) => {
+                    for (key, rec) in records {
+                        l.loaded_bytes += (key.len() + rec.len()) as u64;
+                        if let Err(e) = self.load_record(&key, &rec) {
+                            done = Some(Err(format!(
+                                "image record of key {:?}: {e}",
+                                String::from_utf8_lossy(&key)
+                            )));
+                            break;
+                        }
+                        l.keys_loaded += 1;
+                    }
+                }
+                LoadBatch::Log(offset, bytes) => {
+                    l.loaded_bytes += bytes.len() as u64;
+                    if let Err(e) = self.replay_record(&mut l, offset, &bytes) {
+                        done = Some(Err(e));
+                    }
+                    self.effects.offset = offset + bytes.len() as u64;
+                }
+                LoadBatch::Done(r) => done = Some(r),
+            }
+            if done.is_some() {
+                break;
+            }
+        }
+        match done {
+            None => {
+                self.persist.loading = Some(l);
+                true
+            }
+            Some(Err(e)) => {
+                tracing::error!(
+                    "loading {} failed: {e}. The data directory is damaged: run `tessera check-data {}`, restore it from a backup, or move it away to start empty",
+                    self.persist.path.display(),
+                    self.persist.path.display()
+                );
+                std::process::exit(1);
+            }
+            Some(Ok(end)) => {
+                self.effects.offset = end;
+                self.db.no_expiry = false;
+                self.effects.enabled = self.persist.aof;
+                self.update_expired_logging();
+                self.persist.sync.written.store(end, Ordering::Release);
+                self.persist.sync.durable.store(end, Ordering::Release);
+                self.persist.last_load_keys = self.db.len() as u64;
+                self.dirty_at_save = self.dirty;
+                tracing::info!(
+                    keys = self.db.len(),
+                    offset = end,
+                    seconds = l.started.elapsed().as_secs_f64(),
+                    "DB loaded from disk"
+                );
+                false
+            }
+        }
+    }
+
+    fn load_record(&mut self, key: &[u8], rec: &[u8]) -> Result<(), String> {
+        let r = ImageRecord::decode(rec).ok_or("unreadable record header")?;
+        let mut reader = rdb::Reader::new(r.value);
+        let kind = reader.u8().map_err(|e| e.to_string())?;
+        let value =
+            rdb::read_value(&mut reader, kind, &self.db.limits).map_err(|e| e.to_string())?;
+        let expiry = r.expire_ms.map_or(Expiry::Persist, Expiry::At);
+        self.db.set(key, value, expiry, unix_ms());
+        Ok(())
+    }
+
+    fn replay_record(&mut self, l: &mut Loading, offset: u64, bytes: &[u8]) -> Result<(), String> {
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let n = match l.parser.parse(&bytes[pos..], true) {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    return Err(format!(
+                        "the log record at offset {offset} ends inside a command"
+                    ));
+                }
+                Err(e) => return Err(format!("the log record at offset {offset}: {e}")),
+            };
+            let args = l.parser.args(&bytes[pos..]);
+            if let Err(e) = self.replay(&args, &mut l.scratch) {
+                if e.contains("cannot be replayed") || e.starts_with("ERR unknown command") {
+                    return Err(format!("the log record at offset {offset}: {e}"));
+                }
+                // The command failed when it first ran too (it is in the log because it
+                // changed something before failing); it fails the same way again.
+                tracing::debug!(error = %e, "a replayed command failed as it did originally");
+            }
+            pos += n;
+        }
+        Ok(())
+    }
+}
+
+fn load_thread(
+    store: &Store,
+    image: Option<tessera_persist::ImageMeta>,
+    aof: bool,
+    log_from: u64,
+    tx: &SyncSender<LoadBatch>,
+) {
+    let result = (|| -> Result<u64, StoreError> {
+        if let Some(img) = &image {
+            let mut batch = Vec::with_capacity(1024);
+            let mut gone = false;
+            store.scan_image(img.generation, |k, v| {
+                batch.push((k.to_vec(), v.to_vec()));
+                if batch.len() == 1024 {
+                    gone = tx
+                        .send(LoadBatch::Image(std::mem::take(&mut batch)))
+                        .is_err();
+                }
+                Ok(!gone)
+            })?;
+            if !batch.is_empty() {
+                let _ = tx.send(LoadBatch::Image(batch));
+            }
+        }
+        if !aof {
+            return Ok(log_from);
+        }
+        store.scan_log(log_from, |offset, bytes| {
+            Ok(tx.send(LoadBatch::Log(offset, bytes.to_vec())).is_ok())
+        })
+    })();
+    let _ = tx.send(LoadBatch::Done(result.map_err(|e| e.to_string())));
+}
