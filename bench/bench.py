@@ -20,9 +20,13 @@ Each test is its own redis-benchmark run, so the table also gives the server's C
 request (user + system, from /proc): at -P 1 on two cores redis-benchmark is the bottleneck and
 ops/s ratios wander by +-10% between runs, while CPU per request is the server's own cost.
 
+`--aof always|everysec|no` runs both servers with `appendonly yes` and that `appendfsync`
+(the persistence targets: `--aof everysec --tests set`); their data directories are temporary
+folders in the clone (or $BENCH_DIR), on a real disk rather than /tmp.
+
 usage: bench/bench.py [--suite strings|types] [--rounds 3] [--requests 200000]
                       [--pipeline-requests 2000000] [--keys 1000000] [--no-build]
-                      [--skip-memory] [--skip-throughput]
+                      [--skip-memory] [--skip-throughput] [--aof MODE] [--tests LIST]
 
 It prints figures; it is not a test and never fails on a figure.
 """
@@ -58,16 +62,18 @@ def free_port():
 
 
 class Server:
-    def __init__(self, kind):
+    def __init__(self, kind, aof=None):
         self.kind = kind
         self.port = free_port()
-        self.tmp = tempfile.TemporaryDirectory()
+        # On the disk the data directory lives on (the clone's), not a RAM disk like /tmp can be.
+        self.tmp = tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR", ROOT))
+        appendonly = ["--appendonly", "yes", "--appendfsync", aof] if aof else ["--appendonly", "no"]
         if kind == "tessera":
             cmd = [os.path.join(TARGET, "release", "tessera"), "server", "--port", str(self.port),
-                   "--loglevel", "warning"]
+                   "--loglevel", "warning", "--dir", self.tmp.name, *appendonly]
         else:
             cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", self.tmp.name, "--loglevel", "warning"]
+                   "--dir", self.tmp.name, "--loglevel", "warning", *appendonly]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -121,9 +127,9 @@ def run_benchmark(server, pipeline, requests, extra):
     return rows
 
 
-def benchmark(server, pipeline, requests, suite):
+def benchmark(server, pipeline, requests, suite, tests=None):
     server.cli("FLUSHALL")
-    tests = TESTS if suite == "strings" else TYPE_TESTS
+    tests = tests or (TESTS if suite == "strings" else TYPE_TESTS)
     # One invocation per test, in redis-benchmark's order (the pops find what the pushes left),
     # so each test gets its own server CPU figure.
     rows = {}
@@ -143,7 +149,7 @@ def benchmark(server, pipeline, requests, suite):
 
 def throughput(args):
     results = {}  # (kind, pipeline, test) -> list of (rps, p50, p99)
-    servers = {kind: Server(kind) for kind in ("tessera", "redis")}
+    servers = {kind: Server(kind, args.aof) for kind in ("tessera", "redis")}
     try:
         for rnd in range(args.rounds):
             order = ["tessera", "redis"] if rnd % 2 == 0 else ["redis", "tessera"]
@@ -152,7 +158,7 @@ def throughput(args):
                 for kind in order:
                     print(f"round {rnd + 1}/{args.rounds}: {kind} -P {pipeline}", file=sys.stderr)
                     for test, figures in benchmark(servers[kind], pipeline, requests,
-                                                   args.suite).items():
+                                                   args.suite, args.tests).items():
                         results.setdefault((kind, pipeline, test), []).append(figures)
     finally:
         for s in servers.values():
@@ -162,10 +168,11 @@ def throughput(args):
         return statistics.median(f[i] for f in results[(kind, pipeline, test)])
 
     print()
-    tests = TESTS if args.suite == "strings" else TYPE_TESTS + " + " + ",".join(
-        n for n, _ in WORKLOADS)
+    tests = args.tests or (TESTS if args.suite == "strings" else TYPE_TESTS + " + " + ",".join(
+        n for n, _ in WORKLOADS))
     print(f"redis-benchmark -t {tests} -c 50 -r 1000000 -d 16, median of {args.rounds} "
-          "interleaved rounds")
+          "interleaved rounds" + (f", both with appendonly yes, appendfsync {args.aof}"
+                                  if args.aof else ""))
     print("cpu: server CPU (user+system) per request in microseconds; a lower ratio is better")
     header = (f"{'test':<16} {'P':>3} {'tessera ops/s':>14} {'redis ops/s':>12} {'ratio':>6} "
               f"{'t p50':>7} {'r p50':>7} {'t p99':>7} {'r p99':>7} {'p99 ratio':>9} "
@@ -288,6 +295,9 @@ def main():
     p.add_argument("--pipeline-requests", type=int, default=2000000,
                    help="requests per test at -P 16")
     p.add_argument("--keys", type=int, default=1000000)
+    p.add_argument("--aof", choices=["always", "everysec", "no"],
+                   help="run both servers with appendonly yes and this appendfsync")
+    p.add_argument("--tests", help="redis-benchmark tests to run instead of the suite's (-t)")
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-throughput", action="store_true")

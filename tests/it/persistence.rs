@@ -633,3 +633,148 @@ fn clients_get_loading_while_the_dataset_loads() {
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
     assert_eq!(n, 300_000);
 }
+
+/// A checkpoint taken while writers change keys in every slot is exactly the state at its
+/// offset: restarting from it plus the log that follows gives the dataset the writers left.
+#[test]
+fn checkpoint_under_writes_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let args = ["--dir", &d, "--appendonly", "yes", "--save", ""];
+    let server = TestServer::start(&args);
+    let mut c = server.redis();
+    let () = redis::cmd("DEBUG")
+        .arg(&["POPULATE", "200000", "key", "8"])
+        .query(&mut c)
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = server.port;
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                let mut i = t * 7919;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i = (i * 31 + 17) % 200_000;
+                    let key = format!("key:{i}");
+                    let mut p = redis::pipe();
+                    p.cmd("APPEND").arg(&key).arg("x");
+                    p.cmd("INCR").arg(format!("ctr:{}", i % 1000));
+                    p.cmd("RPUSH").arg(format!("list:{}", i % 50)).arg(i);
+                    p.cmd("HINCRBY")
+                        .arg(format!("h:{}", i % 100))
+                        .arg("f")
+                        .arg(1);
+                    if i % 3 == 0 {
+                        p.cmd("DEL").arg(format!("key:{}", (i + 1) % 200_000));
+                    }
+                    if i % 5 == 0 {
+                        p.cmd("SET")
+                            .arg(format!("new:{i}"))
+                            .arg(i)
+                            .arg("EX")
+                            .arg(1000);
+                    }
+                    p.query::<()>(&mut c).unwrap();
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let reply: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+    assert_eq!(reply, "Background append only file rewriting started");
+    crate::support::wait_for(std::time::Duration::from_secs(60), "the checkpoint", || {
+        let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+        info.contains("aof_rewrites:1")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+    assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
+    let before = digest(&mut c);
+    let keys: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    server.signal("-KILL");
+    drop(server);
+    let server = TestServer::start(&args);
+    server.wait_loaded();
+    let mut c = server.redis();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), keys);
+    assert_eq!(digest(&mut c), before);
+    let log = server.log();
+    assert!(log.contains("DB loaded from disk"), "{log}");
+}
+
+/// BGSAVE, SAVE, LASTSAVE and the `save` rules, with the image alone (no log) on restart.
+#[test]
+fn bgsave_save_and_save_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let args = ["--dir", &d, "--save", "1 1"];
+    let server = TestServer::start(&args);
+    let mut c = server.redis();
+    let before: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    let () = redis::cmd("SET").arg("a").arg("1").query(&mut c).unwrap();
+    // The rule (1 second, 1 change) fires from the cron.
+    crate::support::wait_for(std::time::Duration::from_secs(10), "a save by rule", || {
+        let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+        info.contains("rdb_saves:1") && info.contains("rdb_changes_since_last_save:0")
+    });
+    let after: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    assert!(after >= before);
+    let () = redis::cmd("RPUSH").arg("l").arg("x").query(&mut c).unwrap();
+    let ok: String = redis::cmd("SAVE").query(&mut c).unwrap();
+    assert_eq!(ok, "OK");
+    let started: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+    assert_eq!(started, "Background saving started");
+    let bad: redis::RedisResult<()> = redis::cmd("BGSAVE").arg("NOW").query(&mut c);
+    assert!(bad.is_err());
+    let bad: redis::RedisResult<()> = redis::cmd("CONFIG")
+        .arg(&["SET", "save", "1 2 3"])
+        .query(&mut c);
+    assert!(
+        bad.unwrap_err()
+            .to_string()
+            .contains("Invalid save parameters")
+    );
+    crate::support::wait_for(std::time::Duration::from_secs(10), "the BGSAVE", || {
+        let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+        info.contains("rdb_bgsave_in_progress:0")
+    });
+    let digest_before = digest(&mut c);
+    // SHUTDOWN NOSAVE: what was written since the last save is not saved.
+    let () = redis::cmd("SET")
+        .arg("unsaved")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("NOSAVE").query(&mut c);
+    let mut server = server;
+    server.wait_exit(std::time::Duration::from_secs(10));
+    drop(server);
+    let server = TestServer::start(&args);
+    server.wait_loaded();
+    let mut c = server.redis();
+    assert_eq!(digest(&mut c), digest_before);
+    // A plain SHUTDOWN with save rules saves.
+    let () = redis::cmd("SET")
+        .arg("saved")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let digest_before = digest(&mut c);
+    let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut c);
+    let mut server = server;
+    server.wait_exit(std::time::Duration::from_secs(10));
+    drop(server);
+    let server = TestServer::start(&args);
+    server.wait_loaded();
+    let mut c = server.redis();
+    assert_eq!(digest(&mut c), digest_before);
+}

@@ -431,6 +431,19 @@ impl Store {
         Ok(expect)
     }
 
+    /// Deletes the log from `offset` on (a stale tail, when the log is off).
+    pub fn drop_log_from(&self, offset: u64) -> Result<(), StoreError> {
+        self.db
+            .delete_range_cf(
+                self.cf(CF_LOG),
+                offset.to_be_bytes(),
+                u64::MAX.to_be_bytes(),
+            )
+            .map_err(|e| self.err(e))?;
+        // u64::MAX itself is excluded from the range; no record can start there.
+        Ok(())
+    }
+
     /// The first log offset, if the log is not empty.
     pub fn log_start(&self) -> Result<Option<u64>, StoreError> {
         let mut it = self.db.raw_iterator_cf(self.cf(CF_LOG));
@@ -446,14 +459,18 @@ impl Store {
         )))
     }
 
-    /// Bytes of the log and image on disk (approximate, from RocksDB's properties).
+    /// Bytes of the log and image (approximate, from RocksDB's properties: files on disk and
+    /// memtables).
     pub fn disk_sizes(&self) -> (u64, u64) {
-        let size = |cf: &str| {
+        let prop = |cf: &str, name: &str| {
             self.db
-                .property_int_value_cf(self.cf(cf), "rocksdb.total-sst-files-size")
+                .property_int_value_cf(self.cf(cf), name)
                 .ok()
                 .flatten()
                 .unwrap_or(0)
+        };
+        let size = |cf: &str| {
+            prop(cf, "rocksdb.total-sst-files-size") + prop(cf, "rocksdb.cur-size-all-mem-tables")
         };
         (size(CF_LOG), size(CF_IMAGE))
     }

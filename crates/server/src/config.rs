@@ -117,7 +117,9 @@ impl Default for Config {
             databases: 1,
             appendonly: false,
             appendfsync: "everysec".into(),
-            save: String::new(),
+            // Redis's default rules: after an hour and one change, five minutes and 100
+            // changes, a minute and 10000 changes.
+            save: "3600 1 300 100 60 10000".into(),
             config_file: None,
         }
     }
@@ -500,7 +502,12 @@ impl Config {
                     return Err("argument(s) must be one of the following: always, everysec, no".into());
                 }
             },
-            "save" => self.save = value.into(),
+            "save" => {
+                if crate::checkpoint::parse_save_rules(value).is_none() {
+                    return Err("Invalid save parameters".into());
+                }
+                self.save = value.split_whitespace().collect::<Vec<_>>().join(" ");
+            }
             "port" | "bind" | "enable-debug-command" | "dir" | "logfile" | "pidfile"
             | "databases" => return Err("can't set immutable config".into()),
             _ => return Err("unknown".into()),

@@ -331,11 +331,15 @@ impl Server {
             return;
         }
         // Writes (and PING, as in Redis) are refused while the log cannot be written.
-        if (spec.has(flag::WRITE) || spec.name == "ping")
-            && let Some(text) = self.misconf()
-        {
-            self.reject(tok, out, Some(idx), &text);
-            return;
+        if spec.has(flag::WRITE) || spec.name == "ping" {
+            if let Some(text) = self.misconf() {
+                self.reject(tok, out, Some(idx), &text);
+                return;
+            }
+            if let Some(text) = self.bgsave_misconf() {
+                self.reject(tok, out, Some(idx), text);
+                return;
+            }
         }
 
         // maxmemory: evict first; a command that may grow memory is refused when that fails

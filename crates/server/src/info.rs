@@ -214,64 +214,64 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
         }
         "persistence" => {
             let p = &s.persist;
+            let sv = &s.saves;
+            let cp = s.checkpoint.as_ref();
+            let bgsave = cp.filter(|c| !c.is_rewrite());
+            let rewrite = cp.filter(|c| c.is_rewrite());
+            let (processed, _) = s.db.snapshot_progress().unwrap_or((0, 0));
+            let ok = |b: bool| if b { "ok" } else { "err" };
             w!("# Persistence");
             w!("loading:{}", u8::from(p.loading.is_some()));
-            for f in [
-                "async_loading:0",
-                "current_cow_peak:0",
-                "current_cow_size:0",
-                "current_cow_size_age:0",
-                "current_fork_perc:0.00",
-                "current_save_keys_processed:0",
-                "current_save_keys_total:0",
-            ] {
-                w!("{f}");
-            }
+            w!("async_loading:0");
+            w!("current_cow_peak:0");
+            w!("current_cow_size:0");
+            w!("current_cow_size_age:0");
+            w!("current_fork_perc:0.00");
+            w!(
+                "current_save_keys_processed:{}",
+                if cp.is_some() { processed } else { 0 }
+            );
+            w!(
+                "current_save_keys_total:{}",
+                if cp.is_some() { s.db.len() } else { 0 }
+            );
             w!(
                 "rdb_changes_since_last_save:{}",
                 s.dirty.saturating_sub(s.dirty_at_save)
             );
-            w!("rdb_bgsave_in_progress:0");
+            w!("rdb_bgsave_in_progress:{}", u8::from(bgsave.is_some()));
             w!("rdb_last_save_time:{}", s.last_save);
-            for f in [
-                "rdb_last_bgsave_status:ok",
-                "rdb_last_bgsave_time_sec:-1",
-                "rdb_current_bgsave_time_sec:-1",
-                "rdb_saves:0",
-                "rdb_last_cow_size:0",
-                "rdb_last_load_keys_expired:0",
-            ] {
-                w!("{f}");
-            }
+            w!("rdb_last_bgsave_status:{}", ok(sv.last_ok));
+            w!("rdb_last_bgsave_time_sec:{}", sv.last_duration_secs);
+            w!(
+                "rdb_current_bgsave_time_sec:{}",
+                bgsave.map_or(-1, |c| c.started.elapsed().as_secs() as i64)
+            );
+            w!("rdb_saves:{}", sv.saves);
+            w!("rdb_last_cow_size:0");
+            w!("rdb_last_load_keys_expired:0");
             w!("rdb_last_load_keys_loaded:{}", p.last_load_keys);
             w!("aof_enabled:{}", u8::from(p.aof));
-            for f in [
-                "aof_rewrite_in_progress:0",
-                "aof_rewrite_scheduled:0",
-                "aof_last_rewrite_time_sec:-1",
-                "aof_current_rewrite_time_sec:-1",
-                "aof_last_bgrewrite_status:ok",
-                "aof_rewrites:0",
-                "aof_rewrites_consecutive_failures:0",
-            ] {
-                w!("{f}");
-            }
+            w!("aof_rewrite_in_progress:{}", u8::from(rewrite.is_some()));
+            w!("aof_rewrite_scheduled:{}", u8::from(sv.scheduled_rewrite));
+            w!("aof_last_rewrite_time_sec:{}", sv.last_rewrite_secs);
             w!(
-                "aof_last_write_status:{}",
-                if p.write_error.is_some() { "err" } else { "ok" }
+                "aof_current_rewrite_time_sec:{}",
+                rewrite.map_or(-1, |c| c.started.elapsed().as_secs() as i64)
             );
-            for f in [
-                "aof_last_cow_size:0",
-                "module_fork_in_progress:0",
-                "module_fork_last_cow_size:0",
-            ] {
-                w!("{f}");
-            }
+            w!("aof_last_bgrewrite_status:{}", ok(sv.last_rewrite_ok));
+            w!("aof_rewrites:{}", sv.rewrites);
+            w!("aof_rewrites_consecutive_failures:0");
+            w!("aof_last_write_status:{}", ok(p.write_error.is_none()));
+            w!("aof_last_cow_size:0");
+            w!("module_fork_in_progress:0");
+            w!("module_fork_last_cow_size:0");
             if p.aof {
-                let (log, image) = p.store.as_ref().map_or((0, 0), |st| st.disk_sizes());
-                w!("aof_current_size:{}", log + image);
+                let image = p.store.as_ref().map_or(0, |st| st.disk_sizes().1);
+                let log = s.effects.offset.saturating_sub(sv.image_offset);
+                w!("aof_current_size:{}", image + log);
                 w!("aof_base_size:{image}");
-                w!("aof_pending_rewrite:0");
+                w!("aof_pending_rewrite:{}", u8::from(sv.scheduled_rewrite));
                 w!("aof_buffer_length:{}", p.unwritten_len());
                 w!("aof_pending_bio_fsync:0");
                 w!("aof_delayed_fsync:0");

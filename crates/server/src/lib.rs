@@ -9,6 +9,7 @@
 //! No locks on the hot path: the event loop owns the keyspace and every client.
 
 pub mod blocking;
+pub mod checkpoint;
 pub mod client;
 pub mod commands;
 pub mod config;

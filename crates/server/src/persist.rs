@@ -112,6 +112,11 @@ pub struct Persistence {
     pub held: Vec<usize>,
     pub loading: Option<Loading>,
     pub last_load_keys: u64,
+    /// The replication ID the stream offsets belong to (kept in the store).
+    pub replid: String,
+    /// The log is on but held back until the first checkpoint commits (`appendonly yes` at
+    /// run time): effects wait in memory, as Redis's rewrite buffer.
+    pub log_blocked: bool,
 }
 
 impl Persistence {
@@ -135,7 +140,18 @@ impl Persistence {
             held: Vec::new(),
             loading: None,
             last_load_keys: 0,
+            replid: String::new(),
+            log_blocked: false,
         };
+        p.replid = match &p.store {
+            Some(s) => s.replid()?,
+            None => None,
+        }
+        .unwrap_or_else(|| {
+            (0..40)
+                .map(|_| char::from_digit(rand::random_range(0..16u32), 16).expect("below 16"))
+                .collect()
+        });
         p.start_syncer();
         Ok(p)
     }
@@ -207,6 +223,9 @@ impl Server {
         if let Some(e) = sync_error {
             self.note_write_error(e);
         }
+        if self.persist.log_blocked {
+            return;
+        }
         let Some((start, bytes)) = self.persist.unwritten.take() else {
             return;
         };
@@ -262,12 +281,21 @@ impl Server {
                 }
             };
             let image = store.image().map_err(|e| e.to_string())?;
-            if !self.db.is_empty() || image.is_some() || self.effects.offset != 0 {
-                // TODO(#4): start the log at the current offset and take a checkpoint there.
-                return Err("turning appendonly on with data needs a checkpoint (not yet implemented, issue 4); start the server with appendonly yes".into());
-            }
             self.persist.aof = true;
             self.effects.enabled = true;
+            self.update_expired_logging();
+            if !self.db.is_empty() || image.is_some() || self.effects.offset != 0 {
+                // The log starts at the current offset, held back until a checkpoint at that
+                // offset is committed (until then a restart loads what was there before).
+                self.persist.log_blocked = true;
+                self.abort_checkpoint();
+                if let Err(e) = self.start_checkpoint(crate::checkpoint::Kind::Rewrite) {
+                    self.persist.aof = false;
+                    self.effects.enabled = false;
+                    self.persist.log_blocked = false;
+                    return Err(e);
+                }
+            }
         } else if !next.appendonly && self.persist.aof {
             self.persist_turn();
             self.persist.aof = false;
@@ -296,6 +324,16 @@ impl Server {
         let image = store.image()?;
         let log_from = image.as_ref().map_or(0, |i| i.offset);
         let aof = self.persist.aof;
+        if let Some(img) = &image {
+            self.saves.image_offset = img.offset;
+            self.saves.image_keys = img.keys;
+            self.saves.next_generation = img.generation + 1;
+        }
+        if !aof {
+            // Without the log, only the image counts: a log tail left from an earlier run
+            // with `appendonly yes` is stale and goes.
+            store.drop_log_from(log_from)?;
+        }
         if aof && image.is_none() && store.log_start()?.is_some_and(|s| s > 0) {
             return Err(StoreError::Corrupt {
                 path: store.path().to_path_buf(),

@@ -125,6 +125,14 @@ pub struct Server {
     pub dirty_at_save: u64,
     pub effects: crate::effects::Effects,
     pub persist: crate::persist::Persistence,
+    /// The checkpoint in progress.
+    pub checkpoint: Option<crate::checkpoint::Checkpoint>,
+    pub saves: crate::checkpoint::SaveStats,
+    /// SHUTDOWN SAVE (`Some(true)`) or NOSAVE (`Some(false)`); by default the `save` rules
+    /// decide.
+    pub shutdown_save: Option<bool>,
+    /// The last poll returned events (checkpoints take a bigger slice of idle turns).
+    turn_had_events: bool,
     poll: Poll,
     listener: TcpListener,
     pending_writes: Vec<usize>,
@@ -248,6 +256,10 @@ impl Server {
             dirty_at_save: 0,
             effects: Default::default(),
             persist,
+            checkpoint: None,
+            saves: Default::default(),
+            shutdown_save: None,
+            turn_had_events: false,
             poll,
             listener,
             pending_writes: Vec::new(),
@@ -289,6 +301,7 @@ impl Server {
             let window = Duration::from_micros(self.config.busy_poll_us);
             let mut timeout = if self.fast_expire_due
                 || self.persist.loading.is_some()
+                || self.checkpoint.as_ref().is_some_and(|c| c.walking())
                 || !self.pending_writes.is_empty()
                 || !self.pending_reads.is_empty()
                 || busy.spinning(window)
@@ -297,6 +310,10 @@ impl Server {
             } else {
                 period.saturating_sub(since)
             };
+            if self.checkpoint.is_some() {
+                // A committing checkpoint is polled for its result.
+                timeout = timeout.min(Duration::from_millis(5));
+            }
             // Wake up for the earliest blocking timeout.
             if let Some(d) = self.blocking.next_deadline() {
                 timeout = timeout.min(d.saturating_duration_since(Instant::now()));
@@ -307,6 +324,7 @@ impl Server {
                 Err(e) => return Err(e),
             }
             self.turn_start = Instant::now();
+            self.turn_had_events = !events.is_empty();
             if !events.is_empty() {
                 self.clock.resync(self.turn_start);
                 busy.active(self.turn_start);
@@ -676,6 +694,16 @@ impl Server {
         }
         // The turn's effects go to the log before any reply of the turn goes out.
         self.persist_turn();
+        if self.checkpoint.is_some() {
+            // A tenth of the turn's own work (so throughput stays within about 10%), or 5 ms
+            // of an idle turn.
+            let budget = if self.turn_had_events {
+                (self.turn_start.elapsed() / 10).max(Duration::from_micros(50))
+            } else {
+                Duration::from_millis(5)
+            };
+            self.checkpoint_step(budget);
+        }
         // Clients marked by CLIENT KILL.
         let pending = std::mem::take(&mut self.pending_writes);
         for &tok in &pending {
@@ -708,6 +736,7 @@ impl Server {
             self.fast_expire_due = self.db.active_expire_cycle(tuning, budget_us, unix_ms);
         }
         self.drain_expired_keys();
+        self.checkpoint_cron();
         self.db.rehash_and_shrink(1000);
         self.stats.sample_ops();
         if let Some(p) = self.pause
@@ -746,6 +775,7 @@ impl Server {
 
     fn shutdown(&mut self) {
         tracing::warn!("user requested shutdown");
+        self.persist_on_shutdown();
         // Write what is pending, then close every client.
         let toks: Vec<usize> = self.clients.iter().map(|(t, _)| t).collect();
         for tok in toks {

@@ -7,7 +7,7 @@ use std::fmt;
 const INLINE: usize = 22;
 
 /// An immutable byte string, inline up to 22 bytes, boxed beyond.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 pub enum SmallBytes {
     #[doc(hidden)]
     Inline { len: u8, data: [u8; INLINE] },
@@ -72,6 +72,34 @@ impl SmallBytes {
             SmallBytes::Inline { .. } => 0,
             SmallBytes::Heap(b) => b.len(),
         }
+    }
+}
+
+// Equality, order and hashing are those of the bytes, whatever the representation: `Borrow<[u8]>`
+// requires it (a set of `SmallBytes` is searched with `&[u8]`).
+impl PartialEq for SmallBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for SmallBytes {}
+
+impl PartialOrd for SmallBytes {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SmallBytes {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for SmallBytes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
     }
 }
 

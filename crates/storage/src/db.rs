@@ -98,6 +98,8 @@ pub struct Db {
     /// While set nothing expires: loading and replaying the effect stream, where expiry arrives
     /// as explicit DEL effects (Redis: keys never expire while loading or on a replica).
     pub no_expiry: bool,
+    /// The snapshot in progress (`snapshot.rs`): changes save the old state first.
+    pub(crate) snapshot: Option<Box<crate::snapshot::Snapshot>>,
 }
 
 impl Default for Db {
@@ -137,6 +139,7 @@ impl Db {
             log_new: false,
             new_log: Vec::new(),
             no_expiry: false,
+            snapshot: None,
             lfu: false,
         }
     }
@@ -253,6 +256,7 @@ impl Db {
     #[inline]
     pub fn get_mut(&mut self, key: &[u8], now: i64) -> Option<&mut KeyEntry> {
         let l = loc(key);
+        self.before_change(key, l.slot, l.hash);
         // As Redis's expireIfNeeded: the expires dict is consulted only when it holds keys, and
         // the main dict is searched once.
         if !self.expires.is_empty() && self.expire_if_needed(key, l, now) {
@@ -271,6 +275,7 @@ impl Db {
         make: impl FnOnce() -> Value,
     ) -> &mut KeyEntry {
         let l = loc(key);
+        self.before_change(key, l.slot, l.hash);
         if !self.expires.is_empty() {
             self.expire_if_needed(key, l, now);
         }
@@ -335,6 +340,7 @@ impl Db {
     /// value if the key existed.
     pub fn set(&mut self, key: &[u8], value: Value, expiry: Expiry, now: i64) -> Option<Value> {
         let l = loc(key);
+        self.before_change(key, l.slot, l.hash);
         if let Some(entry) = self.slots[l.slot].get_mut(key, l.hash) {
             let volatile = entry.flags & FLAG_VOLATILE != 0;
             let expired = volatile
@@ -430,6 +436,7 @@ impl Db {
     }
 
     fn remove_at(&mut self, key: &[u8], l: Loc) -> Option<Value> {
+        self.before_change(key, l.slot, l.hash);
         let entry = self.slots[l.slot].remove(key, l.hash)?;
         self.keys -= 1;
         if entry.flags & FLAG_VOLATILE != 0 {
@@ -533,6 +540,16 @@ impl Db {
     }
 
     /// Expiry time of an entry met while iterating.
+    /// The entries of a slot, expired ones included.
+    pub(crate) fn slot_entries(&self, slot: usize) -> impl Iterator<Item = &KeyEntry> {
+        self.slots[slot].iter()
+    }
+
+    /// The stored entry of `key`, whose slot and hash are known.
+    pub(crate) fn stored_at(&self, key: &[u8], slot: usize, hash: u64) -> Option<&KeyEntry> {
+        self.slots[slot].get(key, hash)
+    }
+
     pub fn entry_expire_at(&self, entry: &KeyEntry) -> Option<i64> {
         if !entry.is_volatile() {
             return None;

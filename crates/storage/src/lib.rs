@@ -18,6 +18,7 @@ pub mod hll;
 pub mod lfu;
 pub mod longdouble;
 pub mod rdb;
+pub mod snapshot;
 pub mod strings;
 pub mod types;
 pub mod value;

@@ -193,12 +193,19 @@ pub fn flush(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     };
     s.touch_watched_existing();
     s.dirty += 1;
+    // As Redis kills its BGSAVE child: the image being taken is of a dataset that is gone.
+    let restart = s.checkpoint.is_some();
+    s.abort_checkpoint();
     let old = s.db.flush();
     if asynchronous {
         // Redis's lazyfree: the memory is released on another thread.
         std::thread::spawn(move || drop(old));
     } else {
         drop(old);
+    }
+    // With `save` rules, Redis saves the empty dataset right away.
+    if restart || !s.config.save.trim().is_empty() {
+        let _ = s.start_checkpoint(crate::checkpoint::Kind::Bgsave);
     }
     call.reply().ok();
     Ok(())

@@ -155,6 +155,71 @@ pub fn lastsave(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdRes
     Ok(())
 }
 
+/// `SAVE`: a checkpoint, run to the end before the reply.
+pub fn save(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
+    if s.checkpoint.is_some() {
+        return Err(CmdError::msg("ERR Background save already in progress"));
+    }
+    match s.save_now() {
+        Ok(()) => call.reply().ok(),
+        Err(_) => return Err(CmdError::msg("ERR")),
+    }
+    Ok(())
+}
+
+/// `BGSAVE [SCHEDULE]`
+pub fn bgsave(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    use crate::checkpoint::Kind;
+    let schedule = match args.try_get(1) {
+        None => false,
+        Some(a) if args.len() == 2 && is(a, "schedule") => true,
+        Some(_) => return Err(CmdError::Syntax),
+    };
+    match &s.checkpoint {
+        Some(c) if !c.is_rewrite() => Err(CmdError::msg("ERR Background save already in progress")),
+        // A log rewrite is the same work: BGSAVE waits for its turn, as in Redis.
+        Some(_) if schedule || s.in_exec.is_some() => {
+            s.saves.scheduled_bgsave = true;
+            call.reply().simple("Background saving scheduled");
+            Ok(())
+        }
+        Some(_) => Err(CmdError::msg(
+            "ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.",
+        )),
+        None => match s.start_checkpoint(Kind::Bgsave) {
+            Ok(()) => {
+                call.reply().simple("Background saving started");
+                Ok(())
+            }
+            Err(e) => Err(CmdError::msg(format!("ERR {e}"))),
+        },
+    }
+}
+
+/// `BGREWRITEAOF`: a checkpoint that also drops the log it covers.
+pub fn bgrewriteaof(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
+    use crate::checkpoint::Kind;
+    match &s.checkpoint {
+        Some(c) if c.is_rewrite() => Err(CmdError::msg(
+            "ERR Background append only file rewriting already in progress",
+        )),
+        Some(_) => {
+            s.saves.scheduled_rewrite = true;
+            call.reply()
+                .simple("Background append only file rewriting scheduled");
+            Ok(())
+        }
+        None => match s.start_checkpoint(Kind::Rewrite) {
+            Ok(()) => {
+                call.reply()
+                    .simple("Background append only file rewriting started");
+                Ok(())
+            }
+            Err(e) => Err(CmdError::msg(format!("ERR {e}"))),
+        },
+    }
+}
+
 const DEBUG_HELP: &[&str] = &[
     "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "DIGEST",
@@ -269,6 +334,11 @@ pub fn shutdown(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
         }
         if is(a, "abort") {
             return Err(CmdError::msg("ERR No shutdown in progress."));
+        }
+        if is(a, "save") {
+            s.shutdown_save = Some(true);
+        } else if is(a, "nosave") {
+            s.shutdown_save = Some(false);
         }
     }
     // Like Redis, a successful SHUTDOWN closes the connection without a reply.

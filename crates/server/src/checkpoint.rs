@@ -1,0 +1,417 @@
+//! Checkpoints, the RDB analogue: a point-in-time image of the keyspace written into the store
+//! without fork and without stopping the shard (BGSAVE, BGREWRITEAOF, SAVE, `save` rules,
+//! automatic log rewrites, and the save at shutdown).
+//!
+//! A checkpoint starts at a record boundary of the effect stream (offset O): the turn's effects
+//! so far are written as their own log record first. The keyspace snapshot
+//! (`tessera_storage::snapshot`, copy-on-write at key granularity) is walked a slice per turn,
+//! sized to a tenth of the turn's work (or 5 ms when idle), and its records go to a writer
+//! thread that puts them into the store under a new generation. When the walk is done the
+//! writer commits: one synced batch names the new image (generation, O, replication ID),
+//! drops the log before O and the previous generation. Recovery is then image(O) + log from O.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use tessera_persist::{ImageMeta, ImageRecord, Store, image_key};
+use tessera_storage::snapshot::SnapRecord;
+
+use crate::server::{Server, unix_ms};
+
+/// What started a checkpoint (INFO reports BGSAVE and rewrites apart, as Redis does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// BGSAVE or a `save` rule.
+    Bgsave,
+    /// BGREWRITEAOF, an automatic log rewrite, or turning `appendonly` on.
+    Rewrite,
+    /// SAVE (and the save at shutdown): runs to the end before the loop goes on.
+    Save,
+}
+
+enum ToWriter {
+    Records(Vec<SnapRecord>),
+    Commit(ImageMeta),
+}
+
+/// A checkpoint in progress.
+pub struct Checkpoint {
+    pub kind: Kind,
+    pub started: Instant,
+    generation: u64,
+    offset: u64,
+    dirty_at_start: u64,
+    tx: Option<SyncSender<ToWriter>>,
+    result: Receiver<Result<(), String>>,
+    /// Records taken from the snapshot but not yet accepted by the writer.
+    pending: Vec<SnapRecord>,
+    walk_done: bool,
+    committing: bool,
+}
+
+impl Checkpoint {
+    /// True while the walk or the hand-over to the writer goes on (not yet committing).
+    pub fn walking(&self) -> bool {
+        !self.committing
+    }
+
+    /// Keys serialized so far is in the keyspace's snapshot; this is the kind's INFO view.
+    pub fn is_rewrite(&self) -> bool {
+        self.kind == Kind::Rewrite
+    }
+}
+
+/// Checkpoint statistics for INFO and LASTSAVE.
+#[derive(Debug)]
+pub struct SaveStats {
+    pub last_ok: bool,
+    pub last_duration_secs: i64,
+    pub saves: u64,
+    pub rewrites: u64,
+    pub last_rewrite_ok: bool,
+    pub last_rewrite_secs: i64,
+    pub last_attempt: Option<Instant>,
+    pub scheduled_bgsave: bool,
+    pub scheduled_rewrite: bool,
+    /// Keys in the last committed image.
+    pub image_keys: u64,
+    /// Stream offset of the committed image (the log holds what follows).
+    pub image_offset: u64,
+    pub next_generation: u64,
+}
+
+impl Default for SaveStats {
+    fn default() -> Self {
+        SaveStats {
+            last_ok: true,
+            last_duration_secs: -1,
+            saves: 0,
+            rewrites: 0,
+            last_rewrite_ok: true,
+            last_rewrite_secs: -1,
+            last_attempt: None,
+            scheduled_bgsave: false,
+            scheduled_rewrite: false,
+            image_keys: 0,
+            image_offset: 0,
+            next_generation: 1,
+        }
+    }
+}
+
+/// Parses `save` rules: "<seconds> <changes>" pairs; "" is none.
+pub fn parse_save_rules(s: &str) -> Option<Vec<(u64, u64)>> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    if !words.len().is_multiple_of(2) {
+        return None;
+    }
+    words
+        .chunks(2)
+        .map(|p| Some((p[0].parse().ok()?, p[1].parse().ok()?)))
+        .collect()
+}
+
+fn writer_thread(
+    store: &Store,
+    generation: u64,
+    rx: &Receiver<ToWriter>,
+    result: &SyncSender<Result<(), String>>,
+) {
+    let mut failed: Option<String> = store
+        .drop_generation(generation)
+        .err()
+        .map(|e| e.to_string());
+    let mut batch = Vec::new();
+    for msg in rx.iter() {
+        match msg {
+            ToWriter::Records(records) => {
+                if failed.is_some() {
+                    continue;
+                }
+                batch.clear();
+                for r in records {
+                    let value = ImageRecord::encode_into(r.expire_ms, |out| {
+                        out.extend_from_slice(&r.value)
+                    });
+                    batch.push((image_key(generation, &r.key), value));
+                }
+                if let Err(e) = store.write_image(&batch) {
+                    failed = Some(e.to_string());
+                }
+            }
+            ToWriter::Commit(meta) => {
+                let r = match failed.take() {
+                    Some(e) => Err(e),
+                    None => store.commit_image(&meta).map_err(|e| e.to_string()),
+                };
+                if r.is_err() {
+                    let _ = store.drop_generation(generation);
+                }
+                let _ = result.send(r);
+                return;
+            }
+        }
+    }
+    // The checkpoint was abandoned: its records go.
+    let _ = store.drop_generation(generation);
+}
+
+impl Server {
+    /// Starts a checkpoint. Errors are Redis's texts for the caller to reply with.
+    pub(crate) fn start_checkpoint(&mut self, kind: Kind) -> Result<(), String> {
+        if self.checkpoint.is_some() {
+            return Err("Background save already in progress".into());
+        }
+        if self.persist.loading.is_some() {
+            return Err("the dataset is loading".into());
+        }
+        let store = match &self.persist.store {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s = Store::open(&self.persist.path, true).map_err(|e| e.to_string())?;
+                let s = Arc::new(s);
+                self.persist.store = Some(Arc::clone(&s));
+                s
+            }
+        };
+        // The image must start on a record boundary of the log.
+        self.persist_turn();
+        let generation = self.saves.next_generation;
+        self.saves.next_generation += 1;
+        let (tx, rx) = sync_channel::<ToWriter>(4);
+        let (rtx, rrx) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("tessera-checkpoint".into())
+            .spawn(move || writer_thread(&store, generation, &rx, &rtx))
+            .map_err(|e| e.to_string())?;
+        self.db.begin_snapshot();
+        self.saves.last_attempt = Some(Instant::now());
+        self.checkpoint = Some(Checkpoint {
+            kind,
+            started: Instant::now(),
+            generation,
+            offset: self.effects.offset,
+            dirty_at_start: self.dirty,
+            tx: Some(tx),
+            result: rrx,
+            pending: Vec::new(),
+            walk_done: false,
+            committing: false,
+        });
+        tracing::info!(
+            ?kind,
+            generation,
+            offset = self.effects.offset,
+            "checkpoint started"
+        );
+        Ok(())
+    }
+
+    /// Abandons the running checkpoint (FLUSHALL, as Redis kills its BGSAVE child).
+    pub(crate) fn abort_checkpoint(&mut self) {
+        if self.checkpoint.take().is_some() {
+            self.db.end_snapshot();
+            tracing::info!("checkpoint abandoned");
+        }
+    }
+
+    /// Advances the running checkpoint by about `budget` of work. Returns true while it runs.
+    pub(crate) fn checkpoint_step(&mut self, budget: Duration) -> bool {
+        let Some(mut cp) = self.checkpoint.take() else {
+            return false;
+        };
+        let start = Instant::now();
+        loop {
+            // Hand over what is waiting; stop producing while the writer is behind.
+            if cp.pending.is_empty() {
+                cp.pending = self.db.take_snapshot_records();
+            }
+            if !cp.pending.is_empty() {
+                let tx = cp.tx.as_ref().expect("the writer runs until the commit");
+                match tx.try_send(ToWriter::Records(std::mem::take(&mut cp.pending))) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(ToWriter::Records(back))) => {
+                        cp.pending = back;
+                        break;
+                    }
+                    Err(_) => {
+                        self.db.end_snapshot();
+                        self.finish_checkpoint(cp, Err("the checkpoint writer stopped".into()));
+                        return false;
+                    }
+                }
+            }
+            if cp.walk_done || start.elapsed() >= budget {
+                break;
+            }
+            cp.walk_done = self.db.snapshot_step(64 << 10);
+        }
+        if cp.walk_done && cp.pending.is_empty() && !cp.committing {
+            let rest = self.db.take_snapshot_records();
+            if !rest.is_empty() {
+                cp.pending = rest;
+                self.checkpoint = Some(cp);
+                return true;
+            }
+            let keys = self.db.snapshot_progress().map_or(0, |p| p.0);
+            self.db.end_snapshot();
+            let meta = ImageMeta {
+                generation: cp.generation,
+                offset: cp.offset,
+                replid: self.persist.replid.clone(),
+                keys,
+                saved_at_ms: unix_ms(),
+            };
+            self.saves.image_keys = keys;
+            let tx = cp.tx.take().expect("not yet committing");
+            if tx.send(ToWriter::Commit(meta)).is_err() {
+                self.finish_checkpoint(cp, Err("the checkpoint writer stopped".into()));
+                return false;
+            }
+            cp.committing = true;
+        }
+        if cp.committing {
+            match cp.result.try_recv() {
+                Ok(r) => {
+                    self.finish_checkpoint(cp, r);
+                    return false;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.finish_checkpoint(cp, Err("the checkpoint writer stopped".into()));
+                    return false;
+                }
+            }
+        }
+        self.checkpoint = Some(cp);
+        true
+    }
+
+    fn finish_checkpoint(&mut self, cp: Checkpoint, result: Result<(), String>) {
+        let secs = cp.started.elapsed().as_secs() as i64;
+        let ok = result.is_ok();
+        match cp.kind {
+            Kind::Rewrite => {
+                self.saves.last_rewrite_ok = ok;
+                self.saves.last_rewrite_secs = secs;
+            }
+            Kind::Bgsave | Kind::Save => self.saves.last_duration_secs = secs,
+        }
+        self.saves.last_ok = ok;
+        match result {
+            Ok(()) => {
+                self.saves.saves += 1;
+                if cp.kind == Kind::Rewrite {
+                    self.saves.rewrites += 1;
+                }
+                self.saves.image_offset = cp.offset;
+                self.dirty_at_save = cp.dirty_at_start;
+                self.last_save = unix_ms() / 1000;
+                self.persist.log_blocked = false;
+                tracing::info!(
+                    keys = self.saves.image_keys,
+                    offset = cp.offset,
+                    seconds = cp.started.elapsed().as_secs_f64(),
+                    "checkpoint done"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint failed");
+            }
+        }
+    }
+
+    /// SAVE: a checkpoint run to the end before anything else.
+    pub(crate) fn save_now(&mut self) -> Result<(), String> {
+        self.start_checkpoint(Kind::Save)?;
+        while self.checkpoint.is_some() {
+            if !self.checkpoint_step(Duration::from_millis(100)) {
+                break;
+            }
+            if self.checkpoint.as_ref().is_some_and(|c| c.committing) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        if self.saves.last_ok {
+            Ok(())
+        } else {
+            Err("ERR".into())
+        }
+    }
+
+    /// From the cron: `save` rules, scheduled saves, automatic log rewrites.
+    pub(crate) fn checkpoint_cron(&mut self) {
+        if self.checkpoint.is_some() || self.persist.loading.is_some() {
+            return;
+        }
+        if std::mem::take(&mut self.saves.scheduled_rewrite) {
+            let _ = self.start_checkpoint(Kind::Rewrite);
+            return;
+        }
+        if std::mem::take(&mut self.saves.scheduled_bgsave) {
+            let _ = self.start_checkpoint(Kind::Bgsave);
+            return;
+        }
+        let changes = self.dirty.saturating_sub(self.dirty_at_save);
+        let since = (unix_ms() / 1000).saturating_sub(self.last_save) as u64;
+        // After a failure, retry no sooner than 5 s later (Redis's CONFIG_BGSAVE_RETRY_DELAY).
+        let may_retry = self.saves.last_ok
+            || self
+                .saves
+                .last_attempt
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+        if may_retry
+            && changes > 0
+            && parse_save_rules(&self.config.save)
+                .unwrap_or_default()
+                .iter()
+                .any(|&(secs, n)| changes >= n && since >= secs)
+        {
+            let _ = self.start_checkpoint(Kind::Bgsave);
+            return;
+        }
+        // The log is rewritten when it has grown past the image by 100% and at least 64 MB
+        // (Redis's auto-aof-rewrite-percentage and auto-aof-rewrite-min-size defaults).
+        if self.persist.aof && may_retry {
+            let log = self.effects.offset.saturating_sub(self.saves.image_offset);
+            let base = self.persist.store.as_ref().map_or(0, |s| s.disk_sizes().1);
+            if log >= (64 << 20) && log >= base {
+                let _ = self.start_checkpoint(Kind::Rewrite);
+            }
+        }
+    }
+
+    /// At shutdown: the log is written and synced; a checkpoint is taken when SHUTDOWN SAVE
+    /// asked for one, or by default when `save` rules are set and something changed.
+    pub(crate) fn persist_on_shutdown(&mut self) {
+        if self.persist.loading.is_some() {
+            return;
+        }
+        self.persist_turn();
+        if self.persist.aof
+            && let Some(store) = &self.persist.store
+            && let Err(e) = store.sync()
+        {
+            tracing::warn!(error = %e, "syncing the log at shutdown failed");
+        }
+        let rules = !self.config.save.trim().is_empty();
+        let changed = self.dirty != self.dirty_at_save;
+        let save = self.shutdown_save.unwrap_or(rules && changed);
+        if save {
+            self.abort_checkpoint();
+            tracing::warn!("saving the final checkpoint before exiting");
+            if self.save_now().is_err() {
+                tracing::warn!("the final checkpoint failed");
+            }
+        }
+    }
+
+    /// The MISCONF text while the last checkpoint failed and `save` rules are set (Redis's
+    /// `stop-writes-on-bgsave-error yes`).
+    pub(crate) fn bgsave_misconf(&self) -> Option<&'static str> {
+        (!self.saves.last_ok && !self.config.save.trim().is_empty()).then_some(
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.",
+        )
+    }
+}
