@@ -70,7 +70,7 @@ class Server:
         appendonly = ["--appendonly", "yes", "--appendfsync", aof] if aof else ["--appendonly", "no"]
         if kind == "tessera":
             cmd = [os.path.join(TARGET, "release", "tessera"), "server", "--port", str(self.port),
-                   "--loglevel", "warning", "--dir", self.tmp.name, *appendonly]
+                   "--loglevel", "warning", "--dir", self.tmp.name, "--save", "", *appendonly]
         else:
             cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                    "--dir", self.tmp.name, "--loglevel", "warning", *appendonly]

@@ -778,3 +778,282 @@ fn bgsave_save_and_save_rules() {
     let mut c = server.redis();
     assert_eq!(digest(&mut c), digest_before);
 }
+
+/// A small tmpfs as the data directory (root only, as CI runs): unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// Disk full under `appendfsync always`: the write that did not reach the disk is not
+/// answered, new writes get MISCONF, reads are served, `INFO` shows the error; once space
+/// returns the held reply arrives and writes resume by themselves; nothing acknowledged is lost.
+#[test]
+fn disk_full_gives_misconf_and_recovers() {
+    let Some(fs) = Tmpfs::mount("24m") else {
+        eprintln!("disk_full_gives_misconf_and_recovers: skipped, mounting a tmpfs needs root");
+        return;
+    };
+    let d = fs.0.path().to_str().unwrap().to_string();
+    let args = [
+        "--dir",
+        &d,
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+    ];
+    let server = TestServer::start(&args);
+    let filler = fs.0.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 16 << 20]).unwrap();
+    let mut w = server.raw();
+    w.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let value = vec![b'v'; 1000];
+    let mut acked = 0u64;
+    let held = loop {
+        assert!(acked < 100_000, "the disk never filled");
+        let key = format!("k:{acked}");
+        w.send_cmd(&[b"SET", key.as_bytes(), &value]);
+        let mut buf = [0u8; 64];
+        match std::io::Read::read(&mut w.stream, &mut buf) {
+            Ok(n) => {
+                assert_eq!(&buf[..n], b"+OK\r\n");
+                acked += 1;
+            }
+            Err(_) => break acked,
+        }
+    };
+    let mut o = server.raw();
+    let misconf = o.cmd_str(&["SET", "other", "1"]);
+    assert_eq!(
+        misconf,
+        "-MISCONF Errors writing to the AOF file: No space left on device\r\n"
+    );
+    assert!(o.cmd_str(&["GET", "k:0"]).starts_with("$1000\r\n"));
+    let info = o.cmd_str(&["INFO", "persistence"]);
+    assert!(info.contains("aof_last_write_status:err"), "{info}");
+    std::fs::remove_file(&filler).unwrap();
+    // The held write is answered once it is on disk, and writes are accepted again.
+    w.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut w.stream, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"+OK\r\n");
+    assert_eq!(o.cmd_str(&["SET", "other", "1"]), "+OK\r\n");
+    let info = o.cmd_str(&["INFO", "persistence"]);
+    assert!(info.contains("aof_last_write_status:ok"), "{info}");
+    server.signal("-KILL");
+    drop(server);
+    let server = TestServer::start(&args);
+    server.wait_loaded();
+    let mut c = server.redis();
+    let n: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    // Every acknowledged write, the held one (acknowledged after the disk came back) and `other`.
+    assert_eq!(n, held + 2);
+    drop(server);
+    drop(fs);
+}
+
+/// `tessera import-rdb` of a dump.rdb written by the real redis-server: the same content, key
+/// by key (DEBUG DIGEST-VALUE) and as a whole (DEBUG DIGEST), TTLs included; expired keys are
+/// skipped; keys outside database 0 need --all-dbs.
+#[test]
+fn import_rdb_written_by_redis() {
+    let rdir = tempfile::tempdir().unwrap();
+    let rd = rdir.path().to_str().unwrap().to_string();
+    let redis = TestServer::start_redis_with(&["--dir", &rd, "--dbfilename", "dump.rdb"]);
+    let mut r = redis.redis();
+    fill_every_encoding(&mut r);
+    let () = redis::cmd("DEBUG")
+        .arg(&["POPULATE", "20000", "pop", "30"])
+        .query(&mut r)
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg("gone")
+        .arg("1")
+        .arg("PX")
+        .arg(150)
+        .query(&mut r)
+        .unwrap();
+    let ok: String = redis::cmd("SAVE").query(&mut r).unwrap();
+    assert_eq!(ok, "OK");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let tessera = TestServer::start(&[]);
+    let out = std::process::Command::new(crate::support::tessera_bin())
+        .args(["import-rdb", &format!("{rd}/dump.rdb"), "--port"])
+        .arg(tessera.port.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 already expired, skipped"), "{stdout}");
+    let mut t = tessera.redis();
+    // `gone` expired in Redis too by now (reading it deletes it there).
+    let gone: Option<String> = redis::cmd("GET").arg("gone").query(&mut r).unwrap();
+    assert_eq!(gone, None);
+    let rn: i64 = redis::cmd("DBSIZE").query(&mut r).unwrap();
+    let tn: i64 = redis::cmd("DBSIZE").query(&mut t).unwrap();
+    assert_eq!(tn, rn);
+    for key in keys(&mut r) {
+        assert_eq!(
+            digest_value(&mut t, &key),
+            digest_value(&mut r, &key),
+            "{key}"
+        );
+    }
+    assert_eq!(digest(&mut t), digest(&mut r));
+    // Importing again collides with the keys now there; --replace overwrites them.
+    let again = std::process::Command::new(crate::support::tessera_bin())
+        .args(["import-rdb", &format!("{rd}/dump.rdb"), "--port"])
+        .arg(tessera.port.to_string())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--replace"));
+    let replace = std::process::Command::new(crate::support::tessera_bin())
+        .args([
+            "import-rdb",
+            &format!("{rd}/dump.rdb"),
+            "--replace",
+            "--port",
+        ])
+        .arg(tessera.port.to_string())
+        .output()
+        .unwrap();
+    assert!(replace.status.success());
+    // Another database: refused without --all-dbs.
+    let () = redis::cmd("SELECT").arg(3).query(&mut r).unwrap();
+    let () = redis::cmd("SET")
+        .arg("in-db-3")
+        .arg("x")
+        .query(&mut r)
+        .unwrap();
+    let _: String = redis::cmd("SAVE").query(&mut r).unwrap();
+    let other = std::process::Command::new(crate::support::tessera_bin())
+        .args([
+            "import-rdb",
+            &format!("{rd}/dump.rdb"),
+            "--replace",
+            "--port",
+        ])
+        .arg(tessera.port.to_string())
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("--all-dbs"));
+    // A damaged file is refused with the byte where it went wrong.
+    let mut bytes = std::fs::read(format!("{rd}/dump.rdb")).unwrap();
+    let n = bytes.len();
+    bytes.truncate(n / 2);
+    std::fs::write(format!("{rd}/half.rdb"), &bytes).unwrap();
+    let half = std::process::Command::new(crate::support::tessera_bin())
+        .args([
+            "import-rdb",
+            &format!("{rd}/half.rdb"),
+            "--replace",
+            "--port",
+        ])
+        .arg(tessera.port.to_string())
+        .output()
+        .unwrap();
+    assert!(!half.status.success());
+    assert!(String::from_utf8_lossy(&half.stderr).contains("damaged at byte"));
+}
+
+/// `tessera check-data` reports a good directory; a damaged one stops the server at start with
+/// a message naming what is wrong and the way out, and check-data fails on it too.
+#[test]
+fn damaged_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let args = ["--dir", &d, "--appendonly", "yes", "--save", ""];
+    let server = TestServer::start(&args);
+    let mut c = server.redis();
+    let () = redis::cmd("DEBUG")
+        .arg(&["POPULATE", "50000", "key", "100"])
+        .query(&mut c)
+        .unwrap();
+    let _: String = redis::cmd("SAVE").query(&mut c).unwrap();
+    let () = redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut c);
+    let mut server = server;
+    server.wait_exit(std::time::Duration::from_secs(10));
+    let check = |path: &str| {
+        std::process::Command::new(crate::support::tessera_bin())
+            .args(["check-data", path])
+            .output()
+            .unwrap()
+    };
+    let good = check(&d);
+    let report = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{report}");
+    assert!(
+        report.contains("50000 keys") && report.ends_with("ok\n"),
+        "{report}"
+    );
+    // Damage the biggest table file in the middle.
+    let data = dir.path().join("tessera-data");
+    let sst = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("a table file");
+    let mut bytes = std::fs::read(&sst).unwrap();
+    let mid = bytes.len() / 3;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&sst, &bytes).unwrap();
+    let bad = check(&d);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("check-data"));
+    let mut server = TestServer::start(&args);
+    let code = server.wait_exit(std::time::Duration::from_secs(30));
+    assert_eq!(code, Some(1));
+    let log = server.log();
+    assert!(
+        log.contains("damaged") && log.contains("tessera check-data"),
+        "{log}"
+    );
+    // Without CURRENT, the directory is not taken for an empty one.
+    std::fs::remove_file(data.join("CURRENT")).unwrap();
+    let out = std::process::Command::new(crate::support::tessera_bin())
+        .args(["server", "--port", "0", "--dir", &d, "--appendonly", "yes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CURRENT file is missing"));
+}

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+
+mod import;
 use tessera_server::{Config, Server};
 
 #[global_allocator]
@@ -24,6 +26,14 @@ struct Cli {
 enum Command {
     /// Run a shard server (standalone, Redis-compatible).
     Server(ServerArgs),
+    /// Verify a data directory: reads every image record and log record; exit code 1 and
+    /// what is wrong if anything is.
+    CheckData {
+        /// The server's `dir`, or its `tessera-data` directory.
+        dir: PathBuf,
+    },
+    /// Load a dump.rdb written by Redis 2.x-7.2 into a running Tessera shard (RESTORE).
+    ImportRdb(import::ImportArgs),
 }
 
 #[derive(clap::Args)]
@@ -70,6 +80,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => run_server(args),
+        Command::CheckData { dir } => match tessera_server::persist::check_data(&dir) {
+            Ok(report) => {
+                use std::io::Write as _;
+                std::io::stdout().lock().write_all(report.as_bytes())?;
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("tessera check-data: {}: {e}", dir.display());
+                std::process::exit(1);
+            }
+        },
+        Command::ImportRdb(args) => import::run(args),
     }
 }
 

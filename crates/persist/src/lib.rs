@@ -17,6 +17,8 @@
 //! The store never interprets RESP or RDB bytes: the server encodes and decodes them.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
@@ -48,6 +50,8 @@ pub enum StoreError {
         "{path} is not a Tessera data directory (no format marker); move it away or point `dir` elsewhere"
     )]
     NotAStore { path: PathBuf },
+    #[error("the data directory {path} is closed: reopening it after a write error failed")]
+    Closed { path: PathBuf },
 }
 
 impl StoreError {
@@ -151,8 +155,47 @@ pub fn image_key(generation: u64, key: &[u8]) -> Vec<u8> {
 
 /// The store of one shard.
 pub struct Store {
-    db: DB,
+    /// Behind a lock so the store can be reopened in place after a write error (RocksDB keeps
+    /// refusing writes after one, even once the disk has room again).
+    db: RwLock<Option<DB>>,
     path: PathBuf,
+    /// Incremented by each reopen: image records written before it (without the WAL) are
+    /// gone, so a checkpoint that spans a reopen must not commit.
+    epoch: AtomicU64,
+}
+
+fn cf<'d>(db: &'d DB, name: &str) -> &'d rocksdb::ColumnFamily {
+    db.cf_handle(name)
+        .expect("the column families are created on open")
+}
+
+fn open_db(dir: &Path, create: bool) -> Result<DB, StoreError> {
+    let cache = Cache::new_lru_cache(8 << 20);
+    let mut opts = Options::default();
+    opts.create_if_missing(create);
+    opts.create_missing_column_families(create);
+    opts.set_paranoid_checks(true);
+    opts.set_max_background_jobs(2);
+    opts.set_keep_log_file_num(3);
+    opts.set_max_total_wal_size(64 << 20);
+    let cfs = [
+        ColumnFamilyDescriptor::new(CF_META, cf_options(&cache, false)),
+        ColumnFamilyDescriptor::new(CF_LOG, cf_options(&cache, true)),
+        ColumnFamilyDescriptor::new(CF_IMAGE, cf_options(&cache, true)),
+    ];
+    DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| {
+        if source.kind() == rocksdb::ErrorKind::Corruption {
+            StoreError::Corrupt {
+                path: dir.to_path_buf(),
+                what: source.to_string(),
+            }
+        } else {
+            StoreError::Rocks {
+                path: dir.to_path_buf(),
+                source,
+            }
+        }
+    })
 }
 
 fn cf_options(cache: &Cache, compress: bool) -> Options {
@@ -186,57 +229,65 @@ impl Store {
         if fresh && !create {
             return Err(StoreError::NotAStore { path });
         }
-        let cache = Cache::new_lru_cache(8 << 20);
-        let mut opts = Options::default();
-        opts.create_if_missing(create);
-        opts.create_missing_column_families(create);
-        opts.set_paranoid_checks(true);
-        opts.set_max_background_jobs(2);
-        opts.set_keep_log_file_num(3);
-        opts.set_max_total_wal_size(64 << 20);
-        let cfs = [
-            ColumnFamilyDescriptor::new(CF_META, cf_options(&cache, false)),
-            ColumnFamilyDescriptor::new(CF_LOG, cf_options(&cache, true)),
-            ColumnFamilyDescriptor::new(CF_IMAGE, cf_options(&cache, true)),
-        ];
-        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| {
-            if source.kind() == rocksdb::ErrorKind::Corruption {
-                StoreError::Corrupt {
-                    path: path.clone(),
-                    what: source.to_string(),
-                }
-            } else {
-                StoreError::Rocks {
-                    path: path.clone(),
-                    source,
-                }
-            }
-        })?;
-        let store = Store { db, path };
-        let meta = store.cf(CF_META);
-        match store
-            .db
-            .get_cf(meta, FORMAT_KEY)
-            .map_err(|e| store.err(e))?
+        // A directory with files but no CURRENT is a damaged store, never a fresh one: creating
+        // a database there would hide the data it held.
+        if fresh && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+            return Err(StoreError::Corrupt {
+                path,
+                what: "its CURRENT file is missing".into(),
+            });
+        }
+        let store = Store {
+            db: RwLock::new(Some(open_db(dir, create)?)),
+            path,
+            epoch: AtomicU64::new(0),
+        };
         {
-            Some(f) if f == FORMAT => {}
-            Some(f) => {
-                return Err(StoreError::Corrupt {
-                    path: store.path.clone(),
-                    what: format!("unknown format {:?}", String::from_utf8_lossy(&f)),
-                });
+            let guard = store.guard();
+            let db = guard.as_ref().expect("just opened");
+            let meta = cf(db, CF_META);
+            match db.get_cf(meta, FORMAT_KEY).map_err(|e| store.err(e))? {
+                Some(f) if f == FORMAT => {}
+                Some(f) => {
+                    return Err(StoreError::Corrupt {
+                        path: store.path.clone(),
+                        what: format!("unknown format {:?}", String::from_utf8_lossy(&f)),
+                    });
+                }
+                None if fresh => {
+                    let mut w = WriteOptions::default();
+                    w.set_sync(true);
+                    db.put_cf_opt(meta, FORMAT_KEY, FORMAT, &w)
+                        .map_err(|e| store.err(e))?;
+                }
+                None => {
+                    return Err(StoreError::NotAStore {
+                        path: store.path.clone(),
+                    });
+                }
             }
-            None if fresh => {
-                let mut w = WriteOptions::default();
-                w.set_sync(true);
-                store
-                    .db
-                    .put_cf_opt(meta, FORMAT_KEY, FORMAT, &w)
-                    .map_err(|e| store.err(e))?;
-            }
-            None => return Err(StoreError::NotAStore { path: store.path }),
         }
         Ok(store)
+    }
+
+    fn guard(&self) -> RwLockReadGuard<'_, Option<DB>> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes and opens the database again: after a write error (a full disk), RocksDB refuses
+    /// every write until then. Its recovery drops a torn last WAL record.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // The old handle must close first (it holds the directory's lock).
+        *guard = None;
+        *guard = Some(open_db(&self.path, false)?);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The reopen count (see [`Store::reopen`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// The directory.
@@ -244,10 +295,10 @@ impl Store {
         &self.path
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("the column families are created on open")
+    fn closed(&self) -> StoreError {
+        StoreError::Closed {
+            path: self.path.clone(),
+        }
     }
 
     fn err(&self, source: rocksdb::Error) -> StoreError {
@@ -280,37 +331,44 @@ impl Store {
         replid: Option<&str>,
         sync: bool,
     ) -> Result<(), StoreError> {
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
         let mut b = WriteBatch::default();
-        b.put_cf(self.cf(CF_LOG), start.to_be_bytes(), data);
+        b.put_cf(cf(db, CF_LOG), start.to_be_bytes(), data);
         if let Some(id) = replid {
-            b.put_cf(self.cf(CF_META), REPLID_KEY, id.as_bytes());
+            b.put_cf(cf(db, CF_META), REPLID_KEY, id.as_bytes());
         }
         let mut w = WriteOptions::default();
         w.set_sync(sync);
-        self.db.write_opt(b, &w).map_err(|e| self.err(e))
+        db.write_opt(b, &w).map_err(|e| self.err(e))
     }
 
     /// Makes every append so far durable (`appendfsync everysec`).
     pub fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true).map_err(|e| self.err(e))
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        db.flush_wal(true).map_err(|e| self.err(e))
     }
 
     /// The replication ID last written.
     pub fn replid(&self) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_META), REPLID_KEY)
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        Ok(db
+            .get_cf(cf(db, CF_META), REPLID_KEY)
             .map_err(|e| self.err(e))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// The committed image, if any.
     pub fn image(&self) -> Result<Option<ImageMeta>, StoreError> {
-        match self
-            .db
-            .get_cf(self.cf(CF_META), IMAGE_KEY)
-            .map_err(|e| self.err(e))?
-        {
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        let found = db
+            .get_cf(cf(db, CF_META), IMAGE_KEY)
+            .map_err(|e| self.err(e))?;
+        drop(guard);
+        match found {
             None => Ok(None),
             Some(b) => ImageMeta::decode(&b)
                 .map(Some)
@@ -320,36 +378,42 @@ impl Store {
 
     /// Writes records of an image being built (not yet visible: no WAL, flushed at commit).
     pub fn write_image(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-        let cf = self.cf(CF_IMAGE);
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        let image = cf(db, CF_IMAGE);
         let mut b = WriteBatch::default();
         for (k, v) in records {
-            b.put_cf(cf, k, v);
+            b.put_cf(image, k, v);
         }
         let mut w = WriteOptions::default();
         w.disable_wal(true);
-        self.db.write_opt(b, &w).map_err(|e| self.err(e))
+        db.write_opt(b, &w).map_err(|e| self.err(e))
     }
 
     /// Deletes every record of `generation` (an image abandoned half-way, or replaced).
     pub fn drop_generation(&self, generation: u64) -> Result<(), StoreError> {
-        let cf = self.cf(CF_IMAGE);
-        self.db
-            .delete_range_cf(cf, generation.to_be_bytes(), (generation + 1).to_be_bytes())
-            .map_err(|e| self.err(e))
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        db.delete_range_cf(
+            cf(db, CF_IMAGE),
+            generation.to_be_bytes(),
+            (generation + 1).to_be_bytes(),
+        )
+        .map_err(|e| self.err(e))
     }
 
     /// Makes image `meta` the committed one: its records are flushed to disk first, then one
     /// synced batch records it, drops the log before its offset and the previous generation.
     pub fn commit_image(&self, meta: &ImageMeta) -> Result<(), StoreError> {
-        self.db
-            .flush_cf(self.cf(CF_IMAGE))
-            .map_err(|e| self.err(e))?;
         let previous = self.image()?;
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        db.flush_cf(cf(db, CF_IMAGE)).map_err(|e| self.err(e))?;
         let mut b = WriteBatch::default();
-        b.put_cf(self.cf(CF_META), IMAGE_KEY, meta.encode());
-        b.put_cf(self.cf(CF_META), REPLID_KEY, meta.replid.as_bytes());
+        b.put_cf(cf(db, CF_META), IMAGE_KEY, meta.encode());
+        b.put_cf(cf(db, CF_META), REPLID_KEY, meta.replid.as_bytes());
         b.delete_range_cf(
-            self.cf(CF_LOG),
+            cf(db, CF_LOG),
             0u64.to_be_bytes(),
             meta.offset.to_be_bytes(),
         );
@@ -357,17 +421,17 @@ impl Store {
             && p.generation != meta.generation
         {
             b.delete_range_cf(
-                self.cf(CF_IMAGE),
+                cf(db, CF_IMAGE),
                 p.generation.to_be_bytes(),
                 (p.generation + 1).to_be_bytes(),
             );
         }
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        self.db.write_opt(b, &w).map_err(|e| self.err(e))?;
+        db.write_opt(b, &w).map_err(|e| self.err(e))?;
         // Let compaction reclaim the deleted ranges soon rather than eventually.
-        self.db.compact_range_cf(
-            self.cf(CF_LOG),
+        db.compact_range_cf(
+            cf(db, CF_LOG),
             None::<&[u8]>,
             Some(meta.offset.to_be_bytes()),
         );
@@ -382,7 +446,9 @@ impl Store {
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let prefix = generation.to_be_bytes();
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_IMAGE));
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        let mut it = db.raw_iterator_cf(cf(db, CF_IMAGE));
         it.seek(prefix);
         while it.valid() {
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
@@ -407,8 +473,10 @@ impl Store {
         mut f: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
     ) -> Result<u64, StoreError> {
         let mut expect = from;
-        let it = self.db.iterator_cf(
-            self.cf(CF_LOG),
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        let it = db.iterator_cf(
+            cf(db, CF_LOG),
             IteratorMode::From(&from.to_be_bytes(), Direction::Forward),
         );
         for item in it {
@@ -433,12 +501,9 @@ impl Store {
 
     /// Deletes the log from `offset` on (a stale tail, when the log is off).
     pub fn drop_log_from(&self, offset: u64) -> Result<(), StoreError> {
-        self.db
-            .delete_range_cf(
-                self.cf(CF_LOG),
-                offset.to_be_bytes(),
-                u64::MAX.to_be_bytes(),
-            )
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        db.delete_range_cf(cf(db, CF_LOG), offset.to_be_bytes(), u64::MAX.to_be_bytes())
             .map_err(|e| self.err(e))?;
         // u64::MAX itself is excluded from the range; no record can start there.
         Ok(())
@@ -446,7 +511,9 @@ impl Store {
 
     /// The first log offset, if the log is not empty.
     pub fn log_start(&self) -> Result<Option<u64>, StoreError> {
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_LOG));
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        let mut it = db.raw_iterator_cf(cf(db, CF_LOG));
         it.seek_to_first();
         if !it.valid() {
             it.status().map_err(|e| self.err(e))?;
@@ -462,15 +529,18 @@ impl Store {
     /// Bytes of the log and image (approximate, from RocksDB's properties: files on disk and
     /// memtables).
     pub fn disk_sizes(&self) -> (u64, u64) {
-        let prop = |cf: &str, name: &str| {
-            self.db
-                .property_int_value_cf(self.cf(cf), name)
+        let guard = self.guard();
+        let Some(db) = guard.as_ref() else {
+            return (0, 0);
+        };
+        let prop = |name_cf: &str, name: &str| {
+            db.property_int_value_cf(cf(db, name_cf), name)
                 .ok()
                 .flatten()
                 .unwrap_or(0)
         };
-        let size = |cf: &str| {
-            prop(cf, "rocksdb.total-sst-files-size") + prop(cf, "rocksdb.cur-size-all-mem-tables")
+        let size = |c: &str| {
+            prop(c, "rocksdb.total-sst-files-size") + prop(c, "rocksdb.cur-size-all-mem-tables")
         };
         (size(CF_LOG), size(CF_IMAGE))
     }

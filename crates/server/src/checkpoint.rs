@@ -118,6 +118,7 @@ fn writer_thread(
     rx: &Receiver<ToWriter>,
     result: &SyncSender<Result<(), String>>,
 ) {
+    let epoch = store.epoch();
     let mut failed: Option<String> = store
         .drop_generation(generation)
         .err()
@@ -143,6 +144,10 @@ fn writer_thread(
             ToWriter::Commit(meta) => {
                 let r = match failed.take() {
                     Some(e) => Err(e),
+                    // Records written before a reopen (without the WAL) may be gone.
+                    None if store.epoch() != epoch => {
+                        Err("the data directory was reopened during the checkpoint".into())
+                    }
                     None => store.commit_image(&meta).map_err(|e| e.to_string()),
                 };
                 if r.is_err() {

@@ -418,7 +418,10 @@ impl Server {
         }
         if self.effects.enabled {
             self.record_effects(args, dirty_before);
+            // (While the disk refuses writes, reads are answered: only the writes that did not
+            // reach the disk wait, and new writes are refused.)
             if self.persist.holds_replies()
+                && self.persist.write_error.is_none()
                 && self.effects.offset > self.persist.durable()
                 && let Some(c) = self.clients.get_mut(tok)
             {

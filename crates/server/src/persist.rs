@@ -117,6 +117,7 @@ pub struct Persistence {
     /// The log is on but held back until the first checkpoint commits (`appendonly yes` at
     /// run time): effects wait in memory, as Redis's rewrite buffer.
     pub log_blocked: bool,
+    last_reopen: Option<Instant>,
 }
 
 impl Persistence {
@@ -142,6 +143,7 @@ impl Persistence {
             last_load_keys: 0,
             replid: String::new(),
             log_blocked: false,
+            last_reopen: None,
         };
         p.replid = match &p.store {
             Some(s) => s.replid()?,
@@ -250,6 +252,10 @@ impl Server {
                     self.schedule_write(tok);
                 }
             }
+            Err(StoreError::Closed { .. }) if self.persist.write_error.is_some() => {
+                // Still closed after the write error that closed it: that error stands.
+                self.persist.unwritten = Some((start, bytes));
+            }
             Err(e) => {
                 self.persist.unwritten = Some((start, bytes));
                 self.note_write_error(e.to_string());
@@ -257,7 +263,36 @@ impl Server {
         }
     }
 
+    /// From the cron, while writes fail: reopens the store once a second (RocksDB refuses
+    /// every write after a failed one until it is reopened), so writes resume by themselves
+    /// once the disk accepts them again.
+    pub(crate) fn retry_store(&mut self) {
+        if self.persist.write_error.is_none()
+            || self
+                .persist
+                .last_reopen
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.persist.last_reopen = Some(Instant::now());
+        if let Some(store) = &self.persist.store {
+            match store.reopen() {
+                Ok(()) => {
+                    tracing::info!("reopened the data directory after a write error");
+                    self.persist_turn();
+                }
+                Err(e) => tracing::warn!(error = %e, "reopening the data directory failed"),
+            }
+        }
+    }
+
     fn note_write_error(&mut self, e: String) {
+        // Redis's text names the system error only ("No space left on device").
+        let e = match e.find("No space left on device") {
+            Some(_) => "No space left on device".to_string(),
+            None => e,
+        };
         if self.persist.write_error.is_none() {
             tracing::warn!(error = %e, "writing the effect log failed; writes are refused (MISCONF) until it succeeds");
         }
@@ -509,4 +544,102 @@ fn load_thread(
         })
     })();
     let _ = tx.send(LoadBatch::Done(result.map_err(|e| e.to_string())));
+}
+
+/// `tessera check-data DIR`: opens the store and reads all of it: the image's records (every
+/// value decoded), their count against the image's, and the log after it (contiguous, every
+/// record whole commands). Returns a report, or what is wrong.
+pub fn check_data(dir: &Path) -> Result<String, String> {
+    let path = if dir.join("CURRENT").exists() {
+        dir.to_path_buf()
+    } else {
+        dir.join(DATA_DIR)
+    };
+    let store = Store::open(&path, false).map_err(|e| e.to_string())?;
+    let mut report = format!("data directory {}\n", path.display());
+    let image = store.image().map_err(|e| e.to_string())?;
+    let limits = tessera_storage::CompactLimits::default();
+    let log_from = match &image {
+        None => {
+            report.push_str("image: none\n");
+            0
+        }
+        Some(img) => {
+            let mut keys = 0u64;
+            let mut bad: Option<String> = None;
+            store
+                .scan_image(img.generation, |k, v| {
+                    let ok = ImageRecord::decode(v).is_some_and(|r| {
+                        let mut rd = rdb::Reader::new(r.value);
+                        rd.u8()
+                            .and_then(|kind| rdb::read_value(&mut rd, kind, &limits))
+                            .is_ok()
+                    });
+                    if !ok {
+                        bad = Some(format!(
+                            "the image record of key {:?} does not decode",
+                            String::from_utf8_lossy(k)
+                        ));
+                        return Ok(false);
+                    }
+                    keys += 1;
+                    Ok(true)
+                })
+                .map_err(|e| e.to_string())?;
+            if let Some(b) = bad {
+                return Err(b);
+            }
+            if keys != img.keys {
+                return Err(format!(
+                    "the image has {keys} keys, its metadata says {}",
+                    img.keys
+                ));
+            }
+            report.push_str(&format!(
+                "image: generation {}, offset {}, {keys} keys, saved at {} (unix ms), replication ID {}\n",
+                img.generation, img.offset, img.saved_at_ms, img.replid
+            ));
+            img.offset
+        }
+    };
+    if image.is_none()
+        && store
+            .log_start()
+            .map_err(|e| e.to_string())?
+            .is_some_and(|s| s > 0)
+    {
+        return Err("the log starts after offset 0 but no image covers its beginning".into());
+    }
+    let mut records = 0u64;
+    let mut commands = 0u64;
+    let mut parser = RequestParser::new(Limits::default());
+    let mut bad: Option<String> = None;
+    let end = store
+        .scan_log(log_from, |offset, bytes| {
+            records += 1;
+            let mut pos = 0;
+            while pos < bytes.len() {
+                match parser.parse(&bytes[pos..], true) {
+                    Ok(Some(n)) => {
+                        pos += n;
+                        commands += 1;
+                    }
+                    _ => {
+                        bad = Some(format!(
+                            "the log record at offset {offset} is not whole commands"
+                        ));
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        })
+        .map_err(|e| e.to_string())?;
+    if let Some(b) = bad {
+        return Err(b);
+    }
+    report.push_str(&format!(
+        "log: {records} records, {commands} commands, offsets {log_from} to {end}\nok\n"
+    ));
+    Ok(report)
 }

@@ -736,6 +736,7 @@ impl Server {
             self.fast_expire_due = self.db.active_expire_cycle(tuning, budget_us, unix_ms);
         }
         self.drain_expired_keys();
+        self.retry_store();
         self.checkpoint_cron();
         self.db.rehash_and_shrink(1000);
         self.stats.sample_ops();

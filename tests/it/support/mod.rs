@@ -146,6 +146,11 @@ impl TestServer {
 
     /// Starts a real `redis-server` (Debian's package) as the oracle, without persistence.
     pub fn start_redis() -> TestServer {
+        Self::start_redis_with(&[])
+    }
+
+    /// Starts a real `redis-server` with extra arguments (they come last, so they win).
+    pub fn start_redis_with(extra: &[&str]) -> TestServer {
         for _ in 0..5 {
             let port = free_port();
             let child = Command::new("redis-server")
@@ -158,6 +163,7 @@ impl TestServer {
                     "",
                 ])
                 .args(["--appendonly", "no", "--enable-debug-command", "yes"])
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
