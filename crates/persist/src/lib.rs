@@ -4,8 +4,8 @@
 //! - `log`: the effect stream (Redis's replication stream: RESP commands), one record per
 //!   event-loop turn keyed by the big-endian stream offset of its first byte. Records are
 //!   contiguous: each starts where the previous one ends. This is the AOF analogue.
-//! - `image`: checkpoint images (the RDB analogue), keyed by an 8-byte big-endian generation
-//!   followed by the key; the value is [`ImageRecord`]'s encoding (expiry and the value in RDB
+//! - `image`: checkpoint images (the RDB analogue), keyed by an 8-byte big-endian generation,
+//!   the key's 2-byte hash slot, then the key (so an image loads one slot at a time); the value is [`ImageRecord`]'s encoding (expiry and the value in RDB
 //!   format). Only the generation named in `meta` is live; a newer one being written is
 //!   ignored until it is committed, an older one is deleted by the commit.
 //! - `meta`: the format marker, the committed image ([`ImageMeta`]) and the replication ID.
@@ -30,7 +30,7 @@ const CF_LOG: &str = "log";
 const CF_IMAGE: &str = "image";
 
 const FORMAT_KEY: &[u8] = b"format";
-const FORMAT: &[u8] = b"tessera-store 1";
+const FORMAT: &[u8] = b"tessera-store 2";
 const IMAGE_KEY: &[u8] = b"image";
 const REPLID_KEY: &[u8] = b"replid";
 
@@ -145,10 +145,11 @@ impl<'a> ImageRecord<'a> {
     }
 }
 
-/// The image key of `key` in generation `generation`.
-pub fn image_key(generation: u64, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
+/// The image key of `key` (in hash slot `slot`) in generation `generation`.
+pub fn image_key(generation: u64, slot: u16, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + key.len());
     k.extend_from_slice(&generation.to_be_bytes());
+    k.extend_from_slice(&slot.to_be_bytes());
     k.extend_from_slice(key);
     k
 }
@@ -438,12 +439,12 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `f` with each key and record of image `generation`, in key order. `f` returns
-    /// false to stop.
+    /// Calls `f` with each slot, key and record of image `generation`, in slot and key order.
+    /// `f` returns false to stop.
     pub fn scan_image(
         &self,
         generation: u64,
-        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+        mut f: impl FnMut(u16, &[u8], &[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let prefix = generation.to_be_bytes();
         let guard = self.guard();
@@ -457,7 +458,11 @@ impl Store {
             if !k.starts_with(&prefix) {
                 break;
             }
-            if !f(&k[8..], v)? {
+            if k.len() < 10 {
+                return Err(self.corrupt("an image key is shorter than its prefix"));
+            }
+            let slot = u16::from_be_bytes([k[8], k[9]]);
+            if !f(slot, &k[10..], v)? {
                 return Ok(());
             }
             it.next();
@@ -572,7 +577,7 @@ mod tests {
                 .unwrap();
             assert_eq!(end, 7);
             assert_eq!(seen.len(), 2);
-            s.write_image(&[(image_key(1, b"k"), b"v".to_vec())])
+            s.write_image(&[(image_key(1, 7, b"k"), b"v".to_vec())])
                 .unwrap();
             s.commit_image(&ImageMeta {
                 generation: 1,
@@ -589,7 +594,7 @@ mod tests {
         assert_eq!(s.replid().unwrap().as_deref(), Some("id2"));
         assert_eq!(s.log_start().unwrap(), Some(3));
         let mut keys = Vec::new();
-        s.scan_image(1, |k, _| {
+        s.scan_image(1, |_, k, _| {
             keys.push(k.to_vec());
             Ok(true)
         })

@@ -135,7 +135,7 @@ fn writer_thread(
                     let value = ImageRecord::encode_into(r.expire_ms, |out| {
                         out.extend_from_slice(&r.value)
                     });
-                    batch.push((image_key(generation, &r.key), value));
+                    batch.push((image_key(generation, r.slot, &r.key), value));
                 }
                 if let Err(e) = store.write_image(&batch) {
                     failed = Some(e.to_string());

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use tessera_persist::{ImageRecord, Store, StoreError};
 use tessera_protocol::{Limits, RequestParser};
-use tessera_storage::Expiry;
 use tessera_storage::rdb;
 
 use crate::server::{Server, unix_ms};
@@ -87,8 +86,12 @@ pub struct Loading {
 }
 
 enum LoadBatch {
-    /// Image records: (key, record bytes).
-    Image(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Image records packed in one buffer: per record its slot, and the lengths of its key and
+    /// of its record bytes, which follow one another in `buf`.
+    Image {
+        buf: Vec<u8>,
+        recs: Vec<(u16, u32, u32)>,
+    },
     /// A log record: its start offset and bytes.
     Log(u64, Vec<u8>),
     /// The end: the stream offset after the last record, or what went wrong.
@@ -360,6 +363,7 @@ impl Server {
         let log_from = image.as_ref().map_or(0, |i| i.offset);
         let aof = self.persist.aof;
         if let Some(img) = &image {
+            self.db.reserve(img.keys as usize);
             self.saves.image_offset = img.offset;
             self.saves.image_keys = img.keys;
             self.saves.next_generation = img.generation + 1;
@@ -415,18 +419,23 @@ impl Server {
                 }
             };
             match batch {
-                LoadBatch::Image(records) => {
-                    for (key, rec) in records {
-                        l.loaded_bytes += (key.len() + rec.len()) as u64;
-                        if let Err(e) = self.load_record(&key, &rec) {
+                LoadBatch::Image { buf, recs } => {
+                    let now = unix_ms();
+                    let mut at = 0;
+                    for (slot, klen, vlen) in recs {
+                        let key = &buf[at..at + klen as usize];
+                        let rec = &buf[at + klen as usize..at + (klen + vlen) as usize];
+                        at += (klen + vlen) as usize;
+                        if let Err(e) = self.load_record(slot, key, rec, now) {
                             done = Some(Err(format!(
                                 "image record of key {:?}: {e}",
-                                String::from_utf8_lossy(&key)
+                                String::from_utf8_lossy(key)
                             )));
                             break;
                         }
                         l.keys_loaded += 1;
                     }
+                    l.loaded_bytes += buf.len() as u64;
                 }
                 LoadBatch::Log(offset, bytes) => {
                     l.loaded_bytes += bytes.len() as u64;
@@ -474,14 +483,22 @@ impl Server {
         }
     }
 
-    fn load_record(&mut self, key: &[u8], rec: &[u8]) -> Result<(), String> {
+    fn load_record(&mut self, slot: u16, key: &[u8], rec: &[u8], now: i64) -> Result<(), String> {
         let r = ImageRecord::decode(rec).ok_or("unreadable record header")?;
         let mut reader = rdb::Reader::new(r.value);
         let kind = reader.u8().map_err(|e| e.to_string())?;
         let value =
             rdb::read_value(&mut reader, kind, &self.db.limits).map_err(|e| e.to_string())?;
-        let expiry = r.expire_ms.map_or(Expiry::Persist, Expiry::At);
-        self.db.set(key, value, expiry, unix_ms());
+        if reader.position() != r.value.len() as u64 {
+            return Err("bytes after the value".into());
+        }
+        // Keys of an image are distinct: no lookup before the insert.
+        if !self
+            .db
+            .insert_loaded(usize::from(slot), key, value, r.expire_ms, now)
+        {
+            return Err("the key is filed under another hash slot".into());
+        }
         Ok(())
     }
 
@@ -521,19 +538,24 @@ fn load_thread(
 ) {
     let result = (|| -> Result<u64, StoreError> {
         if let Some(img) = &image {
-            let mut batch = Vec::with_capacity(1024);
+            let mut buf = Vec::with_capacity(64 << 10);
+            let mut recs = Vec::with_capacity(1024);
             let mut gone = false;
-            store.scan_image(img.generation, |k, v| {
-                batch.push((k.to_vec(), v.to_vec()));
-                if batch.len() == 1024 {
-                    gone = tx
-                        .send(LoadBatch::Image(std::mem::take(&mut batch)))
-                        .is_err();
+            store.scan_image(img.generation, |slot, k, v| {
+                buf.extend_from_slice(k);
+                buf.extend_from_slice(v);
+                recs.push((slot, k.len() as u32, v.len() as u32));
+                if recs.len() == 1024 || buf.len() >= 1 << 20 {
+                    let batch = LoadBatch::Image {
+                        buf: std::mem::replace(&mut buf, Vec::with_capacity(64 << 10)),
+                        recs: std::mem::replace(&mut recs, Vec::with_capacity(1024)),
+                    };
+                    gone = tx.send(batch).is_err();
                 }
                 Ok(!gone)
             })?;
-            if !batch.is_empty() {
-                let _ = tx.send(LoadBatch::Image(batch));
+            if !recs.is_empty() {
+                let _ = tx.send(LoadBatch::Image { buf, recs });
             }
         }
         if !aof {
@@ -568,7 +590,7 @@ pub fn check_data(dir: &Path) -> Result<String, String> {
             let mut keys = 0u64;
             let mut bad: Option<String> = None;
             store
-                .scan_image(img.generation, |k, v| {
+                .scan_image(img.generation, |_, k, v| {
                     let ok = ImageRecord::decode(v).is_some_and(|r| {
                         let mut rd = rdb::Reader::new(r.value);
                         rd.u8()

@@ -540,6 +540,44 @@ impl Db {
     }
 
     /// Expiry time of an entry met while iterating.
+    /// Sizes the slot dicts for `keys` keys in all (loading an image of that many).
+    pub fn reserve(&mut self, keys: usize) {
+        let per_slot = keys / SLOTS;
+        if per_slot > 4 {
+            for d in &mut self.slots {
+                d.reserve(per_slot);
+            }
+        }
+    }
+
+    /// Adds a key that is known to be absent, from a checkpoint image: no lookup, no events.
+    /// Returns false, adding nothing, if `slot` is not the key's slot (a damaged image).
+    pub fn insert_loaded(
+        &mut self,
+        slot: usize,
+        key: &[u8],
+        value: Value,
+        expire_at: Option<i64>,
+        now: i64,
+    ) -> bool {
+        if key_hash_slot(key) as usize != slot {
+            return false;
+        }
+        let h = hash(key);
+        let entry = KeyEntry {
+            key: SmallBytes::new(key),
+            value,
+            access: self.initial_access(now),
+            flags: 0,
+        };
+        self.slots[slot].insert_new(entry, h);
+        self.keys += 1;
+        if let Some(at) = expire_at {
+            self.apply_expiry(key, Loc { slot, hash: h }, Expiry::At(at), false);
+        }
+        true
+    }
+
     /// The entries of a slot, expired ones included.
     pub(crate) fn slot_entries(&self, slot: usize) -> impl Iterator<Item = &KeyEntry> {
         self.slots[slot].iter()

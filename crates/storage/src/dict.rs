@@ -210,6 +210,18 @@ impl<E: Keyed> Dict<E> {
         }
     }
 
+    /// Sizes an empty (or smaller) table for `n` entries at once, so loading does not grow it
+    /// step by step.
+    pub fn reserve(&mut self, n: usize) {
+        if self.rehash_idx.is_none() && self.tables[0].len() < n {
+            if self.used[0] == 0 {
+                self.tables[0] = new_table(n.max(INITIAL_SIZE).next_power_of_two());
+            } else {
+                self.resize(n);
+            }
+        }
+    }
+
     /// Shrinks a table that is less than 10% full (Redis's `htNeedsResize`), from the cron.
     pub fn shrink_if_needed(&mut self) {
         let size = self.tables[0].len();

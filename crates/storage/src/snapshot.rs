@@ -17,6 +17,8 @@ use crate::rdb;
 /// One key of a snapshot.
 #[derive(Debug)]
 pub struct SnapRecord {
+    /// The key's hash slot (images are ordered by slot, so loading fills one slot at a time).
+    pub slot: u16,
     pub key: Vec<u8>,
     /// Absolute Unix milliseconds.
     pub expire_ms: Option<i64>,
@@ -100,6 +102,7 @@ impl Db {
                     continue;
                 }
                 let record = SnapRecord {
+                    slot: slot as u16,
                     key: entry.key().to_vec(),
                     expire_ms: self.entry_expire_at(entry),
                     value: encode(entry.value()),
@@ -137,6 +140,7 @@ impl Db {
             && let Some(entry) = self.stored_at(key, slot, hash)
         {
             let record = SnapRecord {
+                slot: slot as u16,
                 key: key.to_vec(),
                 expire_ms: self.entry_expire_at(entry),
                 value: encode(entry.value()),
