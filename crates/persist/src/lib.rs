@@ -4,9 +4,11 @@
 //! - `log`: the effect stream (Redis's replication stream: RESP commands), one record per
 //!   event-loop turn keyed by the big-endian stream offset of its first byte. Records are
 //!   contiguous: each starts where the previous one ends. This is the AOF analogue.
-//! - `image`: checkpoint images (the RDB analogue), keyed by an 8-byte big-endian generation,
-//!   the key's 2-byte hash slot, then the key (so an image loads one slot at a time); the value is [`ImageRecord`]'s encoding (expiry and the value in RDB
-//!   format). Only the generation named in `meta` is live; a newer one being written is
+//! - `image`: checkpoint images (the RDB analogue) in chunks of about 256 KB, keyed by an
+//!   8-byte big-endian generation and an 8-byte chunk number. A chunk is a run of the server's
+//!   snapshot records (`tessera_storage::snapshot::RecordStream`: slot, key, expiry, value in
+//!   RDB format), opaque here. One RocksDB entry per chunk rather than per key keeps a checkpoint's CPU cost low, and
+//!   the walk's records come in slot order, so an image loads one slot at a time. Only the generation named in `meta` is live; a newer one being written is
 //!   ignored until it is committed, an older one is deleted by the commit.
 //! - `meta`: the format marker, the committed image ([`ImageMeta`]) and the replication ID.
 //!
@@ -30,7 +32,7 @@ const CF_LOG: &str = "log";
 const CF_IMAGE: &str = "image";
 
 const FORMAT_KEY: &[u8] = b"format";
-const FORMAT: &[u8] = b"tessera-store 2";
+const FORMAT: &[u8] = b"tessera-store 3";
 const IMAGE_KEY: &[u8] = b"image";
 const REPLID_KEY: &[u8] = b"replid";
 
@@ -108,52 +110,6 @@ impl ImageMeta {
     }
 }
 
-/// One key of an image: its expiry and its value (RDB type byte and encoding).
-pub struct ImageRecord<'a> {
-    /// Absolute Unix milliseconds.
-    pub expire_ms: Option<i64>,
-    pub value: &'a [u8],
-}
-
-impl<'a> ImageRecord<'a> {
-    /// Appends the encoding: a flags byte (1: has expiry), the expiry, the value.
-    pub fn encode_into(expire_ms: Option<i64>, value_into: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-        let mut v = Vec::with_capacity(32);
-        match expire_ms {
-            Some(at) => {
-                v.push(1);
-                v.extend_from_slice(&at.to_le_bytes());
-            }
-            None => v.push(0),
-        }
-        value_into(&mut v);
-        v
-    }
-
-    pub fn decode(b: &'a [u8]) -> Option<ImageRecord<'a>> {
-        match b.first()? {
-            0 => Some(ImageRecord {
-                expire_ms: None,
-                value: &b[1..],
-            }),
-            1 => Some(ImageRecord {
-                expire_ms: Some(i64::from_le_bytes(b.get(1..9)?.try_into().ok()?)),
-                value: &b[9..],
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// The image key of `key` (in hash slot `slot`) in generation `generation`.
-pub fn image_key(generation: u64, slot: u16, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(10 + key.len());
-    k.extend_from_slice(&generation.to_be_bytes());
-    k.extend_from_slice(&slot.to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
 /// The store of one shard.
 pub struct Store {
     /// Behind a lock so the store can be reopened in place after a write error (RocksDB keeps
@@ -180,9 +136,10 @@ fn open_db(dir: &Path, create: bool) -> Result<DB, StoreError> {
     opts.set_keep_log_file_num(3);
     opts.set_max_total_wal_size(64 << 20);
     let cfs = [
-        ColumnFamilyDescriptor::new(CF_META, cf_options(&cache, false)),
-        ColumnFamilyDescriptor::new(CF_LOG, cf_options(&cache, true)),
-        ColumnFamilyDescriptor::new(CF_IMAGE, cf_options(&cache, true)),
+        ColumnFamilyDescriptor::new(CF_META, cf_options(&cache, false, 1 << 20)),
+        ColumnFamilyDescriptor::new(CF_LOG, cf_options(&cache, true, 16 << 20)),
+        // Image chunks are written once and read once: small memtables are enough.
+        ColumnFamilyDescriptor::new(CF_IMAGE, cf_options(&cache, true, 2 << 20)),
     ];
     DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| {
         if source.kind() == rocksdb::ErrorKind::Corruption {
@@ -199,11 +156,11 @@ fn open_db(dir: &Path, create: bool) -> Result<DB, StoreError> {
     })
 }
 
-fn cf_options(cache: &Cache, compress: bool) -> Options {
+fn cf_options(cache: &Cache, compress: bool, write_buffer: usize) -> Options {
     let mut o = Options::default();
-    // Small memtables: a checkpoint streams the whole keyspace through them, and the
-    // memory target counts them.
-    o.set_write_buffer_size(16 << 20);
+    // Small memtables: a checkpoint streams the whole keyspace through them, and the shard's
+    // memory (a checkpoint may take at most 20% over the dataset) counts them.
+    o.set_write_buffer_size(write_buffer);
     o.set_max_write_buffer_number(2);
     let mut t = BlockBasedOptions::default();
     t.set_block_cache(cache);
@@ -377,18 +334,23 @@ impl Store {
         }
     }
 
-    /// Writes records of an image being built (not yet visible: no WAL, flushed at commit).
-    pub fn write_image(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+    /// Writes chunk `seq` of an image being built (not yet visible: no WAL, flushed at
+    /// commit).
+    pub fn write_image_chunk(
+        &self,
+        generation: u64,
+        seq: u64,
+        chunk: &[u8],
+    ) -> Result<(), StoreError> {
         let guard = self.guard();
         let db = guard.as_ref().ok_or_else(|| self.closed())?;
-        let image = cf(db, CF_IMAGE);
-        let mut b = WriteBatch::default();
-        for (k, v) in records {
-            b.put_cf(image, k, v);
-        }
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&generation.to_be_bytes());
+        key[8..].copy_from_slice(&seq.to_be_bytes());
         let mut w = WriteOptions::default();
         w.disable_wal(true);
-        db.write_opt(b, &w).map_err(|e| self.err(e))
+        db.put_cf_opt(cf(db, CF_IMAGE), key, chunk, &w)
+            .map_err(|e| self.err(e))
     }
 
     /// Deletes every record of `generation` (an image abandoned half-way, or replaced).
@@ -439,12 +401,12 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `f` with each slot, key and record of image `generation`, in slot and key order.
+    /// Calls `f` with each chunk of image `generation`, in order.
     /// `f` returns false to stop.
     pub fn scan_image(
         &self,
         generation: u64,
-        mut f: impl FnMut(u16, &[u8], &[u8]) -> Result<bool, StoreError>,
+        mut f: impl FnMut(&[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let prefix = generation.to_be_bytes();
         let guard = self.guard();
@@ -458,11 +420,10 @@ impl Store {
             if !k.starts_with(&prefix) {
                 break;
             }
-            if k.len() < 10 {
-                return Err(self.corrupt("an image key is shorter than its prefix"));
+            if k.len() != 16 {
+                return Err(self.corrupt("an image chunk key is not 16 bytes"));
             }
-            let slot = u16::from_be_bytes([k[8], k[9]]);
-            if !f(slot, &k[10..], v)? {
+            if !f(v)? {
                 return Ok(());
             }
             it.next();
@@ -577,8 +538,7 @@ mod tests {
                 .unwrap();
             assert_eq!(end, 7);
             assert_eq!(seen.len(), 2);
-            s.write_image(&[(image_key(1, 7, b"k"), b"v".to_vec())])
-                .unwrap();
+            s.write_image_chunk(1, 0, b"chunk").unwrap();
             s.commit_image(&ImageMeta {
                 generation: 1,
                 offset: 3,
@@ -594,12 +554,12 @@ mod tests {
         assert_eq!(s.replid().unwrap().as_deref(), Some("id2"));
         assert_eq!(s.log_start().unwrap(), Some(3));
         let mut keys = Vec::new();
-        s.scan_image(1, |_, k, _| {
-            keys.push(k.to_vec());
+        s.scan_image(1, |chunk| {
+            keys.push(chunk.to_vec());
             Ok(true)
         })
         .unwrap();
-        assert_eq!(keys, [b"k".to_vec()]);
+        assert_eq!(keys, [b"chunk".to_vec()]);
         assert_eq!(s.scan_log(3, |_, _| Ok(true)).unwrap(), 7);
         // A gap is corruption.
         s.append(100, b"x", None, true).unwrap();

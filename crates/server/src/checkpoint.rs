@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
-use tessera_persist::{ImageMeta, ImageRecord, Store, image_key};
-use tessera_storage::snapshot::SnapRecord;
+use tessera_persist::{ImageMeta, Store};
 
 use crate::server::{Server, unix_ms};
 
@@ -30,8 +29,12 @@ pub enum Kind {
     Save,
 }
 
+/// Records are handed to the writer in chunks of about this size (one RocksDB entry each).
+const CHUNK_BYTES: usize = 256 << 10;
+
 enum ToWriter {
-    Records(Vec<SnapRecord>),
+    /// A chunk of the snapshot's record stream.
+    Records(Vec<u8>),
     Commit(ImageMeta),
 }
 
@@ -44,19 +47,16 @@ pub struct Checkpoint {
     dirty_at_start: u64,
     tx: Option<SyncSender<ToWriter>>,
     result: Receiver<Result<(), String>>,
-    /// Records taken from the snapshot but not yet accepted by the writer.
-    pending: Vec<SnapRecord>,
+    /// Chunk buffers the writer is done with.
+    spares: Receiver<Vec<u8>>,
+    /// A chunk taken from the snapshot but not yet accepted by the writer.
+    pending: Vec<u8>,
     walk_done: bool,
     committing: bool,
 }
 
 impl Checkpoint {
-    /// True while the walk or the hand-over to the writer goes on (not yet committing).
-    pub fn walking(&self) -> bool {
-        !self.committing
-    }
-
-    /// Keys serialized so far is in the keyspace's snapshot; this is the kind's INFO view.
+    /// True for BGREWRITEAOF and log rewrites (INFO reports them apart from BGSAVE).
     pub fn is_rewrite(&self) -> bool {
         self.kind == Kind::Rewrite
     }
@@ -117,29 +117,28 @@ fn writer_thread(
     generation: u64,
     rx: &Receiver<ToWriter>,
     result: &SyncSender<Result<(), String>>,
+    spares: &SyncSender<Vec<u8>>,
 ) {
+    // Below the event loop: on a busy machine the shard's clients come first and the
+    // checkpoint takes what CPU is left (Linux applies a thread's nice value to it alone).
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
     let epoch = store.epoch();
     let mut failed: Option<String> = store
         .drop_generation(generation)
         .err()
         .map(|e| e.to_string());
-    let mut batch = Vec::new();
+    let mut seq = 0u64;
     for msg in rx.iter() {
         match msg {
-            ToWriter::Records(records) => {
-                if failed.is_some() {
-                    continue;
-                }
-                batch.clear();
-                for r in records {
-                    let value = ImageRecord::encode_into(r.expire_ms, |out| {
-                        out.extend_from_slice(&r.value)
-                    });
-                    batch.push((image_key(generation, r.slot, &r.key), value));
-                }
-                if let Err(e) = store.write_image(&batch) {
+            ToWriter::Records(chunk) => {
+                if failed.is_none()
+                    && let Err(e) = store.write_image_chunk(generation, seq, &chunk)
+                {
                     failed = Some(e.to_string());
                 }
+                seq += 1;
+                // The buffer goes back to the loop for a later chunk.
+                let _ = spares.try_send(chunk);
             }
             ToWriter::Commit(meta) => {
                 let r = match failed.take() {
@@ -184,11 +183,12 @@ impl Server {
         self.persist_turn();
         let generation = self.saves.next_generation;
         self.saves.next_generation += 1;
-        let (tx, rx) = sync_channel::<ToWriter>(4);
+        let (tx, rx) = sync_channel::<ToWriter>(2);
         let (rtx, rrx) = sync_channel(1);
+        let (stx, srx) = sync_channel(3);
         std::thread::Builder::new()
             .name("tessera-checkpoint".into())
-            .spawn(move || writer_thread(&store, generation, &rx, &rtx))
+            .spawn(move || writer_thread(&store, generation, &rx, &rtx, &stx))
             .map_err(|e| e.to_string())?;
         self.db.begin_snapshot();
         self.saves.last_attempt = Some(Instant::now());
@@ -200,6 +200,7 @@ impl Server {
             dirty_at_start: self.dirty,
             tx: Some(tx),
             result: rrx,
+            spares: srx,
             pending: Vec::new(),
             walk_done: false,
             committing: false,
@@ -228,9 +229,12 @@ impl Server {
         };
         let start = Instant::now();
         loop {
-            // Hand over what is waiting; stop producing while the writer is behind.
-            if cp.pending.is_empty() {
-                cp.pending = self.db.take_snapshot_records();
+            // Hand over what is waiting, in chunks; stop producing while the writer is behind.
+            if cp.pending.is_empty()
+                && (cp.walk_done || self.db.snapshot_pending_bytes() >= CHUNK_BYTES)
+            {
+                let spare = cp.spares.try_recv().unwrap_or_default();
+                cp.pending = self.db.take_snapshot_records(spare);
             }
             if !cp.pending.is_empty() {
                 let tx = cp.tx.as_ref().expect("the writer runs until the commit");
@@ -250,10 +254,11 @@ impl Server {
             if cp.walk_done || start.elapsed() >= budget {
                 break;
             }
-            cp.walk_done = self.db.snapshot_step(64 << 10);
+            // Small steps, so a turn's budget is not overshot by much.
+            cp.walk_done = self.db.snapshot_step(2 << 10);
         }
         if cp.walk_done && cp.pending.is_empty() && !cp.committing {
-            let rest = self.db.take_snapshot_records();
+            let rest = self.db.take_snapshot_records(Vec::new());
             if !rest.is_empty() {
                 cp.pending = rest;
                 self.checkpoint = Some(cp);

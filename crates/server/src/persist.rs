@@ -19,9 +19,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tessera_persist::{ImageRecord, Store, StoreError};
+use tessera_persist::{Store, StoreError};
 use tessera_protocol::{Limits, RequestParser};
-use tessera_storage::rdb;
+use tessera_storage::snapshot::{Record, for_each_record};
 
 use crate::server::{Server, unix_ms};
 
@@ -86,12 +86,8 @@ pub struct Loading {
 }
 
 enum LoadBatch {
-    /// Image records packed in one buffer: per record its slot, and the lengths of its key and
-    /// of its record bytes, which follow one another in `buf`.
-    Image {
-        buf: Vec<u8>,
-        recs: Vec<(u16, u32, u32)>,
-    },
+    /// A chunk of image records (`tessera_storage::snapshot::RecordStream`).
+    Image(Vec<u8>),
     /// A log record: its start offset and bytes.
     Log(u64, Vec<u8>),
     /// The end: the stream offset after the last record, or what went wrong.
@@ -419,23 +415,23 @@ impl Server {
                 }
             };
             match batch {
-                LoadBatch::Image { buf, recs } => {
+                LoadBatch::Image(chunk) => {
                     let now = unix_ms();
-                    let mut at = 0;
-                    for (slot, klen, vlen) in recs {
-                        let key = &buf[at..at + klen as usize];
-                        let rec = &buf[at + klen as usize..at + (klen + vlen) as usize];
-                        at += (klen + vlen) as usize;
-                        if let Err(e) = self.load_record(slot, key, rec, now) {
-                            done = Some(Err(format!(
+                    let mut keys = 0;
+                    let r = for_each_record(&chunk, |slot, key, rec| {
+                        keys += 1;
+                        self.load_record(slot, key, rec, now).map_err(|e| {
+                            format!(
                                 "image record of key {:?}: {e}",
                                 String::from_utf8_lossy(key)
-                            )));
-                            break;
-                        }
-                        l.keys_loaded += 1;
+                            )
+                        })
+                    });
+                    if let Err(e) = r {
+                        done = Some(Err(e));
                     }
-                    l.loaded_bytes += buf.len() as u64;
+                    l.keys_loaded += keys;
+                    l.loaded_bytes += chunk.len() as u64;
                 }
                 LoadBatch::Log(offset, bytes) => {
                     l.loaded_bytes += bytes.len() as u64;
@@ -484,14 +480,8 @@ impl Server {
     }
 
     fn load_record(&mut self, slot: u16, key: &[u8], rec: &[u8], now: i64) -> Result<(), String> {
-        let r = ImageRecord::decode(rec).ok_or("unreadable record header")?;
-        let mut reader = rdb::Reader::new(r.value);
-        let kind = reader.u8().map_err(|e| e.to_string())?;
-        let value =
-            rdb::read_value(&mut reader, kind, &self.db.limits).map_err(|e| e.to_string())?;
-        if reader.position() != r.value.len() as u64 {
-            return Err("bytes after the value".into());
-        }
+        let r = Record::decode(rec).ok_or("unreadable record header")?;
+        let value = r.value(&self.db.limits).map_err(|e| e.to_string())?;
         // Keys of an image are distinct: no lookup before the insert.
         if !self
             .db
@@ -538,25 +528,9 @@ fn load_thread(
 ) {
     let result = (|| -> Result<u64, StoreError> {
         if let Some(img) = &image {
-            let mut buf = Vec::with_capacity(64 << 10);
-            let mut recs = Vec::with_capacity(1024);
-            let mut gone = false;
-            store.scan_image(img.generation, |slot, k, v| {
-                buf.extend_from_slice(k);
-                buf.extend_from_slice(v);
-                recs.push((slot, k.len() as u32, v.len() as u32));
-                if recs.len() == 1024 || buf.len() >= 1 << 20 {
-                    let batch = LoadBatch::Image {
-                        buf: std::mem::replace(&mut buf, Vec::with_capacity(64 << 10)),
-                        recs: std::mem::replace(&mut recs, Vec::with_capacity(1024)),
-                    };
-                    gone = tx.send(batch).is_err();
-                }
-                Ok(!gone)
+            store.scan_image(img.generation, |chunk| {
+                Ok(tx.send(LoadBatch::Image(chunk.to_vec())).is_ok())
             })?;
-            if !recs.is_empty() {
-                let _ = tx.send(LoadBatch::Image { buf, recs });
-            }
         }
         if !aof {
             return Ok(log_from);
@@ -590,22 +564,26 @@ pub fn check_data(dir: &Path) -> Result<String, String> {
             let mut keys = 0u64;
             let mut bad: Option<String> = None;
             store
-                .scan_image(img.generation, |_, k, v| {
-                    let ok = ImageRecord::decode(v).is_some_and(|r| {
-                        let mut rd = rdb::Reader::new(r.value);
-                        rd.u8()
-                            .and_then(|kind| rdb::read_value(&mut rd, kind, &limits))
-                            .is_ok()
+                .scan_image(img.generation, |chunk| {
+                    let r = for_each_record(chunk, |slot, k, v| {
+                        let ok = slot == tessera_protocol::key_hash_slot(k)
+                            && Record::decode(v).is_some_and(|r| r.value(&limits).is_ok());
+                        if !ok {
+                            return Err(format!(
+                                "the image record of key {:?} does not decode",
+                                String::from_utf8_lossy(k)
+                            ));
+                        }
+                        keys += 1;
+                        Ok(())
                     });
-                    if !ok {
-                        bad = Some(format!(
-                            "the image record of key {:?} does not decode",
-                            String::from_utf8_lossy(k)
-                        ));
-                        return Ok(false);
+                    match r {
+                        Ok(()) => Ok(true),
+                        Err(e) => {
+                            bad = Some(e);
+                            Ok(false)
+                        }
                     }
-                    keys += 1;
-                    Ok(true)
                 })
                 .map_err(|e| e.to_string())?;
             if let Some(b) = bad {

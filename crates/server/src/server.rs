@@ -301,7 +301,6 @@ impl Server {
             let window = Duration::from_micros(self.config.busy_poll_us);
             let mut timeout = if self.fast_expire_due
                 || self.persist.loading.is_some()
-                || self.checkpoint.as_ref().is_some_and(|c| c.walking())
                 || !self.pending_writes.is_empty()
                 || !self.pending_reads.is_empty()
                 || busy.spinning(window)
@@ -311,8 +310,8 @@ impl Server {
                 period.saturating_sub(since)
             };
             if self.checkpoint.is_some() {
-                // A committing checkpoint is polled for its result.
-                timeout = timeout.min(Duration::from_millis(5));
+                // A checkpoint advances in turns: a quiet millisecond makes an idle turn.
+                timeout = timeout.min(Duration::from_millis(1));
             }
             // Wake up for the earliest blocking timeout.
             if let Some(d) = self.blocking.next_deadline() {
@@ -695,12 +694,12 @@ impl Server {
         // The turn's effects go to the log before any reply of the turn goes out.
         self.persist_turn();
         if self.checkpoint.is_some() {
-            // A tenth of the turn's own work (so throughput stays within about 10%), or 5 ms
-            // of an idle turn.
+            // A twentieth of the turn's own work (at least one slot), or 2 ms
+            // of a turn that found nothing to do for a millisecond.
             let budget = if self.turn_had_events {
-                (self.turn_start.elapsed() / 10).max(Duration::from_micros(50))
+                self.turn_start.elapsed() / 20
             } else {
-                Duration::from_millis(5)
+                Duration::from_millis(2)
             };
             self.checkpoint_step(budget);
         }

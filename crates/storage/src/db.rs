@@ -15,7 +15,7 @@ use tessera_protocol::slot::{SLOTS, key_hash_slot};
 
 use crate::bytes::SmallBytes;
 use crate::dict::{Dict, hash};
-use crate::value::{ExpireEntry, FLAG_VOLATILE, KeyEntry, Value};
+use crate::value::{ExpireEntry, FLAG_SNAPSHOT, FLAG_VOLATILE, KeyEntry, Value};
 
 /// The LRU clock at Unix time `now_ms`: seconds in 24 bits, as Redis keeps per object.
 #[inline]
@@ -256,13 +256,21 @@ impl Db {
     #[inline]
     pub fn get_mut(&mut self, key: &[u8], now: i64) -> Option<&mut KeyEntry> {
         let l = loc(key);
-        self.before_change(key, l.slot, l.hash);
         // As Redis's expireIfNeeded: the expires dict is consulted only when it holds keys, and
         // the main dict is searched once.
         if !self.expires.is_empty() && self.expire_if_needed(key, l, now) {
             return None;
         }
-        self.slots[l.slot].get_mut(key, l.hash)
+        let Db {
+            slots,
+            snapshot,
+            expires,
+            ..
+        } = self;
+        let entry = slots[l.slot].get_mut(key, l.hash)?;
+        // The caller may change it: a snapshot that has not reached it saves it first.
+        crate::snapshot::before_entry_change(snapshot, expires, l.slot, entry);
+        Some(entry)
     }
 
     /// Looks up a live key for writing, inserting `make()` first when it is missing; the key's
@@ -275,7 +283,6 @@ impl Db {
         make: impl FnOnce() -> Value,
     ) -> &mut KeyEntry {
         let l = loc(key);
-        self.before_change(key, l.slot, l.hash);
         if !self.expires.is_empty() {
             self.expire_if_needed(key, l, now);
         }
@@ -284,15 +291,23 @@ impl Db {
                 key: SmallBytes::new(key),
                 value: make(),
                 access: self.initial_access(now),
-                flags: 0,
+                flags: self.new_entry_flags(l.slot),
             };
             self.slots[l.slot].insert_new(entry, l.hash);
             self.keys += 1;
             self.note_new(key);
         }
-        self.slots[l.slot]
+        let Db {
+            slots,
+            snapshot,
+            expires,
+            ..
+        } = self;
+        let entry = slots[l.slot]
             .get_mut(key, l.hash)
-            .expect("present or inserted just above")
+            .expect("present or inserted just above");
+        crate::snapshot::before_entry_change(snapshot, expires, l.slot, entry);
+        entry
     }
 
     /// Looks up a live key for reading. An expired key is deleted and not found.
@@ -340,12 +355,18 @@ impl Db {
     /// value if the key existed.
     pub fn set(&mut self, key: &[u8], value: Value, expiry: Expiry, now: i64) -> Option<Value> {
         let l = loc(key);
-        self.before_change(key, l.slot, l.hash);
-        if let Some(entry) = self.slots[l.slot].get_mut(key, l.hash) {
+        let no_expiry = self.no_expiry;
+        let Db {
+            slots,
+            snapshot,
+            expires,
+            ..
+        } = &mut *self;
+        if let Some(entry) = slots[l.slot].get_mut(key, l.hash) {
+            crate::snapshot::before_entry_change(snapshot, expires, l.slot, entry);
             let volatile = entry.flags & FLAG_VOLATILE != 0;
-            let expired = volatile
-                && !self.no_expiry
-                && self.expires.get(key, l.hash).is_some_and(|e| e.at <= now);
+            let expired =
+                volatile && !no_expiry && expires.get(key, l.hash).is_some_and(|e| e.at <= now);
             if !expired {
                 let old = std::mem::replace(&mut entry.value, value);
                 self.apply_expiry(key, l, expiry, volatile);
@@ -359,7 +380,7 @@ impl Db {
             key: SmallBytes::new(key),
             value,
             access: self.initial_access(now),
-            flags: 0,
+            flags: self.new_entry_flags(l.slot),
         };
         self.slots[l.slot].insert_new(entry, l.hash);
         self.keys += 1;
@@ -436,9 +457,10 @@ impl Db {
     }
 
     fn remove_at(&mut self, key: &[u8], l: Loc) -> Option<Value> {
-        self.before_change(key, l.slot, l.hash);
-        let entry = self.slots[l.slot].remove(key, l.hash)?;
+        let mut entry = self.slots[l.slot].remove(key, l.hash)?;
         self.keys -= 1;
+        // A snapshot that has not reached the key saves it before it goes.
+        crate::snapshot::before_entry_change(&mut self.snapshot, &self.expires, l.slot, &mut entry);
         if entry.flags & FLAG_VOLATILE != 0 {
             self.expires.remove(key, l.hash);
         }
@@ -578,14 +600,30 @@ impl Db {
         true
     }
 
-    /// The entries of a slot, expired ones included.
-    pub(crate) fn slot_entries(&self, slot: usize) -> impl Iterator<Item = &KeyEntry> {
-        self.slots[slot].iter()
+    /// Calls `f` with every entry of `slot` and its expiry, except the entries flagged as
+    /// already in the snapshot, whose flag it clears (the snapshot walk).
+    pub(crate) fn walk_slot(&mut self, slot: usize, mut f: impl FnMut(&KeyEntry, Option<i64>)) {
+        let expires = &self.expires;
+        self.slots[slot].for_each_mut(|e| {
+            if e.flags & FLAG_SNAPSHOT != 0 {
+                e.flags &= !FLAG_SNAPSHOT;
+                return;
+            }
+            let at = if e.flags & FLAG_VOLATILE != 0 {
+                expires.get(e.key(), hash(e.key())).map(|x| x.at)
+            } else {
+                None
+            };
+            f(e, at);
+        });
     }
 
-    /// The stored entry of `key`, whose slot and hash are known.
-    pub(crate) fn stored_at(&self, key: &[u8], slot: usize, hash: u64) -> Option<&KeyEntry> {
-        self.slots[slot].get(key, hash)
+    /// Clears the snapshot flags of slots `from..` (a snapshot abandoned before its walk got
+    /// there).
+    pub(crate) fn clear_snapshot_flags(&mut self, from: usize) {
+        for d in &mut self.slots[from.min(SLOTS)..] {
+            d.for_each_mut(|e| e.flags &= !FLAG_SNAPSHOT);
+        }
     }
 
     pub fn entry_expire_at(&self, entry: &KeyEntry) -> Option<i64> {

@@ -357,6 +357,19 @@ impl<E: Keyed> Dict<E> {
         Some(&node.entry)
     }
 
+    /// Calls `f` with every entry, mutably.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut E)) {
+        for t in self.tables.iter_mut() {
+            for link in t.iter_mut() {
+                let mut link = link.as_deref_mut();
+                while let Some(node) = link {
+                    f(&mut node.entry);
+                    link = node.next.as_deref_mut();
+                }
+            }
+        }
+    }
+
     /// Every entry, in bucket order.
     pub fn iter(&self) -> impl Iterator<Item = &E> {
         self.tables.iter().flat_map(|t| t.iter()).flat_map(|link| {

@@ -2,28 +2,126 @@
 //!
 //! A snapshot walks the slots in order, serializing each slot whole in one step (keys in RDB
 //! format, with their expiry). Slots before the cursor are done. Before any change to a key
-//! of a slot not yet walked (an update, a deletion, an expiry, a creation), the keyspace
-//! serializes the key's current state first, or records that it did not exist, and the walk
-//! skips it later. So the records together are exactly the keyspace at the moment the
-//! snapshot began, while the shard keeps serving. The same serializer will feed the diskless
-//! replication payload and slot migration.
+//! of a slot not yet walked (an update, a deletion, an expiry), the keyspace serializes the
+//! key's current state first and flags the entry; a key created in such a slot is flagged at
+//! birth (it was not there when the snapshot began). The walk skips flagged entries, clearing
+//! the flag. So the records together are exactly the keyspace at the moment the snapshot
+//! began, while the shard keeps serving, at no memory cost per key beyond the records in
+//! flight. The same serializer will feed the diskless replication payload and slot migration.
 
-use std::collections::{HashMap, HashSet};
-
-use crate::bytes::SmallBytes;
 use crate::db::Db;
 use crate::rdb;
+use crate::value::{FLAG_SNAPSHOT, Value};
 
-/// One key of a snapshot.
-#[derive(Debug)]
-pub struct SnapRecord {
-    /// The key's hash slot (images are ordered by slot, so loading fills one slot at a time).
-    pub slot: u16,
-    pub key: Vec<u8>,
+/// The records of a snapshot, as a byte stream: per key its hash slot (2 bytes), the key and
+/// its record ([`Record`]: expiry and the value in RDB format), the key and the record each
+/// with a 4-byte length, all little-endian. Checkpoints store it in chunks as it is, and the
+/// loader reads it with [`for_each_record`].
+#[derive(Default)]
+pub struct RecordStream {
+    buf: Vec<u8>,
+    /// Records in `buf`.
+    pub records: u64,
+}
+
+impl RecordStream {
+    /// Appends one key.
+    pub fn push(&mut self, slot: u16, key: &[u8], expire_ms: Option<i64>, value: &Value) {
+        let b = &mut self.buf;
+        b.extend_from_slice(&slot.to_le_bytes());
+        b.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        b.extend_from_slice(key);
+        let len_at = b.len();
+        b.extend_from_slice(&[0; 4]);
+        match expire_ms {
+            Some(at) => {
+                b.push(1);
+                b.extend_from_slice(&at.to_le_bytes());
+            }
+            None => b.push(0),
+        }
+        rdb::write_value(b, value);
+        let rec = (b.len() - len_at - 4) as u32;
+        b[len_at..len_at + 4].copy_from_slice(&rec.to_le_bytes());
+        self.records += 1;
+    }
+
+    /// Bytes buffered.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Takes the bytes buffered, leaving `spare` (emptied) to buffer the next ones: chunk
+    /// buffers go round instead of being allocated for every chunk.
+    pub fn take(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        self.records = 0;
+        spare.clear();
+        std::mem::replace(&mut self.buf, spare)
+    }
+}
+
+/// One record of a [`RecordStream`]: the expiry and the RDB-encoded value.
+pub struct Record<'a> {
     /// Absolute Unix milliseconds.
     pub expire_ms: Option<i64>,
     /// RDB type byte and value encoding.
-    pub value: Vec<u8>,
+    pub value: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    pub fn decode(b: &'a [u8]) -> Option<Record<'a>> {
+        match b.first()? {
+            0 => Some(Record {
+                expire_ms: None,
+                value: &b[1..],
+            }),
+            1 => Some(Record {
+                expire_ms: Some(i64::from_le_bytes(b.get(1..9)?.try_into().ok()?)),
+                value: &b[9..],
+            }),
+            _ => None,
+        }
+    }
+
+    /// The value, decoded (collections take the encodings `limits` give them).
+    pub fn value(&self, limits: &crate::types::CompactLimits) -> Result<Value, rdb::RdbError> {
+        let mut r = rdb::Reader::new(self.value);
+        let kind = r.u8()?;
+        let v = rdb::read_value(&mut r, kind, limits)?;
+        if r.position() != self.value.len() as u64 {
+            return Err(rdb::RdbError::Corrupt("bytes after the value"));
+        }
+        Ok(v)
+    }
+}
+
+/// Calls `f` with the slot, key and record of each record in `bytes` (a chunk of a
+/// [`RecordStream`]); an error names what is wrong with a malformed chunk.
+pub fn for_each_record(
+    bytes: &[u8],
+    mut f: impl FnMut(u16, &[u8], &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut p = 0;
+    let take = |p: &mut usize, n: usize| -> Result<&[u8], String> {
+        let s = bytes
+            .get(*p..p.saturating_add(n))
+            .ok_or("an image chunk ends inside a record")?;
+        *p += n;
+        Ok(s)
+    };
+    while p < bytes.len() {
+        let slot = u16::from_le_bytes(take(&mut p, 2)?.try_into().expect("2 bytes"));
+        let klen = u32::from_le_bytes(take(&mut p, 4)?.try_into().expect("4 bytes")) as usize;
+        let key = take(&mut p, klen)?;
+        let rlen = u32::from_le_bytes(take(&mut p, 4)?.try_into().expect("4 bytes")) as usize;
+        let rec = take(&mut p, rlen)?;
+        f(slot, key, rec)?;
+    }
+    Ok(())
 }
 
 /// A snapshot in progress.
@@ -31,33 +129,25 @@ pub struct SnapRecord {
 pub struct Snapshot {
     /// Slots before this one are serialized.
     cursor: usize,
-    /// Keys of slots at or after the cursor already handled (saved before a change, or noted
-    /// as absent), by slot: the walk skips them.
-    saved: HashMap<usize, HashSet<SmallBytes, foldhash::fast::RandomState>>,
     /// Records not yet taken.
-    out: Vec<SnapRecord>,
-    out_bytes: usize,
+    out: RecordStream,
     /// Keys serialized so far.
     pub keys: u64,
-}
-
-impl Snapshot {
-    fn push(&mut self, r: SnapRecord) {
-        self.out_bytes += r.key.len() + r.value.len() + 16;
-        self.keys += 1;
-        self.out.push(r);
-    }
 }
 
 impl Db {
     /// Starts a snapshot of the keyspace as it is now (replacing one in progress).
     pub fn begin_snapshot(&mut self) {
+        self.end_snapshot();
         self.snapshot = Some(Box::default());
     }
 
-    /// Abandons the snapshot in progress.
+    /// Ends the snapshot (done, or abandoned: the flags it left on entries it did not reach
+    /// are cleared).
     pub fn end_snapshot(&mut self) {
-        self.snapshot = None;
+        if let Some(s) = self.snapshot.take() {
+            self.clear_snapshot_flags(s.cursor);
+        }
     }
 
     /// True while a snapshot is in progress.
@@ -67,7 +157,7 @@ impl Db {
 
     /// Bytes of records waiting to be taken.
     pub fn snapshot_pending_bytes(&self) -> usize {
-        self.snapshot.as_ref().map_or(0, |s| s.out_bytes)
+        self.snapshot.as_ref().map_or(0, |s| s.out.len())
     }
 
     /// Keys serialized so far, and the slot cursor.
@@ -75,13 +165,11 @@ impl Db {
         self.snapshot.as_ref().map(|s| (s.keys, s.cursor))
     }
 
-    /// Takes the records produced so far.
-    pub fn take_snapshot_records(&mut self) -> Vec<SnapRecord> {
+    /// Takes the records produced so far (a [`RecordStream`] chunk), leaving `spare` as the
+    /// buffer for the next ones.
+    pub fn take_snapshot_records(&mut self, spare: Vec<u8>) -> Vec<u8> {
         match &mut self.snapshot {
-            Some(s) => {
-                s.out_bytes = 0;
-                std::mem::take(&mut s.out)
-            }
+            Some(s) => s.out.take(spare),
             None => Vec::new(),
         }
     }
@@ -92,23 +180,14 @@ impl Db {
         let Some(mut snap) = self.snapshot.take() else {
             return true;
         };
-        let start_bytes = snap.out_bytes;
-        while snap.cursor < tessera_protocol::SLOTS && snap.out_bytes - start_bytes < max_bytes {
+        let start_bytes = snap.out.len();
+        while snap.cursor < tessera_protocol::SLOTS && snap.out.len() - start_bytes < max_bytes {
             let slot = snap.cursor;
-            // The keys noted for this slot are no longer needed once it is walked.
-            let skip = snap.saved.remove(&slot).unwrap_or_default();
-            for entry in self.slot_entries(slot) {
-                if !skip.is_empty() && skip.contains(entry.key()) {
-                    continue;
-                }
-                let record = SnapRecord {
-                    slot: slot as u16,
-                    key: entry.key().to_vec(),
-                    expire_ms: self.entry_expire_at(entry),
-                    value: encode(entry.value()),
-                };
-                snap.push(record);
-            }
+            self.walk_slot(slot, |entry, expire_ms| {
+                snap.out
+                    .push(slot as u16, entry.key(), expire_ms, entry.value());
+                snap.keys += 1;
+            });
             snap.cursor += 1;
         }
         let done = snap.cursor >= tessera_protocol::SLOTS;
@@ -116,63 +195,72 @@ impl Db {
         done
     }
 
-    /// Before a change to `key` (in `slot`): saves its current state if the walk has not
-    /// reached it yet.
+    /// The flags of an entry created now in `slot`: flagged when the walk has not reached the
+    /// slot (the key was not there when the snapshot began).
     #[inline]
-    pub(crate) fn before_change(&mut self, key: &[u8], slot: usize, hash: u64) {
-        if let Some(s) = &self.snapshot
-            && slot >= s.cursor
-        {
-            self.save_before_change(key, slot, hash);
+    pub(crate) fn new_entry_flags(&self, slot: usize) -> u32 {
+        match &self.snapshot {
+            Some(s) if slot >= s.cursor => FLAG_SNAPSHOT,
+            _ => 0,
         }
-    }
-
-    #[cold]
-    fn save_before_change(&mut self, key: &[u8], slot: usize, hash: u64) {
-        let Some(mut snap) = self.snapshot.take() else {
-            return;
-        };
-        if snap
-            .saved
-            .entry(slot)
-            .or_default()
-            .insert(SmallBytes::new(key))
-            && let Some(entry) = self.stored_at(key, slot, hash)
-        {
-            let record = SnapRecord {
-                slot: slot as u16,
-                key: key.to_vec(),
-                expire_ms: self.entry_expire_at(entry),
-                value: encode(entry.value()),
-            };
-            snap.push(record);
-        }
-        self.snapshot = Some(snap);
     }
 }
 
-fn encode(v: &crate::value::Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32);
-    rdb::write_value(&mut out, v);
-    out
+/// Before a change to `entry` (in `slot`, updated or just removed): a running snapshot that
+/// has not reached the slot serializes the entry first and flags it.
+#[inline]
+pub(crate) fn before_entry_change(
+    snapshot: &mut Option<Box<Snapshot>>,
+    expires: &crate::dict::Dict<crate::value::ExpireEntry>,
+    slot: usize,
+    entry: &mut crate::value::KeyEntry,
+) {
+    if let Some(snap) = snapshot
+        && slot >= snap.cursor
+        && entry.flags & FLAG_SNAPSHOT == 0
+    {
+        save_entry(snap, expires, slot, entry);
+    }
+}
+
+#[cold]
+fn save_entry(
+    snap: &mut Snapshot,
+    expires: &crate::dict::Dict<crate::value::ExpireEntry>,
+    slot: usize,
+    entry: &mut crate::value::KeyEntry,
+) {
+    entry.flags |= FLAG_SNAPSHOT;
+    let expire_ms = if entry.is_volatile() {
+        expires
+            .get(entry.key(), crate::dict::hash(entry.key()))
+            .map(|e| e.at)
+    } else {
+        None
+    };
+    snap.out
+        .push(slot as u16, entry.key(), expire_ms, entry.value());
+    snap.keys += 1;
 }
 
 #[cfg(test)]
 mod tests {
     use crate::db::{Db, Expiry};
-    use crate::rdb;
     use crate::value::Value;
 
     fn image(db: &mut Db) -> Vec<(Vec<u8>, Option<i64>, Value)> {
         let mut out = Vec::new();
         loop {
             let done = db.snapshot_step(1000);
-            for r in db.take_snapshot_records() {
-                let mut rd = rdb::Reader::new(&r.value);
-                let kind = rd.u8().unwrap();
-                let v = rdb::read_value(&mut rd, kind, &Default::default()).unwrap();
-                out.push((r.key, r.expire_ms, v));
-            }
+            let chunk = db.take_snapshot_records(Vec::new());
+            super::for_each_record(&chunk, |slot, key, rec| {
+                assert_eq!(slot, tessera_protocol::key_hash_slot(key));
+                let r = super::Record::decode(rec).unwrap();
+                let v = r.value(&Default::default()).unwrap();
+                out.push((key.to_vec(), r.expire_ms, v));
+                Ok(())
+            })
+            .unwrap();
             if done {
                 break;
             }
@@ -180,6 +268,37 @@ mod tests {
         db.end_snapshot();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    #[test]
+    fn an_abandoned_snapshot_leaves_no_marks() {
+        let mut db = Db::new();
+        for i in 0..500 {
+            db.set(
+                format!("k{i}").as_bytes(),
+                Value::Int(i),
+                Expiry::Persist,
+                0,
+            );
+        }
+        db.begin_snapshot();
+        db.snapshot_step(10);
+        for i in 0..500 {
+            if let Some(e) = db.get_mut(format!("k{i}").as_bytes(), 0) {
+                *e.value_mut() = Value::Int(-i);
+            }
+        }
+        db.set(b"late", Value::Int(7), Expiry::Persist, 0);
+        db.end_snapshot();
+        db.begin_snapshot();
+        let img = image(&mut db);
+        assert_eq!(img.len(), 501);
+        for (k, _, v) in img {
+            if k != b"late" {
+                let i: i64 = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
+                assert_eq!(v, Value::Int(-i));
+            }
+        }
     }
 
     #[test]

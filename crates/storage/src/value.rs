@@ -206,6 +206,9 @@ pub struct KeyEntry {
 
 /// The key has an entry in the expires dict.
 pub(crate) const FLAG_VOLATILE: u32 = 1;
+/// The running snapshot has this key's state already (saved before a change, or created after
+/// the snapshot began): its walk skips the entry, clearing the flag.
+pub(crate) const FLAG_SNAPSHOT: u32 = 2;
 
 impl KeyEntry {
     /// The key.

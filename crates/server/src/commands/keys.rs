@@ -195,8 +195,8 @@ pub fn flush(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     s.dirty += 1;
     // As Redis kills its BGSAVE child: the image being taken is of a dataset that is gone.
     let restart = s.checkpoint.is_some();
-    s.abort_checkpoint();
     let old = s.db.flush();
+    s.abort_checkpoint();
     if asynchronous {
         // Redis's lazyfree: the memory is released on another thread.
         std::thread::spawn(move || drop(old));
