@@ -1,20 +1,22 @@
 //! The shard's RocksDB store: the AOF and RDB analogues in one database.
 //!
-//! Three column families:
+//! Column families:
 //! - `log`: the effect stream (Redis's replication stream: RESP commands), one record per
 //!   event-loop turn keyed by the big-endian stream offset of its first byte. Records are
 //!   contiguous: each starts where the previous one ends. This is the AOF analogue.
-//! - `image`: checkpoint images (the RDB analogue) in chunks of about 256 KB, keyed by an
-//!   8-byte big-endian generation and an 8-byte chunk number. A chunk is a run of the server's
-//!   snapshot records (`tessera_storage::snapshot::RecordStream`: slot, key, expiry, value in
-//!   RDB format), opaque here. One RocksDB entry per chunk rather than per key keeps a checkpoint's CPU cost low, and
-//!   the walk's records come in slot order, so an image loads one slot at a time. Only the generation named in `meta` is live; a newer one being written is
-//!   ignored until it is committed, an older one is deleted by the commit.
+//! - `image-<generation>`: checkpoint images (the RDB analogue), one column family each, in
+//!   chunks of about 256 KB keyed by their 8-byte big-endian number. A chunk is a run of the
+//!   server's snapshot records (`tessera_storage::snapshot::RecordStream`: slot, key, expiry,
+//!   value in RDB format), opaque here. One RocksDB entry per chunk rather than per key keeps
+//!   a checkpoint's CPU cost low, and the walk's records come in slot order, so an image loads
+//!   one slot at a time. Only the generation named in `meta` is live; a newer one being
+//!   written is ignored until it is committed, older ones are dropped by the commit.
 //! - `meta`: the format marker, the committed image ([`ImageMeta`]) and the replication ID.
 //!
 //! A checkpoint commit is one synced write batch: the new image metadata (generation, offset,
-//! replication ID), the deletion of the log prefix it covers and of the old generation. So the
-//! data, the offset and the replication ID always change together (invariant 4).
+//! replication ID) and the deletion of the log prefix it covers; then the older images'
+//! column families are dropped. So the data, the offset and the replication ID always change
+//! together (invariant 4).
 //!
 //! The store never interprets RESP or RDB bytes: the server encodes and decodes them.
 
@@ -29,10 +31,21 @@ use rocksdb::{
 
 const CF_META: &str = "meta";
 const CF_LOG: &str = "log";
-const CF_IMAGE: &str = "image";
+/// Each image generation has its own column family, `image-<generation>`: replacing an image
+/// drops the old one's files at once, with no compaction.
+const CF_IMAGE_PREFIX: &str = "image-";
+
+fn image_cf_name(generation: u64) -> String {
+    format!("{CF_IMAGE_PREFIX}{generation}")
+}
+
+/// The generation of an image column family's name.
+fn image_cf_generation(name: &str) -> Option<u64> {
+    name.strip_prefix(CF_IMAGE_PREFIX)?.parse().ok()
+}
 
 const FORMAT_KEY: &[u8] = b"format";
-const FORMAT: &[u8] = b"tessera-store 3";
+const FORMAT: &[u8] = b"tessera-store 4";
 const IMAGE_KEY: &[u8] = b"image";
 const REPLID_KEY: &[u8] = b"replid";
 
@@ -119,6 +132,8 @@ pub struct Store {
     /// Incremented by each reopen: image records written before it (without the WAL) are
     /// gone, so a checkpoint that spans a reopen must not commit.
     epoch: AtomicU64,
+    /// The image generations that have a column family.
+    images: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 fn cf<'d>(db: &'d DB, name: &str) -> &'d rocksdb::ColumnFamily {
@@ -135,12 +150,18 @@ fn open_db(dir: &Path, create: bool) -> Result<DB, StoreError> {
     opts.set_max_background_jobs(2);
     opts.set_keep_log_file_num(3);
     opts.set_max_total_wal_size(64 << 20);
-    let cfs = [
+    let mut cfs = vec![
         ColumnFamilyDescriptor::new(CF_META, cf_options(&cache, false, 1 << 20)),
         ColumnFamilyDescriptor::new(CF_LOG, cf_options(&cache, true, 16 << 20)),
-        // Image chunks are written once and read once: small memtables are enough.
-        ColumnFamilyDescriptor::new(CF_IMAGE, cf_options(&cache, true, 2 << 20)),
     ];
+    // Every image generation present (the committed one, and any a crash left behind).
+    if let Ok(names) = DB::list_cf(&Options::default(), dir) {
+        for name in names {
+            if image_cf_generation(&name).is_some() {
+                cfs.push(ColumnFamilyDescriptor::new(name, image_options(&cache)));
+            }
+        }
+    }
     DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| {
         if source.kind() == rocksdb::ErrorKind::Corruption {
             StoreError::Corrupt {
@@ -174,6 +195,17 @@ fn cf_options(cache: &Cache, compress: bool, write_buffer: usize) -> Options {
     o
 }
 
+/// An image column family: chunks are written once, in order, and read once, so small
+/// memtables are enough and compaction would be wasted work (the whole family is dropped when
+/// a newer image is committed).
+fn image_options(cache: &Cache) -> Options {
+    let mut o = cf_options(cache, true, 2 << 20);
+    o.set_disable_auto_compactions(true);
+    o.set_level_zero_slowdown_writes_trigger(1 << 20);
+    o.set_level_zero_stop_writes_trigger(1 << 20);
+    o
+}
+
 impl Store {
     /// True if `dir` holds a store (or at least a RocksDB directory).
     pub fn exists(dir: &Path) -> bool {
@@ -199,7 +231,14 @@ impl Store {
             db: RwLock::new(Some(open_db(dir, create)?)),
             path,
             epoch: AtomicU64::new(0),
+            images: Default::default(),
         };
+        *store.images.lock().unwrap_or_else(|e| e.into_inner()) =
+            DB::list_cf(&Options::default(), dir)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|n| image_cf_generation(n))
+                .collect();
         {
             let guard = store.guard();
             let db = guard.as_ref().expect("just opened");
@@ -342,36 +381,81 @@ impl Store {
         seq: u64,
         chunk: &[u8],
     ) -> Result<(), StoreError> {
+        let name = image_cf_name(generation);
         let guard = self.guard();
         let db = guard.as_ref().ok_or_else(|| self.closed())?;
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&generation.to_be_bytes());
-        key[8..].copy_from_slice(&seq.to_be_bytes());
+        let image = db
+            .cf_handle(&name)
+            .ok_or_else(|| self.corrupt("an image column family vanished while it was written"))?;
         let mut w = WriteOptions::default();
         w.disable_wal(true);
-        db.put_cf_opt(cf(db, CF_IMAGE), key, chunk, &w)
+        db.put_cf_opt(image, seq.to_be_bytes(), chunk, &w)
             .map_err(|e| self.err(e))
     }
 
-    /// Deletes every record of `generation` (an image abandoned half-way, or replaced).
+    /// Creates the column family of a new image, `generation` (before its first chunk).
+    pub fn create_image(&self, generation: u64) -> Result<(), StoreError> {
+        let name = image_cf_name(generation);
+        let mut guard = self.db.write().unwrap_or_else(|e| e.into_inner());
+        let db = guard.as_mut().ok_or_else(|| self.closed())?;
+        if db.cf_handle(&name).is_none() {
+            let cache = Cache::new_lru_cache(1 << 20);
+            db.create_cf(&name, &image_options(&cache))
+                .map_err(|e| self.err(e))?;
+        }
+        self.images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(generation);
+        Ok(())
+    }
+
+    /// The generations that have a column family.
+    fn image_generations(&self) -> Vec<u64> {
+        self.images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Deletes every generation from `generation` on: what an earlier run left of a checkpoint
+    /// it did not commit.
+    pub fn drop_generations_from(&self, generation: u64) -> Result<(), StoreError> {
+        for g in self.image_generations() {
+            if g >= generation {
+                self.drop_generation(g)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes image `generation` (an image abandoned half-way, or replaced): its column
+    /// family and with it its files.
     pub fn drop_generation(&self, generation: u64) -> Result<(), StoreError> {
-        let guard = self.guard();
-        let db = guard.as_ref().ok_or_else(|| self.closed())?;
-        db.delete_range_cf(
-            cf(db, CF_IMAGE),
-            generation.to_be_bytes(),
-            (generation + 1).to_be_bytes(),
-        )
-        .map_err(|e| self.err(e))
+        let mut guard = self.db.write().unwrap_or_else(|e| e.into_inner());
+        let db = guard.as_mut().ok_or_else(|| self.closed())?;
+        let name = image_cf_name(generation);
+        if db.cf_handle(&name).is_some() {
+            db.drop_cf(&name).map_err(|e| self.err(e))?;
+        }
+        self.images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&generation);
+        Ok(())
     }
 
     /// Makes image `meta` the committed one: its records are flushed to disk first, then one
     /// synced batch records it, drops the log before its offset and the previous generation.
     pub fn commit_image(&self, meta: &ImageMeta) -> Result<(), StoreError> {
-        let previous = self.image()?;
         let guard = self.guard();
         let db = guard.as_ref().ok_or_else(|| self.closed())?;
-        db.flush_cf(cf(db, CF_IMAGE)).map_err(|e| self.err(e))?;
+        let image = db
+            .cf_handle(&image_cf_name(meta.generation))
+            .ok_or_else(|| self.corrupt("the image being committed has no column family"))?;
+        db.flush_cf(image).map_err(|e| self.err(e))?;
         let mut b = WriteBatch::default();
         b.put_cf(cf(db, CF_META), IMAGE_KEY, meta.encode());
         b.put_cf(cf(db, CF_META), REPLID_KEY, meta.replid.as_bytes());
@@ -380,24 +464,24 @@ impl Store {
             0u64.to_be_bytes(),
             meta.offset.to_be_bytes(),
         );
-        if let Some(p) = previous
-            && p.generation != meta.generation
-        {
-            b.delete_range_cf(
-                cf(db, CF_IMAGE),
-                p.generation.to_be_bytes(),
-                (p.generation + 1).to_be_bytes(),
-            );
-        }
         let mut w = WriteOptions::default();
         w.set_sync(true);
         db.write_opt(b, &w).map_err(|e| self.err(e))?;
-        // Let compaction reclaim the deleted ranges soon rather than eventually.
+        // Let compaction reclaim the deleted log soon rather than eventually.
         db.compact_range_cf(
             cf(db, CF_LOG),
             None::<&[u8]>,
             Some(meta.offset.to_be_bytes()),
         );
+        drop(guard);
+        // The older images (replaced, or abandoned half-way) go, files and all.
+        for g in self.image_generations() {
+            if g < meta.generation
+                && let Err(e) = self.drop_generation(g)
+            {
+                tracing::warn!(error = %e, generation = g, "dropping an older image failed");
+            }
+        }
         Ok(())
     }
 
@@ -408,21 +492,24 @@ impl Store {
         generation: u64,
         mut f: impl FnMut(&[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        let prefix = generation.to_be_bytes();
         let guard = self.guard();
         let db = guard.as_ref().ok_or_else(|| self.closed())?;
-        let mut it = db.raw_iterator_cf(cf(db, CF_IMAGE));
-        it.seek(prefix);
+        let image = db.cf_handle(&image_cf_name(generation)).ok_or_else(|| {
+            self.corrupt(format!(
+                "image {generation}, named as committed, is missing"
+            ))
+        })?;
+        let mut it = db.raw_iterator_cf(image);
+        it.seek_to_first();
+        let mut expect = 0u64;
         while it.valid() {
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
-            if !k.starts_with(&prefix) {
-                break;
+            if k != expect.to_be_bytes() {
+                return Err(self.corrupt(format!("image {generation} lacks chunk {expect}")));
             }
-            if k.len() != 16 {
-                return Err(self.corrupt("an image chunk key is not 16 bytes"));
-            }
+            expect += 1;
             if !f(v)? {
                 return Ok(());
             }
@@ -508,7 +595,13 @@ impl Store {
         let size = |c: &str| {
             prop(c, "rocksdb.total-sst-files-size") + prop(c, "rocksdb.cur-size-all-mem-tables")
         };
-        (size(CF_LOG), size(CF_IMAGE))
+        let images: u64 = self
+            .image_generations()
+            .iter()
+            .filter(|g| db.cf_handle(&image_cf_name(**g)).is_some())
+            .map(|g| size(&image_cf_name(*g)))
+            .sum();
+        (size(CF_LOG), images)
     }
 }
 
@@ -538,6 +631,7 @@ mod tests {
                 .unwrap();
             assert_eq!(end, 7);
             assert_eq!(seen.len(), 2);
+            s.create_image(1).unwrap();
             s.write_image_chunk(1, 0, b"chunk").unwrap();
             s.commit_image(&ImageMeta {
                 generation: 1,

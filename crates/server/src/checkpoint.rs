@@ -123,10 +123,8 @@ fn writer_thread(
     // checkpoint takes what CPU is left (Linux applies a thread's nice value to it alone).
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
     let epoch = store.epoch();
-    let mut failed: Option<String> = store
-        .drop_generation(generation)
-        .err()
-        .map(|e| e.to_string());
+    // Generation numbers are never reused (what an earlier run left was dropped at start).
+    let mut failed: Option<String> = store.create_image(generation).err().map(|e| e.to_string());
     let mut seq = 0u64;
     for msg in rx.iter() {
         match msg {
@@ -157,8 +155,7 @@ fn writer_thread(
             }
         }
     }
-    // The checkpoint was abandoned: its records go.
-    let _ = store.drop_generation(generation);
+    // The checkpoint was abandoned: its chunks go with the next commit's file deletion.
 }
 
 impl Server {

@@ -358,6 +358,8 @@ impl Server {
         let image = store.image()?;
         let log_from = image.as_ref().map_or(0, |i| i.offset);
         let aof = self.persist.aof;
+        // A checkpoint an earlier run did not commit leaves chunks of a newer generation.
+        store.drop_generations_from(image.as_ref().map_or(1, |i| i.generation + 1))?;
         if let Some(img) = &image {
             self.db.reserve(img.keys as usize);
             self.saves.image_offset = img.offset;
