@@ -497,6 +497,65 @@ mod tests {
         );
     }
 
+    /// A ziplist as Redis 6 writes it for `RPUSH l a 1 -300 100000 big`: the header (total
+    /// bytes, tail offset, count), entries with previous-entry lengths, the end byte.
+    #[test]
+    fn ziplist_of_redis_6() {
+        let mut zl = vec![0u8; 10];
+        let mut prev = 0u8;
+        let mut entry = |zl: &mut Vec<u8>, enc: &[u8]| {
+            let start = zl.len();
+            zl.push(prev);
+            zl.extend_from_slice(enc);
+            prev = (zl.len() - start) as u8;
+        };
+        entry(&mut zl, &[0x01, b'a']); // 6-bit string length
+        entry(&mut zl, &[0xF2]); // immediate 1 (0xF1 + 1)
+        entry(&mut zl, &[0xC0, 0xD4, 0xFE]); // int16 -300
+        entry(&mut zl, &[0xF0, 0xA0, 0x86, 0x01]); // int24 100000
+        entry(&mut zl, &[0x03, b'b', b'i', b'g']);
+        zl.push(0xFF);
+        let total = zl.len() as u32;
+        zl[..4].copy_from_slice(&total.to_le_bytes());
+        zl[8..10].copy_from_slice(&5u16.to_le_bytes());
+        let items = ziplist(&zl).unwrap();
+        assert_eq!(
+            items,
+            [
+                Item::Str(b"a"),
+                Item::Int(1),
+                Item::Int(-300),
+                Item::Int(100000),
+                Item::Str(b"big")
+            ]
+        );
+        for n in 0..zl.len() {
+            assert!(ziplist(&zl[..n]).is_err());
+        }
+        // A wrong previous-entry length is corruption.
+        let mut bad = zl.clone();
+        bad[13] = 9;
+        assert!(ziplist(&bad).is_err());
+    }
+
+    /// A zipmap as Redis 2.4 writes small hashes: `{f: v, ab: 12}`.
+    #[test]
+    fn zipmap_of_redis_2() {
+        let zm = [
+            2, 1, b'f', 1, 0, b'v', 2, b'a', b'b', 2, 1, b'1', b'2', b'x', 0xFF,
+        ];
+        assert_eq!(
+            zipmap(&zm).unwrap(),
+            [
+                Item::Str(b"f"),
+                Item::Str(b"v"),
+                Item::Str(b"ab"),
+                Item::Str(b"12")
+            ]
+        );
+        assert!(zipmap(&zm[..8]).is_err());
+    }
+
     #[test]
     fn intset_round_trip() {
         let v = [-70000i64, -3, 5, 1 << 40];
