@@ -340,6 +340,19 @@ impl Store {
         db.write_opt(b, &w).map_err(|e| self.err(e))
     }
 
+    /// Appends several runs of the effect stream in one write (one sync for all of them).
+    pub fn append_many(&self, runs: &[(u64, Vec<u8>)], sync: bool) -> Result<(), StoreError> {
+        let guard = self.guard();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        let mut b = WriteBatch::default();
+        for (start, data) in runs {
+            b.put_cf(cf(db, CF_LOG), start.to_be_bytes(), data);
+        }
+        let mut w = WriteOptions::default();
+        w.set_sync(sync);
+        db.write_opt(b, &w).map_err(|e| self.err(e))
+    }
+
     /// Makes every append so far durable (`appendfsync everysec`).
     pub fn sync(&self) -> Result<(), StoreError> {
         let guard = self.guard();

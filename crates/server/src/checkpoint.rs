@@ -396,6 +396,7 @@ impl Server {
             return;
         }
         self.persist_turn();
+        self.drain_committer();
         if self.persist.aof
             && let Some(store) = &self.persist.store
             && let Err(e) = store.sync()

@@ -63,6 +63,71 @@ impl Drop for Syncer {
     }
 }
 
+/// `appendfsync always`: the thread that writes and syncs each turn's effects while the loop
+/// goes on with the next turn. Replies wait for it (`Client::wait_offset`); it wakes the loop
+/// when a sync is done. Runs queued meanwhile are written together, under one sync. After a
+/// failed write it hands back that run and every later one, in order, and stops; the loop
+/// then writes itself (retrying, reopening the store) until the disk accepts writes again.
+struct Committer {
+    tx: Option<std::sync::mpsc::Sender<(u64, Vec<u8>)>>,
+    returned: Receiver<(u64, Vec<u8>)>,
+    /// Runs sent and not yet done or handed back.
+    in_flight: usize,
+    done: Arc<AtomicU64>,
+    done_seen: u64,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn committer_thread(
+    store: &Store,
+    state: &SyncState,
+    rx: &Receiver<(u64, Vec<u8>)>,
+    back: &std::sync::mpsc::Sender<(u64, Vec<u8>)>,
+    done: &AtomicU64,
+    waker: &mio::Waker,
+) {
+    let mut failed = false;
+    while let Ok(first) = rx.recv() {
+        let mut runs = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            runs.push(more);
+        }
+        if !failed {
+            match store.append_many(&runs, true) {
+                Ok(()) => {
+                    let (start, bytes) = runs.last().expect("one run at least");
+                    let end = start + bytes.len() as u64;
+                    state.written.store(end, Ordering::Release);
+                    state.durable.store(end, Ordering::Release);
+                    done.fetch_add(runs.len() as u64, Ordering::AcqRel);
+                    let _ = waker.wake();
+                    continue;
+                }
+                Err(e) => {
+                    *state.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                    failed = true;
+                }
+            }
+        }
+        for run in runs {
+            let _ = back.send(run);
+        }
+        let _ = waker.wake();
+    }
+}
+
+/// Turns with at least this many bytes of effects are synced by the committer thread.
+const ASYNC_COMMIT_BYTES: usize = 16 << 10;
+
 /// Shared between the loop and the syncer.
 #[derive(Default)]
 struct SyncState {
@@ -117,6 +182,13 @@ pub struct Persistence {
     /// run time): effects wait in memory, as Redis's rewrite buffer.
     pub log_blocked: bool,
     last_reopen: Option<Instant>,
+    committer: Option<Committer>,
+    /// The durable offset up to which held replies were released.
+    released: u64,
+    /// Shutting down: the loop writes the last effects itself.
+    shutting_down: bool,
+    /// Wakes the loop when the committer is done with a run.
+    waker: Option<Arc<mio::Waker>>,
 }
 
 impl Persistence {
@@ -143,6 +215,10 @@ impl Persistence {
             replid: String::new(),
             log_blocked: false,
             last_reopen: None,
+            committer: None,
+            released: 0,
+            shutting_down: false,
+            waker: None,
         };
         p.replid = match &p.store {
             Some(s) => s.replid()?,
@@ -191,6 +267,47 @@ impl Persistence {
         });
     }
 
+    /// Gives the persistence a way to wake the event loop (the committer's).
+    pub fn set_waker(&mut self, waker: Arc<mio::Waker>) {
+        self.waker = Some(waker);
+    }
+
+    /// Starts the committer when `always` is on and writes succeed; stops it otherwise.
+    fn ensure_committer(&mut self) {
+        let wanted = self.aof
+            && self.fsync == Fsync::Always
+            && self.write_error.is_none()
+            && !self.shutting_down;
+        if !wanted {
+            if self.committer.as_ref().is_some_and(|c| c.in_flight == 0) {
+                self.committer = None;
+            }
+            return;
+        }
+        if self.committer.is_some() {
+            return;
+        }
+        let (Some(store), Some(waker)) = (self.store.clone(), self.waker.clone()) else {
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (btx, brx) = std::sync::mpsc::channel();
+        let done = Arc::new(AtomicU64::new(0));
+        let (state, done2) = (Arc::clone(&self.sync), Arc::clone(&done));
+        let handle = std::thread::Builder::new()
+            .name("tessera-commit".into())
+            .spawn(move || committer_thread(&store, &state, &rx, &btx, &done2, &waker))
+            .expect("spawning the commit thread");
+        self.committer = Some(Committer {
+            tx: Some(tx),
+            returned: brx,
+            in_flight: 0,
+            done,
+            done_seen: 0,
+            handle: Some(handle),
+        });
+    }
+
     /// Offset after the last byte known durable.
     pub fn durable(&self) -> u64 {
         self.sync.durable.load(Ordering::Acquire)
@@ -227,6 +344,9 @@ impl Server {
         if self.persist.log_blocked {
             return;
         }
+        if self.persist_by_committer() {
+            return;
+        }
         let Some((start, bytes)) = self.persist.unwritten.take() else {
             return;
         };
@@ -260,6 +380,95 @@ impl Server {
                 self.note_write_error(e.to_string());
             }
         }
+    }
+
+    /// `appendfsync always` with the committer: hands it the turn's effects and releases the
+    /// clients whose replies it made durable. Returns false when the loop must write itself
+    /// (no committer, or a failed write being handed back).
+    fn persist_by_committer(&mut self) -> bool {
+        self.persist.ensure_committer();
+        let Some(c) = self.persist.committer.as_mut() else {
+            return false;
+        };
+        let done = c.done.load(Ordering::Acquire);
+        c.in_flight -= (done - c.done_seen) as usize;
+        c.done_seen = done;
+        // Runs handed back after a failure: older than what waits, so they go first.
+        let mut back: Option<(u64, Vec<u8>)> = None;
+        while let Ok((start, bytes)) = c.returned.try_recv() {
+            c.in_flight -= 1;
+            match &mut back {
+                Some((_, b)) => b.extend_from_slice(&bytes),
+                None => back = Some((start, bytes)),
+            }
+        }
+        let in_flight = c.in_flight;
+        if let Some((start, mut bytes)) = back {
+            if let Some((_, later)) = self.persist.unwritten.take() {
+                bytes.extend_from_slice(&later);
+            }
+            self.persist.unwritten = Some((start, bytes));
+        }
+        if self.persist.write_error.is_some() {
+            // Wait for every run to come back, then the loop writes (in order) itself.
+            if in_flight == 0 {
+                self.persist.committer = None;
+            }
+            return in_flight > 0 || self.persist.committer.is_some();
+        }
+        // A small turn (few clients, no pipelining) is synced right here: its clients wait
+        // for nothing else, and a hand-off to the committer would only add latency. A big
+        // one goes to the committer, and the loop reads the next requests meanwhile.
+        if in_flight == 0
+            && self
+                .persist
+                .unwritten
+                .as_ref()
+                .is_some_and(|(_, b)| b.len() < ASYNC_COMMIT_BYTES)
+        {
+            return false;
+        }
+        if let Some(run) = self.persist.unwritten.take() {
+            let c = self.persist.committer.as_mut().expect("checked above");
+            if c.tx.as_ref().is_some_and(|tx| tx.send(run).is_ok()) {
+                c.in_flight += 1;
+            }
+        }
+        let durable = self.persist.durable();
+        if durable > self.persist.released {
+            self.persist.released = durable;
+            for tok in std::mem::take(&mut self.persist.held) {
+                self.schedule_write(tok);
+            }
+        }
+        true
+    }
+
+    /// Waits until the committer has written or handed back everything (shutdown).
+    pub(crate) fn drain_committer(&mut self) {
+        self.persist.shutting_down = true;
+        let start = Instant::now();
+        while self
+            .persist
+            .committer
+            .as_ref()
+            .is_some_and(|c| c.in_flight > 0)
+            && start.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+            self.persist_turn();
+        }
+        // In flight or handed back, every run is accounted for: the loop takes over.
+        if self
+            .persist
+            .committer
+            .as_ref()
+            .is_some_and(|c| c.in_flight == 0)
+        {
+            self.persist.committer = None;
+        }
+        // What was handed back (a failed write) is written by the loop one last time.
+        self.persist_turn();
     }
 
     /// From the cron, while writes fail: reopens the store once a second (RocksDB refuses

@@ -23,6 +23,8 @@ use crate::dispatch::Commands;
 use crate::stats::{LatencyMonitor, SlowLog, Stats};
 
 const LISTENER: Token = Token(usize::MAX - 1);
+/// The persistence threads wake the loop with this token (a sync is done).
+const WAKER: Token = Token(usize::MAX - 2);
 /// Initial read buffer, as Redis's `PROTO_IOBUF_LEN`.
 /// Adaptive busy polling: after a turn with events, the loop polls without sleeping for up to
 /// `busy-poll-us`, but only while events have been arriving closer together than that (a
@@ -226,8 +228,9 @@ impl Server {
         let notify_flags = config.notify_flags();
         let fsync = crate::persist::Fsync::parse(&config.appendfsync)
             .ok_or_else(|| io::Error::other("appendfsync must be always, everysec or no"))?;
-        let persist = crate::persist::Persistence::open(&config.dir, config.appendonly, fsync)
+        let mut persist = crate::persist::Persistence::open(&config.dir, config.appendonly, fsync)
             .map_err(|e| io::Error::other(e.to_string()))?;
+        persist.set_waker(Arc::new(mio::Waker::new(poll.registry(), WAKER)?));
         let mut server = Server {
             db,
             clients: Slab::with_capacity(64),
@@ -335,6 +338,8 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
+                    // before_sleep releases the replies a finished sync made durable.
+                    WAKER => {}
                     Token(tok) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(tok);
