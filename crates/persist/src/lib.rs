@@ -199,7 +199,9 @@ fn cf_options(cache: &Cache, compress: bool, write_buffer: usize) -> Options {
 /// memtables are enough and compaction would be wasted work (the whole family is dropped when
 /// a newer image is committed).
 fn image_options(cache: &Cache) -> Options {
-    let mut o = cf_options(cache, true, 2 << 20);
+    // Uncompressed: compressing every image costs the CPU the shard's clients need, and the
+    // RDB encoding is compact already.
+    let mut o = cf_options(cache, false, 2 << 20);
     o.set_disable_auto_compactions(true);
     o.set_level_zero_slowdown_writes_trigger(1 << 20);
     o.set_level_zero_stop_writes_trigger(1 << 20);
