@@ -546,6 +546,8 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     let mut body = Vec::new();
     let mut served = 0;
     let mut created = Vec::new();
+    // XREADGROUP's effects, as Redis records them (deterministic: delivery times included).
+    let mut group_effects: Vec<Vec<Vec<Vec<u8>>>> = Vec::new();
     for (k, &f) in from.iter().enumerate() {
         let key = args.get(streams_at + k);
         let mut r = Reply::new(&mut body, call.resp3);
@@ -576,12 +578,11 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             Some((gname, consumer)) => {
                 let now = call.now;
                 // A read through a group changes it (pending entries, last ID, seen time).
-                // TODO(#5): record deliveries as XCLAIM with their times, as Redis does, so
-                // replicas and a replayed log get the exact delivery times.
                 s.dirty += 1;
                 let Some(st) = s.write_as::<Stream>(call, key, false)? else {
                     continue;
                 };
+                let last_before = st.groups.get(gname).map(|g| g.last_id);
                 let g = st.groups.get_mut(gname).expect("checked above");
                 if g.ensure_consumer(consumer, now) {
                     created.push(key);
@@ -596,7 +597,8 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                             r.array(2);
                         }
                         r.bulk(key);
-                        serve_history(&mut r, st, gname, consumer, after, count, now);
+                        let ids = serve_history(&mut r, st, gname, consumer, after, count, now);
+                        group_effects.push(read_effects(st, key, gname, consumer, &ids, None));
                         true
                     }
                     ReadFrom::New => {
@@ -608,7 +610,17 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                                 r.array(2);
                             }
                             r.bulk(key);
-                            serve_new(&mut r, st, gname, consumer, last, count, noack, now);
+                            let ids =
+                                serve_new(&mut r, st, gname, consumer, last, count, noack, now);
+                            let moved = st.groups.get(gname).map(|g| g.last_id) != last_before;
+                            group_effects.push(read_effects(
+                                st,
+                                key,
+                                gname,
+                                consumer,
+                                &ids,
+                                moved.then_some(()),
+                            ));
                             true
                         }
                     }
@@ -619,8 +631,26 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
             served += 1;
         }
     }
-    for key in created {
+    for key in &created {
         s.notify(STREAM, "xgroup-createconsumer", key);
+    }
+    if let Some((gname, consumer)) = group {
+        let mut any = false;
+        for effect in group_effects.iter().flatten() {
+            let parts: Vec<&[u8]> = effect.iter().map(Vec::as_slice).collect();
+            s.propagate(&parts);
+            any = true;
+        }
+        for key in &created {
+            // A consumer created by a read that delivered nothing is recorded on its own.
+            if !any {
+                s.propagate(&[b"XGROUP", b"CREATECONSUMER", key, gname, consumer]);
+                any = true;
+            }
+        }
+        if !any {
+            s.propagate_nothing();
+        }
     }
     if served > 0 {
         let mut r = call.reply();
@@ -659,6 +689,58 @@ fn num_arg(a: &[u8], err: &'static str) -> Result<i64, CmdError> {
     tessera_protocol::num::parse_i64(a).ok_or(CmdError::msg(err))
 }
 
+/// The effects of one stream's part of an XREADGROUP, as Redis's
+/// `streamPropagateXCLAIM`/`streamPropagateGroupID` record them: a forced XCLAIM per delivered
+/// entry with its delivery time and count, then the group's new last ID and entries read
+/// when it moved.
+fn read_effects(
+    st: &Stream,
+    key: &[u8],
+    gname: &[u8],
+    consumer: &[u8],
+    ids: &[StreamId],
+    moved: Option<()>,
+) -> Vec<Vec<Vec<u8>>> {
+    let Some(g) = st.groups.get(gname) else {
+        return Vec::new();
+    };
+    let last = g.last_id.to_text().into_bytes();
+    let mut out: Vec<Vec<Vec<u8>>> = ids
+        .iter()
+        .filter_map(|id| {
+            let nack = g.pel.get(id)?;
+            Some(vec![
+                b"XCLAIM".to_vec(),
+                key.to_vec(),
+                gname.to_vec(),
+                consumer.to_vec(),
+                b"0".to_vec(),
+                id.to_text().into_bytes(),
+                b"TIME".to_vec(),
+                nack.delivery_time.to_string().into_bytes(),
+                b"RETRYCOUNT".to_vec(),
+                nack.delivery_count.to_string().into_bytes(),
+                b"FORCE".to_vec(),
+                b"JUSTID".to_vec(),
+                b"LASTID".to_vec(),
+                last.clone(),
+            ])
+        })
+        .collect();
+    if moved.is_some() {
+        out.push(vec![
+            b"XGROUP".to_vec(),
+            b"SETID".to_vec(),
+            key.to_vec(),
+            gname.to_vec(),
+            last,
+            b"ENTRIESREAD".to_vec(),
+            g.entries_read.to_string().into_bytes(),
+        ]);
+    }
+    out
+}
+
 /// XREADGROUP with `>`: delivers the entries after the group's last ID and adds them to the
 /// pending lists (unless NOACK).
 #[allow(clippy::too_many_arguments)]
@@ -671,14 +753,14 @@ fn serve_new(
     count: usize,
     noack: bool,
     now: i64,
-) {
+) -> Vec<StreamId> {
     let ids: Vec<StreamId> = st
         .range(last.next().unwrap_or(StreamId::MAX), StreamId::MAX)
         .take(if count == 0 { usize::MAX } else { count })
         .map(|e| e.id)
         .collect();
     r.array(ids.len());
-    for id in ids {
+    for &id in &ids {
         st.advance_group(gname, id);
         if let Some(e) = st.get(id) {
             reply_entry(r, e);
@@ -687,6 +769,7 @@ fn serve_new(
             g.deliver(id, consumer, now);
         }
     }
+    if noack { Vec::new() } else { ids }
 }
 
 /// XREADGROUP with an ID: the consumer's pending entries after it, delivered again.
@@ -698,10 +781,10 @@ fn serve_history(
     after: StreamId,
     count: usize,
     now: i64,
-) {
+) -> Vec<StreamId> {
     let Some(start) = after.next() else {
         r.array(0);
-        return;
+        return Vec::new();
     };
     let g = st.groups.get(gname).expect("group checked");
     let ids: Vec<StreamId> = g
@@ -716,6 +799,7 @@ fn serve_history(
         })
         .unwrap_or_default();
     r.array(ids.len());
+    let mut delivered = Vec::with_capacity(ids.len());
     for id in ids {
         match st.get(id) {
             Some(e) => {
@@ -723,6 +807,7 @@ fn serve_history(
                 if let Some(nack) = st.groups.get_mut(gname).and_then(|g| g.pel.get_mut(&id)) {
                     nack.delivery_time = now;
                     nack.delivery_count += 1;
+                    delivered.push(id);
                 }
             }
             None => {
@@ -732,6 +817,7 @@ fn serve_history(
             }
         }
     }
+    delivered
 }
 
 fn no_such_group(key: &[u8], group: &[u8]) -> CmdError {
