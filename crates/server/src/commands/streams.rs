@@ -546,8 +546,10 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     let mut body = Vec::new();
     let mut served = 0;
     let mut created = Vec::new();
-    // XREADGROUP's effects, as Redis records them (deterministic: delivery times included).
+    // XREADGROUP's effects, as Redis records them (deterministic: delivery times included),
+    // built only while effects are recorded.
     let mut group_effects: Vec<Vec<Vec<Vec<u8>>>> = Vec::new();
+    let record = s.effects.enabled;
     for (k, &f) in from.iter().enumerate() {
         let key = args.get(streams_at + k);
         let mut r = Reply::new(&mut body, call.resp3);
@@ -598,7 +600,9 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                         }
                         r.bulk(key);
                         let ids = serve_history(&mut r, st, gname, consumer, after, count, now);
-                        group_effects.push(read_effects(st, key, gname, consumer, &ids, None));
+                        if record {
+                            group_effects.push(read_effects(st, key, gname, consumer, &ids, None));
+                        }
                         true
                     }
                     ReadFrom::New => {
@@ -613,14 +617,16 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                             let ids =
                                 serve_new(&mut r, st, gname, consumer, last, count, noack, now);
                             let moved = st.groups.get(gname).map(|g| g.last_id) != last_before;
-                            group_effects.push(read_effects(
-                                st,
-                                key,
-                                gname,
-                                consumer,
-                                &ids,
-                                moved.then_some(()),
-                            ));
+                            if record {
+                                group_effects.push(read_effects(
+                                    st,
+                                    key,
+                                    gname,
+                                    consumer,
+                                    &ids,
+                                    moved.then_some(()),
+                                ));
+                            }
                             true
                         }
                     }
