@@ -10,7 +10,6 @@
 //! writer commits: one synced batch names the new image (generation, O, replication ID),
 //! drops the log before O and the previous generation. Recovery is then image(O) + log from O.
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -167,15 +166,7 @@ impl Server {
         if self.persist.loading.is_some() {
             return Err("the dataset is loading".into());
         }
-        let store = match &self.persist.store {
-            Some(s) => Arc::clone(s),
-            None => {
-                let s = Store::open(&self.persist.path, true).map_err(|e| e.to_string())?;
-                let s = Arc::new(s);
-                self.persist.store = Some(Arc::clone(&s));
-                s
-            }
-        };
+        let store = self.persist.store_or_create()?;
         // The image must start on a record boundary of the log.
         self.persist_turn();
         let generation = self.saves.next_generation;

@@ -38,19 +38,24 @@ pub struct Effects {
 impl Effects {
     /// Appends one effect.
     pub fn emit(&mut self, args: &[&[u8]]) {
-        if self.multi == Some(false) {
-            self.multi = Some(true);
-            self.encode(&[b"MULTI"]);
-        }
-        self.encode(args);
+        self.emit_iter(args.len(), args.iter().copied());
     }
 
-    fn encode(&mut self, args: &[&[u8]]) {
+    /// Appends one effect of `n` arguments.
+    fn emit_iter<'a>(&mut self, n: usize, args: impl Iterator<Item = &'a [u8]>) {
+        if self.multi == Some(false) {
+            self.multi = Some(true);
+            self.encode(1, [&b"MULTI"[..]].into_iter());
+        }
+        self.encode(n, args);
+    }
+
+    fn encode<'a>(&mut self, len: usize, args: impl Iterator<Item = &'a [u8]>) {
         let before = self.pending.len();
         let out = &mut self.pending;
         let mut n = itoa::Buffer::new();
         out.push(b'*');
-        out.extend_from_slice(n.format(args.len()).as_bytes());
+        out.extend_from_slice(n.format(len).as_bytes());
         out.extend_from_slice(b"\r\n");
         for a in args {
             out.push(b'$');
@@ -84,7 +89,7 @@ impl Effects {
     /// Ends an EXEC.
     pub fn end_exec(&mut self) {
         if self.multi.take() == Some(true) {
-            self.encode(&[b"EXEC"]);
+            self.encode(1, [&b"EXEC"[..]].into_iter());
         }
     }
 }
@@ -123,8 +128,7 @@ impl Server {
             return;
         }
         if self.dirty != dirty_before {
-            let v: Vec<&[u8]> = args.iter().collect();
-            self.effects.emit(&v);
+            self.effects.emit_iter(args.len(), args.iter());
         }
     }
 }

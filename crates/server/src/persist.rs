@@ -308,6 +308,16 @@ impl Persistence {
         });
     }
 
+    /// The store, created in `dir` on first use (a first checkpoint, `appendonly yes`).
+    pub(crate) fn store_or_create(&mut self) -> Result<Arc<Store>, String> {
+        if let Some(s) = &self.store {
+            return Ok(Arc::clone(s));
+        }
+        let s = Arc::new(Store::open(&self.path, true).map_err(|e| e.to_string())?);
+        self.store = Some(Arc::clone(&s));
+        Ok(s)
+    }
+
     /// Offset after the last byte known durable.
     pub fn durable(&self) -> u64 {
         self.sync.durable.load(Ordering::Acquire)
@@ -514,15 +524,7 @@ impl Server {
             if self.persist.loading.is_some() {
                 return Err("the dataset is loading".into());
             }
-            let store = match &self.persist.store {
-                Some(s) => Arc::clone(s),
-                None => {
-                    let s = Store::open(&self.persist.path, true).map_err(|e| e.to_string())?;
-                    let s = Arc::new(s);
-                    self.persist.store = Some(Arc::clone(&s));
-                    s
-                }
-            };
+            let store = self.persist.store_or_create()?;
             let image = store.image().map_err(|e| e.to_string())?;
             self.persist.aof = true;
             self.effects.enabled = true;

@@ -289,7 +289,11 @@ pub fn expire(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         s.db.set_expire(key, when, call.now);
         s.notify(GENERIC, "expire", key);
         // Recorded with the absolute time, without the conditions (they held).
-        s.propagate(&[b"PEXPIREAT", key, when.to_string().as_bytes()]);
+        s.propagate(&[
+            b"PEXPIREAT",
+            key,
+            itoa::Buffer::new().format(when).as_bytes(),
+        ]);
     }
     call.reply().int(1);
     Ok(())

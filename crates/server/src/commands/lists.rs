@@ -428,8 +428,8 @@ fn mpop(
         s.notify(LIST, pop_event(end), key);
         s.remove_if_empty(key);
         // Recorded as Redis does: `LPOP|RPOP key count`.
-        let count = popped.len().to_string();
-        s.propagate(&[pop_name(end), key, count.as_bytes()]);
+        let mut buf = itoa::Buffer::new();
+        s.propagate(&[pop_name(end), key, buf.format(popped.len()).as_bytes()]);
         let mut r = call.reply();
         r.array(2);
         r.bulk(key);

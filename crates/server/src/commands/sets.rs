@@ -171,10 +171,12 @@ pub fn spop(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         s.notify(SET, "spop", key);
         s.remove_if_empty(key);
         // The random choice is recorded as the members it removed.
-        let mut effect: Vec<&[u8]> = Vec::with_capacity(popped.len() + 2);
-        effect.extend([&b"SREM"[..], key]);
-        effect.extend(popped.iter().map(Vec::as_slice));
-        s.propagate(&effect);
+        if s.effects.enabled {
+            let mut effect: Vec<&[u8]> = Vec::with_capacity(popped.len() + 2);
+            effect.extend([&b"SREM"[..], key]);
+            effect.extend(popped.iter().map(Vec::as_slice));
+            s.propagate(&effect);
+        }
     }
     let mut r = Call::reply_to(call.out, resp3);
     match count {

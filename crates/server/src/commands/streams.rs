@@ -306,15 +306,17 @@ pub fn xadd(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     }
     // Recorded with its ID and, when it trimmed, the exact length it left (approximate
     // trimming depends on the node layout, which depends on the configuration).
-    let id_text = id.to_text();
-    let len_text = len_after.to_string();
-    let mut effect: Vec<&[u8]> = vec![b"XADD", key];
-    if trimmed > 0 {
-        effect.extend([&b"MAXLEN"[..], b"=", len_text.as_bytes()]);
+    if s.effects.enabled {
+        let id_text = id.to_text();
+        let mut buf = itoa::Buffer::new();
+        let mut effect: Vec<&[u8]> = vec![b"XADD", key];
+        if trimmed > 0 {
+            effect.extend([&b"MAXLEN"[..], b"=", buf.format(len_after).as_bytes()]);
+        }
+        effect.push(id_text.as_bytes());
+        effect.extend(items.iter().copied());
+        s.propagate(&effect);
     }
-    effect.push(id_text.as_bytes());
-    effect.extend(items.iter().copied());
-    s.propagate(&effect);
     Ok(())
 }
 
@@ -328,11 +330,13 @@ pub fn xtrim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     };
     let t = parse_trim_args(node_max_entries, args, false)?;
     let removed = t.trim.map_or(0, |how| st.trim(how, t.approx, t.limit));
-    let len_after = st.len().to_string();
+    let len_after = st.len();
     call.reply().int(removed as i64);
     if removed > 0 {
         s.notify(STREAM, "xtrim", key);
-        s.propagate(&[b"XTRIM", key, b"MAXLEN", b"=", len_after.as_bytes()]);
+        let mut buf = itoa::Buffer::new();
+        let len = buf.format(len_after).as_bytes();
+        s.propagate(&[b"XTRIM", key, b"MAXLEN", b"=", len]);
     }
     Ok(())
 }
@@ -548,7 +552,7 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     let mut created = Vec::new();
     // XREADGROUP's effects, as Redis records them (deterministic: delivery times included),
     // built only while effects are recorded.
-    let mut group_effects: Vec<Vec<Vec<Vec<u8>>>> = Vec::new();
+    let mut group_effects: Vec<(&[u8], Vec<Effect>)> = Vec::new();
     let record = s.effects.enabled;
     for (k, &f) in from.iter().enumerate() {
         let key = args.get(streams_at + k);
@@ -601,7 +605,8 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                         r.bulk(key);
                         let ids = serve_history(&mut r, st, gname, consumer, after, count, now);
                         if record {
-                            group_effects.push(read_effects(st, key, gname, consumer, &ids, None));
+                            group_effects
+                                .push((key, read_effects(st, key, gname, consumer, &ids, false)));
                         }
                         true
                     }
@@ -618,13 +623,9 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
                                 serve_new(&mut r, st, gname, consumer, last, count, noack, now);
                             let moved = st.groups.get(gname).map(|g| g.last_id) != last_before;
                             if record {
-                                group_effects.push(read_effects(
-                                    st,
+                                group_effects.push((
                                     key,
-                                    gname,
-                                    consumer,
-                                    &ids,
-                                    moved.then_some(()),
+                                    read_effects(st, key, gname, consumer, &ids, moved),
                                 ));
                             }
                             true
@@ -642,17 +643,14 @@ pub fn xread(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     }
     if let Some((gname, consumer)) = group {
         let mut any = false;
-        for effect in group_effects.iter().flatten() {
-            let parts: Vec<&[u8]> = effect.iter().map(Vec::as_slice).collect();
-            s.propagate(&parts);
-            any = true;
-        }
         for key in &created {
-            // A consumer created by a read that delivered nothing is recorded on its own.
-            if !any {
-                s.propagate(&[b"XGROUP", b"CREATECONSUMER", key, gname, consumer]);
-                any = true;
+            if !group_effects.iter().any(|(k, _)| k == key) {
+                group_effects.push((key, Vec::new()));
             }
+        }
+        for (key, effects) in &group_effects {
+            let created = created.contains(key);
+            any |= propagate_group_change(s, key, gname, consumer, created, effects);
         }
         if !any {
             s.propagate_nothing();
@@ -695,24 +693,21 @@ fn num_arg(a: &[u8], err: &'static str) -> Result<i64, CmdError> {
     tessera_protocol::num::parse_i64(a).ok_or(CmdError::msg(err))
 }
 
-/// The effects of one stream's part of an XREADGROUP, as Redis's
-/// `streamPropagateXCLAIM`/`streamPropagateGroupID` record them: a forced XCLAIM per delivered
-/// entry with its delivery time and count, then the group's new last ID and entries read
-/// when it moved.
-fn read_effects(
-    st: &Stream,
+/// An effect with owned arguments.
+type Effect = Vec<Vec<u8>>;
+
+/// Redis's forced XCLAIM for each of `ids` pending in group `g` (`streamPropagateXCLAIM`):
+/// `XCLAIM key group consumer 0 id TIME t RETRYCOUNT n FORCE JUSTID LASTID last`, which
+/// replays exactly (no idle time is compared again).
+fn forced_xclaims(
+    g: &Group,
     key: &[u8],
     gname: &[u8],
     consumer: &[u8],
     ids: &[StreamId],
-    moved: Option<()>,
-) -> Vec<Vec<Vec<u8>>> {
-    let Some(g) = st.groups.get(gname) else {
-        return Vec::new();
-    };
+) -> Vec<Effect> {
     let last = g.last_id.to_text().into_bytes();
-    let mut out: Vec<Vec<Vec<u8>>> = ids
-        .iter()
+    ids.iter()
         .filter_map(|id| {
             let nack = g.pel.get(id)?;
             Some(vec![
@@ -732,19 +727,62 @@ fn read_effects(
                 last.clone(),
             ])
         })
-        .collect();
-    if moved.is_some() {
+        .collect()
+}
+
+/// The effects of one stream's part of an XREADGROUP, as Redis records them: the forced
+/// XCLAIMs of the delivered entries, then the group's new last ID and entries read when it
+/// moved (`streamPropagateGroupID`).
+fn read_effects(
+    st: &Stream,
+    key: &[u8],
+    gname: &[u8],
+    consumer: &[u8],
+    ids: &[StreamId],
+    moved: bool,
+) -> Vec<Effect> {
+    let Some(g) = st.groups.get(gname) else {
+        return Vec::new();
+    };
+    let mut out = forced_xclaims(g, key, gname, consumer, ids);
+    if moved {
         out.push(vec![
             b"XGROUP".to_vec(),
             b"SETID".to_vec(),
             key.to_vec(),
             gname.to_vec(),
-            last,
+            g.last_id.to_text().into_bytes(),
             b"ENTRIESREAD".to_vec(),
             g.entries_read.to_string().into_bytes(),
         ]);
     }
     out
+}
+
+/// Records effects built as owned arguments; true if there were any.
+fn propagate_all(s: &mut Server, effects: &[Effect]) -> bool {
+    for effect in effects {
+        let parts: Vec<&[u8]> = effect.iter().map(Vec::as_slice).collect();
+        s.propagate(&parts);
+    }
+    !effects.is_empty()
+}
+
+/// Records a group read or claim: its effects, and the consumer's creation when nothing
+/// else records it (a forced XCLAIM creates the consumer when replayed).
+fn propagate_group_change(
+    s: &mut Server,
+    key: &[u8],
+    gname: &[u8],
+    consumer: &[u8],
+    created: bool,
+    effects: &[Effect],
+) -> bool {
+    let claims = effects.iter().any(|e| e[0] == b"XCLAIM");
+    if created && !claims {
+        s.propagate(&[b"XGROUP", b"CREATECONSUMER", key, gname, consumer]);
+    }
+    propagate_all(s, effects) || created
 }
 
 /// XREADGROUP with `>`: delivers the entries after the group's last ID and adds them to the
@@ -1073,6 +1111,7 @@ pub fn xpending(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
 /// [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID lastid]`
 pub fn xclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let (key, gname, consumer) = (args.get(1), args.get(2), args.get(3));
+    let record = s.effects.enabled;
     let now = call.now;
     let Some(st) = s
         .write_as::<Stream>(call, key, false)?
@@ -1179,7 +1218,8 @@ pub fn xclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             claimed.push(id);
         }
     }
-    let effects = claim_effects(st, gname, &claimed, &[]);
+    let effects = claim_effects(record, st, key, gname, consumer, &claimed, &[]);
+    let changed = created || !claimed.is_empty();
     let mut r = Call::reply_to(call.out, call.resp3);
     r.array(claimed.len());
     for id in claimed {
@@ -1191,86 +1231,45 @@ pub fn xclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
     if created {
         s.notify(STREAM, "xgroup-createconsumer", key);
     }
-    propagate_claims(s, key, gname, consumer, created, effects);
+    if changed {
+        s.dirty += 1;
+        propagate_group_change(s, key, gname, consumer, created, &effects);
+    }
     Ok(())
 }
 
-/// One claim as an effect: the entry, its delivery time and count, the group's last ID.
-struct ClaimEffect {
-    id: String,
-    time: String,
-    count: String,
-    last_id: String,
-}
-
-/// The effects of XCLAIM/XAUTOCLAIM: the claimed entries (read from the group after the
-/// claim) and the deleted ones they dropped from the PEL.
+/// The effects of XCLAIM/XAUTOCLAIM (built only while effects are recorded): the claimed
+/// entries' forced XCLAIMs (read from the group after the claim), and an XACK per deleted
+/// entry they dropped from the PEL.
 fn claim_effects(
+    record: bool,
     st: &Stream,
-    gname: &[u8],
-    claimed: &[StreamId],
-    deleted: &[StreamId],
-) -> (Vec<ClaimEffect>, Vec<String>) {
-    let g = st.groups.get(gname).expect("the group was checked");
-    let claims = claimed
-        .iter()
-        .filter_map(|id| {
-            let nack = g.pel.get(id)?;
-            Some(ClaimEffect {
-                id: id.to_text(),
-                time: nack.delivery_time.to_string(),
-                count: nack.delivery_count.to_string(),
-                last_id: g.last_id.to_text(),
-            })
-        })
-        .collect();
-    (claims, deleted.iter().map(|id| id.to_text()).collect())
-}
-
-/// Records claims as Redis propagates them: `XCLAIM key group consumer 0 id TIME t RETRYCOUNT
-/// n FORCE JUSTID LASTID last` per entry (deterministic: no idle time is compared again), an
-/// XACK per deleted entry, CREATECONSUMER for a consumer created without a claim.
-fn propagate_claims(
-    s: &mut Server,
     key: &[u8],
     gname: &[u8],
     consumer: &[u8],
-    created: bool,
-    (claims, deleted): (Vec<ClaimEffect>, Vec<String>),
-) {
-    if claims.is_empty() && deleted.is_empty() && !created {
-        return;
+    claimed: &[StreamId],
+    deleted: &[StreamId],
+) -> Vec<Effect> {
+    if !record {
+        return Vec::new();
     }
-    s.dirty += 1;
-    if created && claims.is_empty() {
-        s.propagate(&[b"XGROUP", b"CREATECONSUMER", key, gname, consumer]);
-    }
-    for c in &claims {
-        s.propagate(&[
-            b"XCLAIM",
-            key,
-            gname,
-            consumer,
-            b"0",
-            c.id.as_bytes(),
-            b"TIME",
-            c.time.as_bytes(),
-            b"RETRYCOUNT",
-            c.count.as_bytes(),
-            b"FORCE",
-            b"JUSTID",
-            b"LASTID",
-            c.last_id.as_bytes(),
-        ]);
-    }
-    for id in &deleted {
-        s.propagate(&[b"XACK", key, gname, id.as_bytes()]);
-    }
+    let g = st.groups.get(gname).expect("the group was checked");
+    let mut out = forced_xclaims(g, key, gname, consumer, claimed);
+    out.extend(deleted.iter().map(|id| {
+        vec![
+            b"XACK".to_vec(),
+            key.to_vec(),
+            gname.to_vec(),
+            id.to_text().into_bytes(),
+        ]
+    }));
+    out
 }
 
 /// `XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]`
 pub fn xautoclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let (key, gname, consumer) = (args.get(1), args.get(2), args.get(3));
+    let record = s.effects.enabled;
     let min_idle = num_arg(
         args.get(4),
         "ERR Invalid min-idle-time argument for XAUTOCLAIM",
@@ -1352,7 +1351,8 @@ pub fn xautoclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRe
     if let Some(&id) = pel.get(examined) {
         next = id;
     }
-    let effects = claim_effects(st, gname, &claimed, &deleted);
+    let effects = claim_effects(record, st, key, gname, consumer, &claimed, &deleted);
+    let changed = created || !claimed.is_empty() || !deleted.is_empty();
     let mut r = Call::reply_to(call.out, call.resp3);
     r.array(3);
     reply_id(&mut r, next);
@@ -1370,7 +1370,10 @@ pub fn xautoclaim(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRe
     if created {
         s.notify(STREAM, "xgroup-createconsumer", key);
     }
-    propagate_claims(s, key, gname, consumer, created, effects);
+    if changed {
+        s.dirty += 1;
+        propagate_group_change(s, key, gname, consumer, created, &effects);
+    }
     Ok(())
 }
 

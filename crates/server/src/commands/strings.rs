@@ -165,7 +165,8 @@ pub fn set(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         s.notify(GENERIC, "expire", key);
         // Recorded with the absolute time (Redis's rewrite to `SET key value PXAT ms`).
         if !matches!(o.expire, Some((ExpireUnit::PxAt, _))) {
-            s.propagate(&[b"SET", key, args.get(2), b"PXAT", at.to_string().as_bytes()]);
+            let mut buf = itoa::Buffer::new();
+            s.propagate(&[b"SET", key, args.get(2), b"PXAT", buf.format(at).as_bytes()]);
         }
     }
     if o.get {
@@ -205,8 +206,9 @@ pub fn setex(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     );
     s.notify(STRING, "set", args.get(1));
     s.notify(GENERIC, "expire", args.get(1));
-    let at = at.to_string();
-    s.propagate(&[b"SET", args.get(1), args.get(3), b"PXAT", at.as_bytes()]);
+    let mut buf = itoa::Buffer::new();
+    let at = buf.format(at).as_bytes();
+    s.propagate(&[b"SET", args.get(1), args.get(3), b"PXAT", at]);
     call.reply().ok();
     Ok(())
 }
@@ -262,7 +264,7 @@ pub fn getex(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         } else {
             s.db.set_expire(key, at, call.now);
             s.notify(GENERIC, "expire", key);
-            s.propagate(&[b"PEXPIREAT", key, at.to_string().as_bytes()]);
+            s.propagate(&[b"PEXPIREAT", key, itoa::Buffer::new().format(at).as_bytes()]);
         }
     } else if o.persist && s.db.persist(key, call.now) {
         s.notify(GENERIC, "persist", key);

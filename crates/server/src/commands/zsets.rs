@@ -684,8 +684,8 @@ fn zmpop_some(
         s.notify(ZSET_EVENTS, pop_event(max), key);
         s.remove_if_empty(key);
         // Recorded as Redis does: `ZPOPMIN|ZPOPMAX key count`.
-        let n = popped.len().to_string();
-        s.propagate(&[zpop_name(max), key, n.as_bytes()]);
+        let mut buf = itoa::Buffer::new();
+        s.propagate(&[zpop_name(max), key, buf.format(popped.len()).as_bytes()]);
         let mut r = call.reply();
         r.array(2);
         r.bulk(key);

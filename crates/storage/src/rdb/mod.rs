@@ -751,6 +751,12 @@ fn read_stream(r: &mut Reader<'_>, kind: u8) -> Result<Stream, RdbError> {
     if s.last().is_some_and(|e| e.id > s.last_id) {
         return Err(RdbError::Corrupt("stream entry after the last ID"));
     }
+    // The history counters the stream's arithmetic relies on.
+    if s.entries_added < s.len() {
+        return Err(RdbError::Corrupt(
+            "stream has fewer entries added than it holds",
+        ));
+    }
     let groups = r.count()?;
     for _ in 0..groups {
         let name = r.string()?.into_owned();

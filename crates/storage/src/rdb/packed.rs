@@ -172,6 +172,15 @@ fn sign_extend(v: u64, bits: u32) -> i64 {
     ((v << shift) as i64) >> shift
 }
 
+/// A signed little-endian integer of 1 to 8 bytes.
+fn le_int(bytes: &[u8]) -> i64 {
+    let mut v = 0u64;
+    for (i, &x) in bytes.iter().enumerate() {
+        v |= u64::from(x) << (8 * i);
+    }
+    sign_extend(v, 8 * bytes.len() as u32)
+}
+
 /// The elements of a listpack, validated: header length, element encodings, back lengths and
 /// the end byte.
 pub fn listpack(lp: &[u8]) -> Result<Vec<Item<'_>>, RdbError> {
@@ -230,13 +239,9 @@ pub fn listpack(lp: &[u8]) -> Result<Vec<Item<'_>>, RdbError> {
                     0xF3 => 4,
                     _ => 8,
                 };
-                let bytes = take(lp, p + 1, width)?;
-                let mut v = 0u64;
-                for (i, &x) in bytes.iter().enumerate() {
-                    v |= u64::from(x) << (8 * i);
-                }
+                let v = le_int(take(lp, p + 1, width)?);
                 p += 1 + width;
-                Item::Int(sign_extend(v, 8 * width as u32))
+                Item::Int(v)
             }
             _ => return Err(corrupt("unknown listpack element encoding")),
         };
@@ -324,14 +329,7 @@ pub fn ziplist(zl: &[u8]) -> Result<Vec<Item<'_>>, RdbError> {
                 };
                 let v = match v {
                     Some(v) => v,
-                    None => {
-                        let bytes = take(zl, p + 1, width)?;
-                        let mut u = 0u64;
-                        for (i, &x) in bytes.iter().enumerate() {
-                            u |= u64::from(x) << (8 * i);
-                        }
-                        sign_extend(u, 8 * width as u32)
-                    }
+                    None => le_int(take(zl, p + 1, width)?),
                 };
                 p += 1 + width;
                 Item::Int(v)

@@ -763,7 +763,7 @@ impl Stream {
             buf: Vec::new(),
             live: 0,
             deleted: 0,
-            bytes: lp.len() - lp_int(count) - lp_int(deleted),
+            bytes: lp.len().saturating_sub(lp_int(count) + lp_int(deleted)),
         };
         let mut last: Option<StreamId> = None;
         let mut data = Vec::new();
