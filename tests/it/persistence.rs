@@ -313,6 +313,15 @@ fn crc_redis(data: &[u8]) -> u64 {
     crc
 }
 
+/// SIGKILL, then a new server on the same data directory, loaded.
+fn kill_and_restart(server: TestServer, args: &[&str]) -> TestServer {
+    server.signal("-KILL");
+    drop(server);
+    let server = TestServer::start(args);
+    server.wait_loaded();
+    server
+}
+
 /// What a writer's first `n` commands leave: one iteration is SET, INCR, RPUSH, HSET, ZADD.
 fn expected_state(n: u64) -> [u64; 5] {
     let (full, part) = (n / 5, n % 5);
@@ -602,10 +611,7 @@ fn replayed_log_gives_the_same_dataset() {
         out
     };
     let full_before = full(&server);
-    server.signal("-KILL");
-    drop(server);
-    let server = TestServer::start(&args);
-    server.wait_loaded();
+    let server = kill_and_restart(server, &args);
     let mut c = server.redis();
     assert_eq!(digest(&mut c), before);
     let after: Vec<i64> = ["s", "s3", "s4", "n", "tx", "r2", "short"]
@@ -721,10 +727,7 @@ fn checkpoint_under_writes_is_exact() {
     assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
     let before = digest(&mut c);
     let keys: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
-    server.signal("-KILL");
-    drop(server);
-    let server = TestServer::start(&args);
-    server.wait_loaded();
+    let server = kill_and_restart(server, &args);
     let mut c = server.redis();
     assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), keys);
     assert_eq!(digest(&mut c), before);
@@ -887,10 +890,7 @@ fn disk_full_gives_misconf_and_recovers() {
     assert_eq!(o.cmd_str(&["SET", "other", "1"]), "+OK\r\n");
     let info = o.cmd_str(&["INFO", "persistence"]);
     assert!(info.contains("aof_last_write_status:ok"), "{info}");
-    server.signal("-KILL");
-    drop(server);
-    let server = TestServer::start(&args);
-    server.wait_loaded();
+    let server = kill_and_restart(server, &args);
     let mut c = server.redis();
     let n: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
     // Every acknowledged write, the held one (acknowledged after the disk came back) and `other`.
