@@ -13,6 +13,7 @@ mod notifications;
 mod persistence;
 mod protocol;
 mod pubsub;
+mod replication;
 mod server;
 mod streams;
 mod strings;

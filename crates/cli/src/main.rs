@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a shard server (standalone, Redis-compatible).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Verify a data directory: reads every image record and log record; exit code 1 and
     /// what is wrong if anything is.
     CheckData {
@@ -74,12 +74,21 @@ struct ServerArgs {
     /// Checkpoint rules, "<seconds> <changes> ..." ("" for none), as Redis's `save`.
     #[arg(long)]
     save: Option<String>,
+    /// Replicate this primary: "<host> <port>" (Redis's `replicaof`).
+    #[arg(long)]
+    replicaof: Option<String>,
+    /// Password to give the primary (Redis's `masterauth`).
+    #[arg(long, env = "TESSERA_MASTERAUTH")]
+    masterauth: Option<String>,
+    /// Seconds a primary waits for more replicas before a full sync starts (default 5).
+    #[arg(long)]
+    repl_diskless_sync_delay: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Server(args) => run_server(args),
+        Command::Server(args) => run_server(*args),
         Command::CheckData { dir } => match tessera_server::persist::check_data(&dir) {
             Ok(report) => {
                 use std::io::Write as _;
@@ -149,12 +158,20 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         ("appendonly", args.appendonly),
         ("appendfsync", args.appendfsync),
         ("save", args.save),
+        ("masterauth", args.masterauth),
+        ("repl-diskless-sync-delay", args.repl_diskless_sync_delay),
     ] {
         if let Some(v) = value {
             config
                 .set_param(name, &v)
                 .map_err(|e| anyhow::anyhow!("--{name} {v}: {e}"))?;
         }
+    }
+    if let Some(v) = args.replicaof {
+        if tessera_server::repl::parse_replicaof(&v).is_none() {
+            anyhow::bail!("--replicaof takes \"<host> <port>\", not {v:?}");
+        }
+        config.replicaof = Some(v);
     }
     config.validate()?;
     let filter = match config.loglevel.as_str() {

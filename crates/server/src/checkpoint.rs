@@ -160,7 +160,7 @@ fn writer_thread(
 impl Server {
     /// Starts a checkpoint. Errors are Redis's texts for the caller to reply with.
     pub(crate) fn start_checkpoint(&mut self, kind: Kind) -> Result<(), String> {
-        if self.checkpoint.is_some() {
+        if self.checkpoint.is_some() || self.repl.sync.is_some() {
             return Err("Background save already in progress".into());
         }
         if self.persist.loading.is_some() {
@@ -178,7 +178,8 @@ impl Server {
             .name("tessera-checkpoint".into())
             .spawn(move || writer_thread(&store, generation, &rx, &rtx, &stx))
             .map_err(|e| e.to_string())?;
-        self.db.begin_snapshot();
+        self.db
+            .begin_snapshot(tessera_storage::snapshot::Format::Records);
         self.saves.last_attempt = Some(Instant::now());
         self.checkpoint = Some(Checkpoint {
             kind,
@@ -257,7 +258,7 @@ impl Server {
             let meta = ImageMeta {
                 generation: cp.generation,
                 offset: cp.offset,
-                replid: self.persist.replid.clone(),
+                replid: self.repl.replid.clone(),
                 keys,
                 saved_at_ms: unix_ms(),
             };
@@ -340,7 +341,7 @@ impl Server {
 
     /// From the cron: `save` rules, scheduled saves, automatic log rewrites.
     pub(crate) fn checkpoint_cron(&mut self) {
-        if self.checkpoint.is_some() || self.persist.loading.is_some() {
+        if self.checkpoint.is_some() || self.persist.loading.is_some() || self.repl.sync.is_some() {
             return;
         }
         if std::mem::take(&mut self.saves.scheduled_rewrite) {

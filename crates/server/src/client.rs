@@ -83,6 +83,12 @@ pub struct Client {
     /// Name of the last command run (`cmd=` in CLIENT LIST).
     pub last_cmd: &'static str,
     pub is_local: bool,
+    /// The link to this shard's primary: its commands are the replication stream.
+    pub is_master: bool,
+    /// Set by REPLCONF, PSYNC or SYNC: the client is (becoming) a replica.
+    pub replica: Option<Box<crate::repl::primary::ReplicaState>>,
+    /// Waiting in WAIT.
+    pub wait_acks: Option<crate::repl::primary::WaitAcks>,
 }
 
 impl Client {
@@ -131,6 +137,9 @@ impl Client {
             last_interaction: now,
             last_cmd: "NULL",
             is_local: addr.ip().is_loopback(),
+            is_master: false,
+            replica: None,
+            wait_acks: None,
         }
     }
 

@@ -68,6 +68,30 @@ pub struct Config {
     pub appendonly: bool,
     pub appendfsync: String,
     pub save: String,
+    /// `host port` of the primary this shard replicates (REPLICAOF), or none.
+    #[serde(alias = "slaveof")]
+    pub replicaof: Option<String>,
+    pub masterauth: Option<String>,
+    pub masteruser: Option<String>,
+    #[serde(deserialize_with = "de_memory")]
+    pub repl_backlog_size: u64,
+    pub repl_backlog_ttl: u64,
+    pub repl_timeout: u64,
+    pub repl_ping_replica_period: u64,
+    /// Tessera's full sync is always diskless; `no` is accepted for compatibility.
+    pub repl_diskless_sync: bool,
+    pub repl_diskless_sync_delay: u64,
+    pub repl_diskless_sync_max_replicas: u64,
+    #[serde(alias = "slave-read-only")]
+    pub replica_read_only: bool,
+    #[serde(alias = "slave-serve-stale-data")]
+    pub replica_serve_stale_data: bool,
+    #[serde(alias = "slave-priority")]
+    pub replica_priority: u64,
+    #[serde(alias = "min-slaves-to-write")]
+    pub min_replicas_to_write: u64,
+    #[serde(alias = "min-slaves-max-lag")]
+    pub min_replicas_max_lag: u64,
     /// The file this configuration was read from (`CONFIG REWRITE` writes it back).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -120,6 +144,21 @@ impl Default for Config {
             // Redis's default rules: after an hour and one change, five minutes and 100
             // changes, a minute and 10000 changes.
             save: "3600 1 300 100 60 10000".into(),
+            replicaof: None,
+            masterauth: None,
+            masteruser: None,
+            repl_backlog_size: 1 << 20,
+            repl_backlog_ttl: 3600,
+            repl_timeout: 60,
+            repl_ping_replica_period: 10,
+            repl_diskless_sync: true,
+            repl_diskless_sync_delay: 5,
+            repl_diskless_sync_max_replicas: 0,
+            replica_read_only: true,
+            replica_serve_stale_data: true,
+            replica_priority: 100,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: 10,
             config_file: None,
         }
     }
@@ -381,6 +420,36 @@ impl Config {
             ("appendonly", b(self.appendonly)),
             ("appendfsync", self.appendfsync.clone()),
             ("save", self.save.clone()),
+            ("replicaof", self.replicaof.clone().unwrap_or_default()),
+            ("masterauth", self.masterauth.clone().unwrap_or_default()),
+            ("masteruser", self.masteruser.clone().unwrap_or_default()),
+            ("repl-backlog-size", self.repl_backlog_size.to_string()),
+            ("repl-backlog-ttl", self.repl_backlog_ttl.to_string()),
+            ("repl-timeout", self.repl_timeout.to_string()),
+            (
+                "repl-ping-replica-period",
+                self.repl_ping_replica_period.to_string(),
+            ),
+            ("repl-diskless-sync", b(self.repl_diskless_sync)),
+            (
+                "repl-diskless-sync-delay",
+                self.repl_diskless_sync_delay.to_string(),
+            ),
+            (
+                "repl-diskless-sync-max-replicas",
+                self.repl_diskless_sync_max_replicas.to_string(),
+            ),
+            ("replica-read-only", b(self.replica_read_only)),
+            ("replica-serve-stale-data", b(self.replica_serve_stale_data)),
+            ("replica-priority", self.replica_priority.to_string()),
+            (
+                "min-replicas-to-write",
+                self.min_replicas_to_write.to_string(),
+            ),
+            (
+                "min-replicas-max-lag",
+                self.min_replicas_max_lag.to_string(),
+            ),
         ]
     }
 
@@ -508,6 +577,42 @@ impl Config {
                 }
                 self.save = value.split_whitespace().collect::<Vec<_>>().join(" ");
             }
+            "masterauth" => self.masterauth = (!value.is_empty()).then(|| value.to_string()),
+            "masteruser" => self.masteruser = (!value.is_empty()).then(|| value.to_string()),
+            "repl-backlog-size" => {
+                // Redis's minimum backlog is 16 KB.
+                self.repl_backlog_size = mem(value)?.max(16 * 1024);
+            }
+            "repl-backlog-ttl" => self.repl_backlog_ttl = num(value)?,
+            "repl-timeout" | "repl-ping-replica-period" | "repl-ping-slave-period" => {
+                let v: u64 = num(value)?;
+                if v == 0 {
+                    return Err("argument must be between 1 and 2147483647 inclusive".into());
+                }
+                if name == "repl-timeout" {
+                    self.repl_timeout = v;
+                } else {
+                    self.repl_ping_replica_period = v;
+                }
+            }
+            "repl-diskless-sync" => self.repl_diskless_sync = yes_no(value)?,
+            "repl-diskless-sync-delay" => self.repl_diskless_sync_delay = num(value)?,
+            "repl-diskless-sync-max-replicas" => {
+                self.repl_diskless_sync_max_replicas = num(value)?
+            }
+            "replica-read-only" | "slave-read-only" => self.replica_read_only = yes_no(value)?,
+            "replica-serve-stale-data" | "slave-serve-stale-data" => {
+                self.replica_serve_stale_data = yes_no(value)?
+            }
+            "replica-priority" | "slave-priority" => self.replica_priority = num(value)?,
+            "min-replicas-to-write" | "min-slaves-to-write" => {
+                self.min_replicas_to_write = num(value)?
+            }
+            "min-replicas-max-lag" | "min-slaves-max-lag" => {
+                self.min_replicas_max_lag = num(value)?
+            }
+            // Set in the file or with REPLICAOF, as in Redis.
+            "replicaof" | "slaveof" => return Err("unknown".into()),
             "port" | "bind" | "enable-debug-command" | "dir" | "logfile" | "pidfile"
             | "databases" => return Err("can't set immutable config".into()),
             _ => return Err("unknown".into()),
@@ -532,7 +637,11 @@ impl Config {
                 continue;
             }
             let rendered = match name {
-                "appendonly" | "latency-tracking" => (value == "yes").to_string(),
+                "appendonly"
+                | "latency-tracking"
+                | "repl-diskless-sync"
+                | "replica-read-only"
+                | "replica-serve-stale-data" => (value == "yes").to_string(),
                 "bind"
                 | "requirepass"
                 | "enable-debug-command"
@@ -544,6 +653,9 @@ impl Config {
                 | "notify-keyspace-events"
                 | "save"
                 | "appendfsync"
+                | "replicaof"
+                | "masterauth"
+                | "masteruser"
                 | "latency-tracking-info-percentiles"
                 | "client-output-buffer-limit" => {
                     format!("{value:?}")

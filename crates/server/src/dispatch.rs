@@ -341,6 +341,12 @@ impl Server {
                 return;
             }
         }
+        if self.repl.verify
+            && let Some(text) = self.replication_refusal(tok, spec)
+        {
+            self.reject(tok, out, Some(idx), text);
+            return;
+        }
 
         // maxmemory: evict first; a command that may grow memory is refused when that fails
         // (not inside EXEC or a blocked client's retry, which passed this check already).
@@ -466,7 +472,7 @@ impl Server {
     /// kept; MULTI/EXEC/SELECT are markers only (a record of the log is applied whole).
     pub(crate) fn replay(&mut self, args: &Args<'_>, scratch: &mut Vec<u8>) -> Result<(), String> {
         let name = args.get(0);
-        for marker in ["multi", "exec", "select"] {
+        for marker in ["multi", "exec", "select", "ping", "replconf"] {
             if name.eq_ignore_ascii_case(marker.as_bytes()) {
                 return Ok(());
             }
@@ -553,6 +559,30 @@ impl Server {
         }
         self.count_error_text(text);
         Reply::new(out, self.clients[tok].resp3).error(text);
+    }
+
+    /// A replica refuses writes (`replica-read-only`) and, with its link down and
+    /// `replica-serve-stale-data no`, most commands; a primary with `min-replicas-to-write`
+    /// refuses writes without enough good replicas.
+    fn replication_refusal(&self, tok: usize, spec: &CommandSpec) -> Option<&'static str> {
+        match &self.repl.link {
+            Some(link) => {
+                if !link.is_up() && !self.config.replica_serve_stale_data && !spec.has(flag::STALE)
+                {
+                    return Some(
+                        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+                    );
+                }
+                (self.config.replica_read_only
+                    && spec.has(flag::WRITE)
+                    && !self.clients[tok].is_master)
+                    .then_some("READONLY You can't write against a read only replica.")
+            }
+            None => (spec.has(flag::WRITE)
+                && self.config.min_replicas_to_write > 0
+                && self.good_replicas() < self.config.min_replicas_to_write)
+                .then_some("NOREPLICAS Not enough good replicas to write."),
+        }
     }
 
     fn count_error_text(&mut self, text: &str) {

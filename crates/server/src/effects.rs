@@ -67,6 +67,12 @@ impl Effects {
         self.offset += (self.pending.len() - before) as u64;
     }
 
+    /// Appends stream bytes received from this shard's primary as they are.
+    pub fn append_raw(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        self.offset += bytes.len() as u64;
+    }
+
     /// Takes the effects produced since the last call: (start offset, bytes).
     pub fn take(&mut self) -> Option<(u64, Vec<u8>)> {
         if self.pending.is_empty() {

@@ -201,7 +201,10 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 .map(|io| (io.buf.capacity() + io.out.capacity()) as u64)
                 .sum();
             w!("mem_not_counted_for_evict:0");
-            w!("mem_replication_backlog:0");
+            w!(
+                "mem_replication_backlog:{}",
+                s.repl.backlog.as_ref().map_or(0, |b| b.histlen())
+            );
             w!("mem_total_replication_buffers:0");
             w!("mem_clients_slaves:0");
             w!("mem_clients_normal:{clients}");
@@ -317,9 +320,9 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             w!("instantaneous_input_repl_kbps:0.00");
             w!("instantaneous_output_repl_kbps:0.00");
             w!("rejected_connections:{}", st.rejected_connections);
-            w!("sync_full:0");
-            w!("sync_partial_ok:0");
-            w!("sync_partial_err:0");
+            w!("sync_full:{}", s.repl.sync_full);
+            w!("sync_partial_ok:{}", s.repl.sync_partial_ok);
+            w!("sync_partial_err:{}", s.repl.sync_partial_err);
             w!("expired_keys:{}", db.expired_keys);
             w!("expired_stale_perc:{:.2}", db.expired_stale_perc);
             w!(
@@ -367,19 +370,101 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             w!("reply_buffer_expands:0");
         }
         "replication" => {
-            // TODO(#5): replication fills these in.
             w!("# Replication");
-            w!("role:master");
-            w!("connected_slaves:0");
+            let offset = s.effects.offset;
+            match &s.repl.link {
+                Some(link) => {
+                    w!("role:slave");
+                    w!("master_host:{}", link.host);
+                    w!("master_port:{}", link.port);
+                    w!(
+                        "master_link_status:{}",
+                        if link.is_up() { "up" } else { "down" }
+                    );
+                    let last_io = link
+                        .client
+                        .and_then(|t| s.clients.get(t))
+                        .map_or(-1, |c| c.last_interaction.elapsed().as_secs() as i64);
+                    w!("master_last_io_seconds_ago:{last_io}");
+                    let transfer = link.transfer();
+                    w!("master_sync_in_progress:{}", u8::from(transfer.is_some()));
+                    w!("slave_read_repl_offset:{offset}");
+                    w!("slave_repl_offset:{offset}");
+                    if let Some((total, read, idle)) = transfer {
+                        w!("master_sync_total_bytes:{total}");
+                        w!("master_sync_read_bytes:{read}");
+                        let left = if total >= 0 { total - read as i64 } else { -1 };
+                        w!("master_sync_left_bytes:{left}");
+                        let perc = if total > 0 {
+                            read as f64 * 100.0 / total as f64
+                        } else {
+                            0.0
+                        };
+                        w!("master_sync_perc:{perc:.2}");
+                        w!("master_sync_last_io_seconds_ago:{idle}");
+                    }
+                    if !link.is_up() {
+                        w!(
+                            "master_link_down_since_seconds:{}",
+                            link.down_since.elapsed().as_secs()
+                        );
+                    }
+                    w!("slave_priority:{}", s.config.replica_priority);
+                    w!("slave_read_only:{}", u8::from(s.config.replica_read_only));
+                    w!("replica_announced:1");
+                }
+                None => {
+                    w!("role:master");
+                }
+            }
+            w!("connected_slaves:{}", s.repl.replicas.len());
+            if s.repl.link.is_none() && s.config.min_replicas_to_write > 0 {
+                w!("min_slaves_good_slaves:{}", s.good_replicas());
+            }
+            let mut n = 0;
+            for &t in &s.repl.replicas {
+                let Some(c) = s.clients.get(t) else { continue };
+                let Some(r) = c.replica.as_ref() else {
+                    continue;
+                };
+                w!(
+                    "slave{n}:ip={},port={},state={},offset={},lag={}",
+                    crate::commands::replication::replica_ip(c),
+                    r.listening_port,
+                    r.phase.name(),
+                    r.ack_offset,
+                    r.ack_time.elapsed().as_secs()
+                );
+                n += 1;
+            }
             w!("master_failover_state:no-failover");
-            w!("master_replid:{}", s.run_id);
-            w!("master_replid2:0000000000000000000000000000000000000000");
-            w!("master_repl_offset:0");
-            w!("second_repl_offset:-1");
-            w!("repl_backlog_active:0");
-            w!("repl_backlog_size:1048576");
-            w!("repl_backlog_first_byte_offset:0");
-            w!("repl_backlog_histlen:0");
+            w!("master_replid:{}", s.repl.replid);
+            match &s.repl.replid2 {
+                Some((id, until)) => {
+                    w!("master_replid2:{id}");
+                    w!("master_repl_offset:{offset}");
+                    w!("second_repl_offset:{}", until + 1);
+                }
+                None => {
+                    w!("master_replid2:0000000000000000000000000000000000000000");
+                    w!("master_repl_offset:{offset}");
+                    w!("second_repl_offset:-1");
+                }
+            }
+            match &s.repl.backlog {
+                Some(b) => {
+                    w!("repl_backlog_active:1");
+                    w!("repl_backlog_size:{}", b.size());
+                    w!("repl_backlog_first_byte_offset:{}", b.first() + 1);
+                    w!("repl_backlog_histlen:{}", b.histlen());
+                }
+                None => {
+                    w!("repl_backlog_active:0");
+                    w!("repl_backlog_size:{}", s.config.repl_backlog_size);
+                    w!("repl_backlog_first_byte_offset:0");
+                    w!("repl_backlog_histlen:0");
+                }
+            }
         }
         "cpu" => {
             let (user, sys) = crate::memory::cpu_times();

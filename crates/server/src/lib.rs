@@ -20,6 +20,7 @@ pub mod info;
 pub mod memory;
 pub mod notify;
 pub mod persist;
+pub mod repl;
 pub mod server;
 pub mod stats;
 

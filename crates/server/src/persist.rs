@@ -167,7 +167,7 @@ pub struct Persistence {
     pub aof: bool,
     pub fsync: Fsync,
     /// Effects taken from the stream and not yet written: (start offset, bytes).
-    unwritten: Option<(u64, Vec<u8>)>,
+    pub(crate) unwritten: Option<(u64, Vec<u8>)>,
     sync: Arc<SyncState>,
     syncer: Option<Syncer>,
     /// The last write (or sync) failed: writes get MISCONF until one succeeds.
@@ -224,11 +224,7 @@ impl Persistence {
             Some(s) => s.replid()?,
             None => None,
         }
-        .unwrap_or_else(|| {
-            (0..40)
-                .map(|_| char::from_digit(rand::random_range(0..16u32), 16).expect("below 16"))
-                .collect()
-        });
+        .unwrap_or_else(crate::repl::new_replid);
         p.start_syncer();
         Ok(p)
     }
@@ -338,10 +334,14 @@ impl Server {
     /// At the end of a turn, before replies are written: appends the turn's effects to the
     /// log (synced under `always`), then releases the clients that waited for them.
     pub(crate) fn persist_turn(&mut self) {
+        let taken = self.effects.take();
+        if let Some((start, bytes)) = &taken {
+            self.repl_feed(*start, bytes);
+        }
         if !self.persist.aof {
             return;
         }
-        if let Some((start, bytes)) = self.effects.take() {
+        if let Some((start, bytes)) = taken {
             match &mut self.persist.unwritten {
                 Some((_, pending)) => pending.extend_from_slice(&bytes),
                 None => self.persist.unwritten = Some((start, bytes)),
@@ -536,7 +536,7 @@ impl Server {
                 self.abort_checkpoint();
                 if let Err(e) = self.start_checkpoint(crate::checkpoint::Kind::Rewrite) {
                     self.persist.aof = false;
-                    self.effects.enabled = false;
+                    self.update_effects_enabled();
                     self.persist.log_blocked = false;
                     return Err(e);
                 }
@@ -544,8 +544,7 @@ impl Server {
         } else if !next.appendonly && self.persist.aof {
             self.persist_turn();
             self.persist.aof = false;
-            self.effects.enabled = false;
-            let _ = self.effects.take();
+            self.update_effects_enabled();
         }
         self.persist.fsync = fsync;
         self.persist.start_syncer();
@@ -675,7 +674,7 @@ impl Server {
             Some(Ok(end)) => {
                 self.effects.offset = end;
                 self.db.no_expiry = false;
-                self.effects.enabled = self.persist.aof;
+                self.update_effects_enabled();
                 self.update_expired_logging();
                 self.persist.sync.written.store(end, Ordering::Release);
                 self.persist.sync.durable.store(end, Ordering::Release);

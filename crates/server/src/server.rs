@@ -133,6 +133,10 @@ pub struct Server {
     /// SHUTDOWN SAVE (`Some(true)`) or NOSAVE (`Some(false)`); by default the `save` rules
     /// decide.
     pub shutdown_save: Option<bool>,
+    /// Replication (`repl`): replicas of this shard, and its link to a primary.
+    pub repl: crate::repl::Repl,
+    /// Wakes the loop from other threads (persistence syncs, the replica's sync thread).
+    pub(crate) waker: Option<Arc<mio::Waker>>,
     /// The last poll returned events (checkpoints take a bigger slice of idle turns).
     turn_had_events: bool,
     poll: Poll,
@@ -230,7 +234,9 @@ impl Server {
             .ok_or_else(|| io::Error::other("appendfsync must be always, everysec or no"))?;
         let mut persist = crate::persist::Persistence::open(&config.dir, config.appendonly, fsync)
             .map_err(|e| io::Error::other(e.to_string()))?;
-        persist.set_waker(Arc::new(mio::Waker::new(poll.registry(), WAKER)?));
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        persist.set_waker(Arc::clone(&waker));
+        let repl = crate::repl::Repl::new(persist.replid.clone());
         let mut server = Server {
             db,
             clients: Slab::with_capacity(64),
@@ -262,6 +268,8 @@ impl Server {
             checkpoint: None,
             saves: Default::default(),
             shutdown_save: None,
+            repl,
+            waker: Some(waker),
             turn_had_events: false,
             poll,
             listener,
@@ -284,6 +292,13 @@ impl Server {
         server
             .start_loading()
             .map_err(|e| io::Error::other(e.to_string()))?;
+        if let Some(spec) = server.config.replicaof.clone() {
+            let (host, port) = crate::repl::parse_replicaof(&spec).ok_or_else(|| {
+                io::Error::other(format!("replicaof must be \"<host> <port>\", not {spec:?}"))
+            })?;
+            server.replicate_from(host, port);
+        }
+        server.update_repl_verify();
         Ok(server)
     }
 
@@ -307,6 +322,7 @@ impl Server {
                 || !self.pending_writes.is_empty()
                 || !self.pending_reads.is_empty()
                 || busy.spinning(window)
+                || self.repl.sync.as_ref().is_some_and(|s| !s.blocked)
             {
                 Duration::ZERO
             } else {
@@ -318,6 +334,9 @@ impl Server {
             }
             // Wake up for the earliest blocking timeout.
             if let Some(d) = self.blocking.next_deadline() {
+                timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+            }
+            if let Some(d) = self.next_wait_deadline() {
                 timeout = timeout.min(d.saturating_duration_since(Instant::now()));
             }
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -349,6 +368,9 @@ impl Server {
                         }
                     }
                 }
+            }
+            if self.repl.link.is_some() {
+                self.poll_sync_attempt();
             }
             if self.persist.loading.is_some() {
                 // Loading runs in slices between turns, so clients get -LOADING meanwhile.
@@ -409,6 +431,33 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Registers a connection made by the server itself (the link to a primary) under the
+    /// token its client will get.
+    pub(crate) fn register_client(&mut self, stream: &mut mio::net::TcpStream) -> Option<usize> {
+        let tok = self.clients.vacant_key();
+        match self
+            .poll
+            .registry()
+            .register(stream, Token(tok), Interest::READABLE)
+        {
+            Ok(()) => Some(tok),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register a connection");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn next_client_id(&mut self) -> u64 {
+        self.next_client_id += 1;
+        self.next_client_id - 1
+    }
+
+    /// Reads what the client's socket holds.
+    pub(crate) fn read_client(&mut self, tok: usize) {
+        self.on_readable(tok);
     }
 
     fn on_readable(&mut self, tok: usize) {
@@ -498,7 +547,11 @@ impl Server {
                 break;
             }
             let client = &mut self.clients[tok];
-            if client.close_after_reply || client.close_asap || client.blocked.is_some() {
+            if client.close_after_reply
+                || client.close_asap
+                || client.blocked.is_some()
+                || client.wait_acks.is_some()
+            {
                 break;
             }
             let pending = io.out.len() - io.out_pos;
@@ -516,6 +569,17 @@ impl Server {
             match parsed {
                 Ok(Some(n)) => {
                     let args = io.parser.args(&io.buf[io.start..io.end]);
+                    if self.clients[tok].is_master {
+                        // The primary's stream: applied, never answered.
+                        let raw = &io.buf[io.start..io.start + n];
+                        let mut scratch = std::mem::take(&mut self.repl.scratch);
+                        if !args.is_empty() {
+                            self.apply_from_master(&args, raw, &mut io.out, &mut scratch);
+                        }
+                        self.repl.scratch = scratch;
+                        io.start += n;
+                        continue;
+                    }
                     if !args.is_empty() {
                         if self.is_paused_for(&args) {
                             // Keep the request in the buffer (the parser is back at a request
@@ -650,6 +714,12 @@ impl Server {
     pub fn free_client(&mut self, tok: usize) {
         if let Some(mut client) = self.clients.try_remove(tok) {
             let _ = self.poll.registry().deregister(&mut client.stream);
+            if client.replica.is_some() || client.wait_acks.is_some() {
+                self.repl_forget_client(tok);
+            }
+            if client.is_master {
+                self.master_lost(tok);
+            }
             if client.monitor {
                 self.monitors.retain(|&t| t != tok);
             }
@@ -677,7 +747,7 @@ impl Server {
     }
 
     fn before_sleep(&mut self) {
-        if self.fast_expire_due && self.active_expire_enabled {
+        if self.fast_expire_due && self.active_expire_enabled && !self.repl.is_replica() {
             let tuning = ExpireTuning::from_effort(self.config.active_expire_effort);
             self.fast_expire_due = self.db.active_expire_cycle(tuning, 1000, unix_ms);
             self.drain_expired_keys();
@@ -696,8 +766,13 @@ impl Server {
                 }
             }
         }
-        // The turn's effects go to the log before any reply of the turn goes out.
+        self.repl_before_sleep();
+        // The turn's effects go to the log (and replicas) before any reply of the turn.
         self.persist_turn();
+        if self.repl.sync.is_some() {
+            let budget = self.repl_sync_budget(self.turn_start.elapsed(), self.turn_had_events);
+            self.full_sync_step(budget);
+        }
         if self.checkpoint.is_some() {
             // A twentieth of the turn's own work (at least one slot), or 2 ms
             // of a turn that found nothing to do for a millisecond.
@@ -733,7 +808,8 @@ impl Server {
         self.last_cron = Instant::now();
         self.cron_loops += 1;
         let hz = u64::from(self.config.hz.max(1));
-        if self.active_expire_enabled {
+        // A replica's keys expire by the primary's DELs.
+        if self.active_expire_enabled && !self.repl.is_replica() {
             // Redis's slow cycle: 25% of the cron period at most.
             let budget_us = 1_000_000 * 25 / hz / 100;
             let tuning = ExpireTuning::from_effort(self.config.active_expire_effort);
@@ -742,6 +818,8 @@ impl Server {
         self.drain_expired_keys();
         self.retry_store();
         self.checkpoint_cron();
+        self.repl_primary_cron();
+        self.repl_replica_cron();
         self.db.rehash_and_shrink(1000);
         self.stats.sample_ops();
         if let Some(p) = self.pause
@@ -759,7 +837,8 @@ impl Server {
         let mut to_close = Vec::new();
         for (tok, c) in self.clients.iter_mut() {
             let idle = now.duration_since(c.last_interaction);
-            if timeout > 0 && !c.monitor && idle.as_secs() >= timeout {
+            let replication = c.is_master || c.replica.is_some();
+            if timeout > 0 && !c.monitor && !replication && idle.as_secs() >= timeout {
                 to_close.push(tok);
                 continue;
             }

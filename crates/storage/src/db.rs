@@ -98,6 +98,9 @@ pub struct Db {
     /// While set nothing expires: loading and replaying the effect stream, where expiry arrives
     /// as explicit DEL effects (Redis: keys never expire while loading or on a replica).
     pub no_expiry: bool,
+    /// A replica's keyspace: expired keys are hidden from readers but not deleted (the
+    /// primary's DEL removes them, as on a Redis replica).
+    pub keep_expired: bool,
     /// The snapshot in progress (`snapshot.rs`): changes save the old state first.
     pub(crate) snapshot: Option<Box<crate::snapshot::Snapshot>>,
 }
@@ -139,6 +142,7 @@ impl Db {
             log_new: false,
             new_log: Vec::new(),
             no_expiry: false,
+            keep_expired: false,
             snapshot: None,
             lfu: false,
         }
@@ -244,6 +248,9 @@ impl Db {
     fn expire_if_needed(&mut self, key: &[u8], l: Loc, now: i64) -> bool {
         match self.expire_at_loc(key, l) {
             Some(at) if at <= now && !self.no_expiry => {
+                if self.keep_expired {
+                    return true;
+                }
                 self.remove_at(key, l);
                 self.note_expired(key);
                 true

@@ -17,16 +17,35 @@ use crate::value::{FLAG_SNAPSHOT, Value};
 /// its record ([`Record`]: expiry and the value in RDB format), the key and the record each
 /// with a 4-byte length, all little-endian. Checkpoints store it in chunks as it is, and the
 /// loader reads it with [`for_each_record`].
+///
+/// A snapshot for a replica's full sync writes the keys as an RDB file's body instead
+/// ([`Format::Rdb`]), ready to stream.
 #[derive(Default)]
 pub struct RecordStream {
     buf: Vec<u8>,
     /// Records in `buf`.
     pub records: u64,
+    pub format: Format,
+}
+
+/// What a snapshot produces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// [`RecordStream`] records (checkpoints).
+    #[default]
+    Records,
+    /// Keys as an RDB file holds them (expiry, type, key, value): a replica's payload.
+    Rdb,
 }
 
 impl RecordStream {
     /// Appends one key.
     pub fn push(&mut self, slot: u16, key: &[u8], expire_ms: Option<i64>, value: &Value) {
+        if self.format == Format::Rdb {
+            rdb::write_file_key(&mut self.buf, key, expire_ms, value);
+            self.records += 1;
+            return;
+        }
         let b = &mut self.buf;
         b.extend_from_slice(&slot.to_le_bytes());
         b.extend_from_slice(&(key.len() as u32).to_le_bytes());
@@ -137,9 +156,11 @@ pub struct Snapshot {
 
 impl Db {
     /// Starts a snapshot of the keyspace as it is now (replacing one in progress).
-    pub fn begin_snapshot(&mut self) {
+    pub fn begin_snapshot(&mut self, format: Format) {
         self.end_snapshot();
-        self.snapshot = Some(Box::default());
+        let mut snap = Box::<Snapshot>::default();
+        snap.out.format = format;
+        self.snapshot = Some(snap);
     }
 
     /// Ends the snapshot (done, or abandoned: the flags it left on entries it did not reach
@@ -281,7 +302,7 @@ mod tests {
                 0,
             );
         }
-        db.begin_snapshot();
+        db.begin_snapshot(super::Format::Records);
         db.snapshot_step(10);
         for i in 0..500 {
             if let Some(e) = db.get_mut(format!("k{i}").as_bytes(), 0) {
@@ -290,7 +311,7 @@ mod tests {
         }
         db.set(b"late", Value::Int(7), Expiry::Persist, 0);
         db.end_snapshot();
-        db.begin_snapshot();
+        db.begin_snapshot(super::Format::Records);
         let img = image(&mut db);
         assert_eq!(img.len(), 501);
         for (k, _, v) in img {
@@ -309,7 +330,7 @@ mod tests {
             db.set(k.as_bytes(), Value::Int(i), Expiry::Persist, 0);
         }
         db.set(b"ttl", Value::Int(1), Expiry::At(5000), 0);
-        db.begin_snapshot();
+        db.begin_snapshot(super::Format::Records);
         db.snapshot_step(100);
         // Changes after the start, in walked and unwalked slots alike.
         for i in 0..2000 {

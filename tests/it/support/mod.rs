@@ -153,6 +153,8 @@ impl TestServer {
     pub fn start_redis_with(extra: &[&str]) -> TestServer {
         for _ in 0..5 {
             let port = free_port();
+            // Its own directory: a replica writes the payload it receives to dump.rdb there.
+            let dir = tempfile::tempdir().unwrap();
             let child = Command::new("redis-server")
                 .args([
                     "--port",
@@ -163,6 +165,8 @@ impl TestServer {
                     "",
                 ])
                 .args(["--appendonly", "no", "--enable-debug-command", "yes"])
+                .arg("--dir")
+                .arg(dir.path())
                 .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -173,7 +177,7 @@ impl TestServer {
                 port,
                 child,
                 log: Arc::new(Mutex::new(String::new())),
-                _dir: None,
+                _dir: Some(dir),
             };
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(5) {

@@ -7,6 +7,7 @@ use tessera_protocol::Args;
 use super::{int_arg, is};
 use crate::client::{Client, ReplyMode};
 use crate::dispatch::{Call, CmdError, CmdResult};
+use crate::repl::primary::Phase;
 use crate::server::{Pause, Server};
 
 /// The Redis version Tessera is compatible with, reported where clients look for it.
@@ -125,6 +126,11 @@ pub fn hello(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         s.clients[call.client].resp3 = p == 3;
     }
     let id = s.clients[call.client].id;
+    let role: &[u8] = if s.repl.is_replica() {
+        b"replica"
+    } else {
+        b"master"
+    };
     let mut r = call.reply();
     r.map(7);
     r.bulk(b"server");
@@ -138,7 +144,7 @@ pub fn hello(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     r.bulk(b"mode");
     r.bulk(b"standalone");
     r.bulk(b"role");
-    r.bulk(b"master");
+    r.bulk(role);
     r.bulk(b"modules");
     r.array(0);
     Ok(())
@@ -196,6 +202,15 @@ fn validate_name(name: &[u8]) -> Result<(), CmdError> {
 /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
 fn client_line(tok: usize, c: &Client, now: Instant) -> String {
     let mut flags = String::new();
+    if c.is_master {
+        flags.push('M');
+    }
+    if c.replica
+        .as_ref()
+        .is_some_and(|r| r.phase != Phase::Handshake)
+    {
+        flags.push('S');
+    }
     if c.monitor {
         flags.push('O');
     }
@@ -311,17 +326,33 @@ const CLIENT_HELP: &[&str] = &[
 
 /// A client type (`normal`, `master`, `replica`, `slave`, `pubsub`): true for `normal`, the
 /// only type of client that exists until replication and pub/sub.
-fn client_type_is_normal(t: &[u8]) -> Result<bool, CmdError> {
-    if !["normal", "master", "replica", "slave", "pubsub"]
-        .iter()
-        .any(|n| is(t, n))
-    {
+/// A CLIENT LIST / CLIENT KILL `TYPE`, as a test on clients.
+fn client_type(t: &[u8]) -> Result<fn(&Client) -> bool, CmdError> {
+    let replica = |c: &Client| {
+        c.replica
+            .as_ref()
+            .is_some_and(|r| r.phase != Phase::Handshake)
+    };
+    Ok(if is(t, "normal") {
+        |c: &Client| {
+            !c.is_master
+                && !c.in_pubsub()
+                && c.replica
+                    .as_ref()
+                    .is_none_or(|r| r.phase == Phase::Handshake)
+        }
+    } else if is(t, "master") {
+        |c: &Client| c.is_master
+    } else if is(t, "replica") || is(t, "slave") {
+        replica
+    } else if is(t, "pubsub") {
+        |c: &Client| c.in_pubsub()
+    } else {
         return Err(CmdError::msg(format!(
             "ERR Unknown client type '{}'",
             String::from_utf8_lossy(t)
         )));
-    }
-    Ok(is(t, "normal"))
+    })
 }
 
 fn on_off(a: &[u8]) -> Result<bool, CmdError> {
@@ -360,9 +391,14 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             while i < args.len() {
                 let a = args.get(i);
                 if is(a, "type") && i + 1 < args.len() {
-                    if !client_type_is_normal(args.get(i + 1))? {
-                        ids = Some(Vec::new());
-                    }
+                    let wanted = client_type(args.get(i + 1))?;
+                    ids = Some(
+                        s.clients
+                            .iter()
+                            .filter(|(_, c)| wanted(c))
+                            .map(|(_, c)| c.id)
+                            .collect(),
+                    );
                     i += 2;
                 } else if is(a, "id") && i + 1 < args.len() {
                     let mut v = Vec::new();
@@ -526,7 +562,7 @@ fn client_kill(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
     let mut laddr = None;
     let mut skipme = true;
     let mut user = None;
-    let mut type_normal = true;
+    let mut of_type: Option<fn(&Client) -> bool> = None;
     for i in (2..args.len()).step_by(2) {
         let (k, v) = (args.get(i), args.get(i + 1));
         if is(k, "id") {
@@ -540,7 +576,7 @@ fn client_kill(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         } else if is(k, "laddr") {
             laddr = Some(String::from_utf8_lossy(v).into_owned());
         } else if is(k, "type") {
-            type_normal = client_type_is_normal(v)?;
+            of_type = Some(client_type(v)?);
         } else if is(k, "skipme") {
             skipme = on_off_yes_no(v)?;
         } else if is(k, "user") {
@@ -553,7 +589,7 @@ fn client_kill(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         .clients
         .iter()
         .filter(|(t, c)| {
-            type_normal
+            of_type.is_none_or(|f| f(c))
                 && id.is_none_or(|id| c.id == id)
                 && addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
                 && laddr

@@ -197,6 +197,8 @@ pub fn flush(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     let restart = s.checkpoint.is_some();
     let old = s.db.flush();
     s.abort_checkpoint();
+    // A replica receiving a payload of the old dataset must sync again.
+    s.abort_full_sync();
     if asynchronous {
         // Redis's lazyfree: the memory is released on another thread.
         std::thread::spawn(move || drop(old));

@@ -10,6 +10,7 @@ pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub mod pubsub;
+pub mod replication;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -244,6 +245,14 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("unwatch", transactions::unwatch),
     // server
     ("info", server::info),
+    // replication
+    ("replicaof", replication::replicaof),
+    ("slaveof", replication::replicaof),
+    ("role", replication::role),
+    ("wait", replication::wait),
+    ("psync", replication::psync),
+    ("sync", replication::psync),
+    ("replconf", replication::replconf),
     ("config|get", server::config),
     ("config|set", server::config),
     ("config|resetstat", server::config),

@@ -65,7 +65,7 @@ const OP_RESIZEDB: u8 = 0xFB;
 const OP_EXPIRETIME_MS: u8 = 0xFC;
 const OP_EXPIRETIME: u8 = 0xFD;
 const OP_SELECTDB: u8 = 0xFE;
-const OP_EOF: u8 = 0xFF;
+pub const OP_EOF: u8 = 0xFF;
 
 /// Quicklist node containers (RDB type 18).
 const QUICKLIST_PLAIN: u64 = 1;
@@ -78,6 +78,42 @@ static CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_REDIS);
 /// Redis's CRC-64 (Jones) of `data`, as DUMP payloads and RDB files carry it.
 pub fn crc64(data: &[u8]) -> u64 {
     CRC64.checksum(data)
+}
+
+/// A running CRC-64 of an RDB file written piece by piece.
+pub type Crc64Digest = Digest<'static, u64>;
+
+/// A running CRC-64 for an RDB file written piece by piece.
+pub fn crc64_digest() -> Crc64Digest {
+    CRC64.digest()
+}
+
+/// The start of an RDB file as Redis 7.0 writes it: the signature, the auxiliary fields,
+/// database 0 and its sizes. Keys follow (each as [`write_file_key`] writes it), then `OP_EOF`
+/// and the CRC-64 of everything before it.
+pub fn write_file_header(out: &mut Vec<u8>, aux: &[(&str, &[u8])], keys: u64, expires: u64) {
+    out.extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
+    for (k, v) in aux {
+        out.push(OP_AUX);
+        write_string(out, k.as_bytes());
+        write_string(out, v);
+    }
+    out.push(OP_SELECTDB);
+    write_len(out, 0);
+    out.push(OP_RESIZEDB);
+    write_len(out, keys);
+    write_len(out, expires);
+}
+
+/// One key of an RDB file: its expiry, type, name and value.
+pub fn write_file_key(out: &mut Vec<u8>, key: &[u8], expire_ms: Option<i64>, v: &Value) {
+    if let Some(at) = expire_ms {
+        out.push(OP_EXPIRETIME_MS);
+        out.extend_from_slice(&at.to_le_bytes());
+    }
+    out.push(value_type(v));
+    write_string(out, key);
+    write_value_body(out, v);
 }
 
 /// What is wrong with RDB input.
@@ -182,6 +218,11 @@ pub fn value_type(v: &Value) -> u8 {
 /// Appends `v`'s type byte and its RDB encoding.
 pub fn write_value(out: &mut Vec<u8>, v: &Value) {
     out.push(value_type(v));
+    write_value_body(out, v);
+}
+
+/// Appends `v`'s RDB encoding without the type byte (an RDB file puts the key in between).
+pub fn write_value_body(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Int(n) => write_int_string(out, *n),
         Value::Str(s) => write_string(out, s.as_bytes()),
