@@ -36,8 +36,8 @@ def free_port():
 
 
 class Server:
-    def __init__(self, kind, data_dir):
-        self.kind, self.dir = kind, data_dir
+    def __init__(self, kind, data_dir, extra=()):
+        self.kind, self.dir, self.extra = kind, data_dir, list(extra)
         self.port = free_port()
         self.start()
 
@@ -50,6 +50,7 @@ class Server:
             cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
                    self.dir, "--save", "", "--appendonly", "no", "--loglevel", "warning",
                    "--enable-debug-command", "yes"]
+        cmd += self.extra
         self.started = time.time()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -156,6 +156,8 @@ pub struct Server {
     cron_loops: u64,
     /// When the current event-loop turn started (one clock read per turn, not per read).
     turn_start: Instant,
+    /// A client other than the primary's link had events this turn (busy polling).
+    client_events: bool,
 }
 
 /// Unix time in milliseconds.
@@ -284,6 +286,7 @@ impl Server {
             last_cron: Instant::now(),
             cron_loops: 0,
             turn_start: Instant::now(),
+            client_events: false,
             config,
         };
         server.apply_notify_config(notify_flags);
@@ -339,6 +342,9 @@ impl Server {
             if let Some(d) = self.next_wait_deadline() {
                 timeout = timeout.min(d.saturating_duration_since(Instant::now()));
             }
+            if let Some(d) = self.stream_deadline() {
+                timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+            }
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -348,8 +354,8 @@ impl Server {
             self.turn_had_events = !events.is_empty();
             if !events.is_empty() {
                 self.clock.resync(self.turn_start);
-                busy.active(self.turn_start);
             }
+            self.client_events = false;
             self.used_memory_cache = None;
             for tok in std::mem::take(&mut self.pending_reads) {
                 self.on_readable(tok);
@@ -371,6 +377,11 @@ impl Server {
             }
             if self.repl.link.is_some() {
                 self.poll_sync_attempt();
+            }
+            // Only clients' requests make spinning worth it: a replica whose events are its
+            // primary's stream would burn a core the primary and its clients need.
+            if self.client_events {
+                busy.active(self.turn_start);
             }
             if self.persist.loading.is_some() {
                 // Loading runs in slices between turns, so clients get -LOADING meanwhile.
@@ -461,6 +472,7 @@ impl Server {
     }
 
     fn on_readable(&mut self, tok: usize) {
+        self.client_events |= self.clients.get(tok).is_some_and(|c| !c.is_master);
         let mut taken = 0;
         loop {
             let limit = self.config.client_query_buffer_limit;
@@ -679,7 +691,8 @@ impl Server {
         if done {
             io.out.clear();
             io.out_pos = 0;
-            if io.out.capacity() > OUT_KEEP {
+            // A replica's buffer is kept: its stream keeps coming.
+            if io.out.capacity() > OUT_KEEP && client.replica.is_none() {
                 io.out = Vec::new();
             }
         }
@@ -769,6 +782,7 @@ impl Server {
         self.repl_before_sleep();
         // The turn's effects go to the log (and replicas) before any reply of the turn.
         self.persist_turn();
+        self.flush_stream(false);
         if self.repl.sync.is_some() {
             let budget = self.repl_sync_budget(self.turn_start.elapsed(), self.turn_had_events);
             self.full_sync_step(budget);

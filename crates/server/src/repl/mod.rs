@@ -62,6 +62,9 @@ pub struct Repl {
     pub sync_partial_err: u64,
     /// Reply scratch for the primary's commands.
     pub scratch: Vec<u8>,
+    /// Since when stream bytes wait in the replicas' buffers, and how many.
+    pub stream_since: Option<Instant>,
+    pub stream_unsent: usize,
 }
 
 /// Parses `replicaof`'s "<host> <port>".
@@ -90,6 +93,8 @@ impl Repl {
             sync_partial_ok: 0,
             sync_partial_err: 0,
             scratch: Vec::new(),
+            stream_since: None,
+            stream_unsent: 0,
         }
     }
 

@@ -83,6 +83,9 @@ impl Default for ReplicaState {
     }
 }
 
+/// How long stream bytes may wait to be written to replicas, and how many.
+const STREAM_BATCH: Duration = Duration::from_micros(250);
+const STREAM_BATCH_BYTES: usize = 64 << 10;
 /// Unwritten payload bytes per replica above which the snapshot waits for the socket.
 const SYNC_OUT_HIGH: usize = 8 << 20;
 /// Snapshot work per step.
@@ -99,6 +102,8 @@ pub struct FullSync {
     pub bytes: u64,
     /// Every target had too much unwritten at the last step.
     pub blocked: bool,
+    /// A chunk buffer to reuse.
+    spare: Vec<u8>,
 }
 
 /// A client waiting in WAIT.
@@ -158,12 +163,42 @@ impl Server {
                         }
                         None => r.held.extend_from_slice(bytes),
                     }
-                    self.schedule_write(tok);
+                    if self.repl.stream_since.is_none() {
+                        self.repl.stream_since = Some(Instant::now());
+                    }
+                    self.repl.stream_unsent += bytes.len();
                 }
                 Phase::SendBulk => r.held.extend_from_slice(bytes),
                 Phase::Handshake | Phase::WaitBgsave => {}
             }
         }
+    }
+
+    /// Writes the stream to the online replicas once it has waited `STREAM_BATCH` (or grown
+    /// past `STREAM_BATCH_BYTES`, or WAIT is waiting for it): one write per replica for many
+    /// turns of small writes, instead of one per turn, spares both processes a syscall and a
+    /// wakeup per turn at the cost of a fraction of a millisecond of lag.
+    pub(crate) fn flush_stream(&mut self, now: bool) {
+        let Some(since) = self.repl.stream_since else {
+            return;
+        };
+        if !now
+            && since.elapsed() < STREAM_BATCH
+            && self.repl.stream_unsent < STREAM_BATCH_BYTES
+            && self.repl.waiting.is_empty()
+        {
+            return;
+        }
+        self.repl.stream_since = None;
+        self.repl.stream_unsent = 0;
+        for i in 0..self.repl.replicas.len() {
+            self.schedule_write(self.repl.replicas[i]);
+        }
+    }
+
+    /// When the batched stream must go out (part of the poll timeout).
+    pub(crate) fn stream_deadline(&self) -> Option<Instant> {
+        self.repl.stream_since.map(|t| t + STREAM_BATCH)
     }
 
     /// PSYNC (and SYNC, `plain`): attaches the client as a replica. Returns the reply to write
@@ -334,6 +369,7 @@ impl Server {
             started: Instant::now(),
             bytes: header.len() as u64,
             blocked: false,
+            spare: Vec::new(),
         });
     }
 
@@ -368,9 +404,12 @@ impl Server {
                 break;
             }
             let done = self.db.snapshot_step(SYNC_STEP_BYTES);
-            let chunk = self.db.take_snapshot_records(Vec::new());
+            let mut spare = std::mem::take(&mut sync.spare);
+            // Room for a step and the keys changes save meanwhile: no growth while filling.
+            spare.reserve(2 * SYNC_STEP_BYTES);
+            let chunk = self.db.take_snapshot_records(spare);
             if !chunk.is_empty() {
-                self.send_payload(&mut sync, &chunk);
+                self.send_payload(&mut sync, chunk);
             }
             if done {
                 self.finish_full_sync(sync);
@@ -385,8 +424,8 @@ impl Server {
         !blocked
     }
 
-    fn send_payload(&mut self, sync: &mut FullSync, chunk: &[u8]) {
-        sync.crc.update(chunk);
+    fn send_payload(&mut self, sync: &mut FullSync, mut chunk: Vec<u8>) {
+        sync.crc.update(&chunk);
         sync.bytes += chunk.len() as u64;
         for &t in &sync.targets {
             let Some(c) = self.clients.get_mut(t) else {
@@ -394,11 +433,20 @@ impl Server {
             };
             let r = c.replica.as_mut().expect("a target is a replica");
             match (&mut r.whole, c.io.as_mut()) {
-                (Some(whole), _) => whole.extend_from_slice(chunk),
-                (None, Some(io)) => io.out.extend_from_slice(chunk),
+                (Some(whole), _) => whole.extend_from_slice(&chunk),
+                // One replica whose socket took everything: the chunk becomes its output
+                // buffer, without a copy.
+                (None, Some(io)) if sync.targets.len() == 1 && io.out_pos == io.out.len() => {
+                    io.out.clear();
+                    io.out_pos = 0;
+                    std::mem::swap(&mut io.out, &mut chunk);
+                }
+                (None, Some(io)) => io.out.extend_from_slice(&chunk),
                 (None, None) => {}
             }
         }
+        chunk.clear();
+        sync.spare = chunk;
         for i in 0..sync.targets.len() {
             self.schedule_write(sync.targets[i]);
         }

@@ -161,18 +161,31 @@ struct Counting<'a, R> {
     read: u64,
 }
 
-impl<R: Read> Read for Counting<'_, R> {
+impl<R: BufRead> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counting<'_, R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(std::io::Error::other("sync cancelled"));
         }
-        let n = self.inner.read(buf)?;
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
         self.read += n as u64;
         if self.read & 0xFFFF < n as u64 {
             self.progress.read.store(self.read, Ordering::Relaxed);
             self.progress.last_io_ms.store(unix_ms(), Ordering::Relaxed);
         }
-        Ok(n)
     }
 }
 
@@ -283,7 +296,7 @@ fn run_sync(p: SyncParams, progress: &Progress, cancel: &AtomicBool) -> Result<O
             read: 0,
         };
         let mut limited;
-        let input: &mut dyn Read = match length {
+        let input: &mut dyn BufRead = match length {
             Some(l) => {
                 limited = (&mut counting).take(l);
                 &mut limited
@@ -328,7 +341,7 @@ fn run_sync(p: SyncParams, progress: &Progress, cancel: &AtomicBool) -> Result<O
 
 /// Reads an RDB payload into `db`. Keys of databases other than 0 are counted in `skipped`.
 fn load_payload(
-    input: &mut dyn Read,
+    input: &mut dyn BufRead,
     db: &mut Db,
     limits: &CompactLimits,
     skipped: &mut u64,

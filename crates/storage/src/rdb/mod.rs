@@ -12,9 +12,9 @@ pub mod lzf;
 pub mod packed;
 
 use std::borrow::Cow;
-use std::io::Read;
+use std::io::BufRead;
 
-use crc::{CRC_64_REDIS, Crc, Digest};
+use crc::{CRC_64_REDIS, Crc, Digest, Table};
 
 use crate::bytes::SmallBytes;
 use crate::types::CompactLimits;
@@ -73,7 +73,8 @@ const QUICKLIST_PACKED: u64 = 2;
 /// Redis's default `list-max-listpack-size -2`: nodes of up to 8 KB.
 const LIST_NODE_BYTES: usize = 8192;
 
-static CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_REDIS);
+/// Slice-by-16 tables: payloads and files of gigabytes are checksummed at memory speed.
+static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_REDIS);
 
 /// Redis's CRC-64 (Jones) of `data`, as DUMP payloads and RDB files carry it.
 pub fn crc64(data: &[u8]) -> u64 {
@@ -81,7 +82,7 @@ pub fn crc64(data: &[u8]) -> u64 {
 }
 
 /// A running CRC-64 of an RDB file written piece by piece.
-pub type Crc64Digest = Digest<'static, u64>;
+pub type Crc64Digest = Digest<'static, u64, Table<16>>;
 
 /// A running CRC-64 for an RDB file written piece by piece.
 pub fn crc64_digest() -> Crc64Digest {
@@ -393,7 +394,9 @@ pub fn restore(payload: &[u8], limits: &CompactLimits) -> Result<Value, PayloadE
 
 enum Src<'a> {
     Slice(&'a [u8]),
-    Stream(Box<dyn Read + 'a>),
+    /// Read through the stream's own buffer: nothing is read ahead of what is decoded, so
+    /// what follows the RDB data stays in the stream (a replica's command stream).
+    Stream(Box<dyn BufRead + 'a>),
 }
 
 /// RDB input: a byte slice (payloads, checkpoint records) or a stream (files), with the
@@ -401,7 +404,7 @@ enum Src<'a> {
 pub struct Reader<'a> {
     src: Src<'a>,
     pos: u64,
-    crc: Option<Digest<'static, u64>>,
+    crc: Option<Crc64Digest>,
 }
 
 /// A length, or the special string encodings.
@@ -420,7 +423,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A reader of a stream, keeping the CRC-64 of the bytes read.
-    pub fn from_read(r: impl Read + 'a) -> Self {
+    pub fn from_read(r: impl BufRead + 'a) -> Self {
         Reader {
             src: Src::Stream(Box::new(r)),
             pos: 0,
@@ -443,28 +446,55 @@ impl<'a> Reader<'a> {
                 self.pos += n as u64;
                 Ok(Cow::Borrowed(s))
             }
-            Src::Stream(r) => {
+            Src::Stream(_) => {
                 // Grown as the data arrives, so a corrupt length cannot allocate ahead of it.
                 let mut v = Vec::with_capacity(n.min(1 << 20));
-                r.by_ref()
-                    .take(n as u64)
-                    .read_to_end(&mut v)
-                    .map_err(|e| RdbError::Io(e.to_string()))?;
-                if v.len() != n {
-                    return Err(RdbError::Truncated);
-                }
-                if let Some(d) = &mut self.crc {
-                    d.update(&v);
-                }
-                self.pos += n as u64;
+                self.stream_read(n, |piece| v.extend_from_slice(piece))?;
                 Ok(Cow::Owned(v))
             }
         }
     }
 
+    /// Takes `n` bytes from the stream, handing them to `f` as they sit in its buffer.
+    fn stream_read(&mut self, n: usize, mut f: impl FnMut(&[u8])) -> Result<(), RdbError> {
+        let Src::Stream(r) = &mut self.src else {
+            unreachable!("a stream reader")
+        };
+        let mut left = n;
+        while left > 0 {
+            let buf = match r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(RdbError::Io(e.to_string())),
+            };
+            if buf.is_empty() {
+                return Err(RdbError::Truncated);
+            }
+            let take = buf.len().min(left);
+            let piece = &buf[..take];
+            if let Some(d) = &mut self.crc {
+                d.update(piece);
+            }
+            f(piece);
+            r.consume(take);
+            left -= take;
+        }
+        self.pos += n as u64;
+        Ok(())
+    }
+
     fn array<const N: usize>(&mut self) -> Result<[u8; N], RdbError> {
-        let b = self.bytes(N)?;
-        Ok(b[..].try_into().expect("N bytes"))
+        if let Src::Slice(_) = self.src {
+            let b = self.bytes(N)?;
+            return Ok(b[..].try_into().expect("N bytes"));
+        }
+        let mut out = [0u8; N];
+        let mut at = 0;
+        self.stream_read(N, |piece| {
+            out[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        })?;
+        Ok(out)
     }
 
     pub fn u8(&mut self) -> Result<u8, RdbError> {
@@ -894,7 +924,7 @@ pub struct FileReader<'a> {
 
 impl<'a> FileReader<'a> {
     /// Reads the header (`REDIS` and a four-digit version).
-    pub fn open(input: impl Read + 'a, limits: CompactLimits) -> Result<Self, RdbError> {
+    pub fn open(input: impl BufRead + 'a, limits: CompactLimits) -> Result<Self, RdbError> {
         let mut r = Reader::from_read(input);
         let magic: [u8; 9] = r.array()?;
         if &magic[..5] != b"REDIS" {
