@@ -401,7 +401,17 @@ impl Server {
         let Some(c) = self.clients.get(t) else {
             return false;
         };
-        let class = if c.in_pubsub() { "pubsub" } else { "normal" };
+        let replica = c
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.phase != crate::repl::primary::Phase::Handshake);
+        let class = if replica {
+            "replica"
+        } else if c.in_pubsub() {
+            "pubsub"
+        } else {
+            "normal"
+        };
         let (hard, soft, secs) = self.config.output_limit(class);
         if hard == 0 && soft == 0 {
             return false;
