@@ -83,6 +83,16 @@ impl<'a> Reply<'a> {
         self.out.extend_from_slice(b"\r\n");
     }
 
+    /// A command as a client sends it (an array of `n` bulk strings): the effect stream, and
+    /// what a replica sends its primary.
+    #[inline]
+    pub fn command<'b>(&mut self, n: usize, args: impl IntoIterator<Item = &'b [u8]>) {
+        self.header(b'*', n as i64);
+        for a in args {
+            self.bulk(a);
+        }
+    }
+
     /// A bulk string holding an integer's decimal form.
     pub fn bulk_int(&mut self, n: i64) {
         let mut buf = itoa::Buffer::new();

@@ -52,18 +52,7 @@ impl Effects {
 
     fn encode<'a>(&mut self, len: usize, args: impl Iterator<Item = &'a [u8]>) {
         let before = self.pending.len();
-        let out = &mut self.pending;
-        let mut n = itoa::Buffer::new();
-        out.push(b'*');
-        out.extend_from_slice(n.format(len).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for a in args {
-            out.push(b'$');
-            out.extend_from_slice(n.format(a.len()).as_bytes());
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
+        tessera_protocol::Reply::new(&mut self.pending, false).command(len, args);
         self.offset += (self.pending.len() - before) as u64;
     }
 

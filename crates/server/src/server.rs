@@ -472,7 +472,6 @@ impl Server {
     }
 
     fn on_readable(&mut self, tok: usize) {
-        self.client_events |= self.clients.get(tok).is_some_and(|c| !c.is_master);
         let mut taken = 0;
         loop {
             let limit = self.config.client_query_buffer_limit;
@@ -482,6 +481,7 @@ impl Server {
             if client.close_asap || client.output_blocked {
                 return;
             }
+            self.client_events |= !client.is_master;
             let Some(io) = client.io.as_mut() else { return };
             // Make room: reuse consumed space first, then grow; a large bulk argument sizes
             // the buffer to fit it so it is read straight into place.

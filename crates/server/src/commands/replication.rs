@@ -110,7 +110,10 @@ pub fn wait(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         call.reply().int(acked as i64);
         return Ok(());
     }
-    let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout as u64));
+    // A timeout too far away to represent waits for ever, as 0 does.
+    let deadline = (timeout > 0)
+        .then(|| Instant::now().checked_add(Duration::from_millis(timeout as u64)))
+        .flatten();
     if let Some(c) = s.clients.get_mut(tok) {
         c.wait_acks = Some(WaitAcks {
             offset,

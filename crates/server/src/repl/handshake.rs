@@ -44,12 +44,8 @@ pub struct Handshake {
 
 /// Encodes a command as a RESP array.
 pub fn command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
+    let mut out = Vec::new();
+    tessera_protocol::Reply::new(&mut out, false).command(args.len(), args.iter().copied());
     out
 }
 

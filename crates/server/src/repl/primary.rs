@@ -57,8 +57,8 @@ pub struct ReplicaState {
     pub payload_sent: bool,
 }
 
-impl ReplicaState {
-    pub fn new() -> ReplicaState {
+impl Default for ReplicaState {
+    fn default() -> ReplicaState {
         let now = Instant::now();
         ReplicaState {
             phase: Phase::Handshake,
@@ -74,12 +74,6 @@ impl ReplicaState {
             whole: None,
             payload_sent: false,
         }
-    }
-}
-
-impl Default for ReplicaState {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -334,14 +328,13 @@ impl Server {
         );
         let mut crc = rdb::crc64_digest();
         crc.update(&header);
+        let fullresync = format!("+FULLRESYNC {} {offset}\r\n", self.repl.replid);
         for &t in &waiting {
-            let replid = self.repl.replid.clone();
             let c = &mut self.clients[t];
             let r = c.replica.as_mut().expect("filtered above");
             let Some(io) = c.io.as_mut() else { continue };
             if !r.plain_sync {
-                io.out
-                    .extend_from_slice(format!("+FULLRESYNC {replid} {offset}\r\n").as_bytes());
+                io.out.extend_from_slice(fullresync.as_bytes());
             }
             if r.capa_eof {
                 io.out
@@ -562,8 +555,8 @@ impl Server {
         }
     }
 
-    /// Answers WAIT clients whose replicas acknowledged enough, or (with `timed_out_only`
-    /// false as well) whose time ran out.
+    /// Answers WAIT clients whose replicas acknowledged enough, and with `check_deadlines`
+    /// also those whose time ran out.
     pub(crate) fn release_waiters(&mut self, check_deadlines: bool) {
         let now = Instant::now();
         let mut i = 0;
@@ -679,8 +672,12 @@ impl Server {
                 self.check_output_limit(t, pending as u64);
             }
         }
-        if let (Some(since), Some(b)) = (self.repl.no_replicas_since, &mut self.repl.backlog) {
+        if let Some(b) = &mut self.repl.backlog
+            && b.size() != self.config.repl_backlog_size as usize
+        {
             b.resize(self.config.repl_backlog_size as usize);
+        }
+        if let (Some(since), Some(_)) = (self.repl.no_replicas_since, &self.repl.backlog) {
             let ttl = self.config.repl_backlog_ttl;
             if ttl > 0 && !self.repl.is_replica() && since.elapsed().as_secs() >= ttl {
                 tracing::info!("replication backlog freed after {ttl} seconds without replicas");

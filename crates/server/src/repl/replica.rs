@@ -19,7 +19,7 @@ use tessera_protocol::Args;
 use tessera_storage::rdb::{FileItem, FileReader};
 use tessera_storage::{CompactLimits, Db};
 
-use super::handshake::{Handshake, Step, command};
+use super::handshake::{Handshake, Step};
 use crate::server::{Server, unix_ms};
 
 /// The link to the primary.
@@ -38,8 +38,6 @@ pub struct Link {
     pub skipped: u64,
     pub failed: u64,
     pub last_ack: Instant,
-    /// Full syncs completed on this link.
-    pub full_syncs: u64,
 }
 
 /// What a sync attempt reports while it runs.
@@ -89,7 +87,6 @@ impl Link {
             skipped: 0,
             failed: 0,
             last_ack: Instant::now(),
-            full_syncs: 0,
         }
     }
 
@@ -339,6 +336,13 @@ fn run_sync(p: SyncParams, progress: &Progress, cancel: &AtomicBool) -> Result<O
     })
 }
 
+/// `REPLCONF ACK <offset>`, as a replica tells its primary how far it has applied the stream.
+fn ack(out: &mut Vec<u8>, offset: u64) {
+    let mut n = itoa::Buffer::new();
+    tessera_protocol::Reply::new(out, false)
+        .command(3, [&b"REPLCONF"[..], b"ACK", n.format(offset).as_bytes()]);
+}
+
 /// Reads an RDB payload into `db`. Keys of databases other than 0 are counted in `skipped`.
 fn load_payload(
     input: &mut dyn BufRead,
@@ -376,7 +380,9 @@ fn load_payload(
             }
             FileItem::Resize { keys, .. } if !reserved => {
                 reserved = true;
-                db.reserve(keys.min(1 << 30) as usize);
+                // Sized up front from what the primary announces, within reason: a bad
+                // figure must not allocate gigabytes before any key has arrived.
+                db.reserve(keys.min(1 << 24) as usize);
             }
             FileItem::Function(_) => *skipped += 1,
             FileItem::Resize { .. } | FileItem::Aux(..) => {}
@@ -554,7 +560,6 @@ impl Server {
                         "keys of databases other than 0 (and functions) in the master's payload were skipped: Tessera has database 0 only"
                     );
                 }
-                link.full_syncs += 1;
                 self.install_synced_db(db, replid, offset);
                 self.attach_master(stream, leftover);
             }
@@ -615,8 +620,8 @@ impl Server {
             io.end = leftover.len();
             io.buf = leftover;
         }
-        self.clients.insert(client);
-        debug_assert!(self.clients.contains(tok));
+        let inserted = self.clients.insert(client);
+        debug_assert_eq!(inserted, tok, "registered under the next free token");
         if let Some(link) = self.repl.link.as_mut() {
             link.client = Some(tok);
             link.stream_db = 0;
@@ -645,8 +650,7 @@ impl Server {
         } else if is("replconf") {
             if args.len() >= 2 && args.get(1).eq_ignore_ascii_case(b"getack") {
                 // The acknowledgement covers the stream before this command.
-                let off = self.effects.offset.to_string();
-                out.extend_from_slice(&command(&[b"REPLCONF", b"ACK", off.as_bytes()]));
+                ack(out, self.effects.offset);
             }
         } else if is("select") {
             let n = std::str::from_utf8(args.get(1))
@@ -659,6 +663,13 @@ impl Server {
         } else if stream_db != 0 {
             if let Some(l) = self.repl.link.as_mut() {
                 l.skipped += 1;
+                if l.skipped.is_power_of_two() {
+                    tracing::warn!(
+                        skipped = l.skipped,
+                        db = stream_db,
+                        "commands of databases other than 0 in the master's stream are skipped: Tessera has database 0 only"
+                    );
+                }
             }
         } else {
             let enabled = std::mem::replace(&mut self.effects.enabled, false);
@@ -718,12 +729,10 @@ impl Server {
     }
 
     fn send_ack(&mut self, tok: usize) {
-        let off = self.effects.offset.to_string();
         let Some(io) = self.clients.get_mut(tok).and_then(|c| c.io.as_mut()) else {
             return;
         };
-        io.out
-            .extend_from_slice(&command(&[b"REPLCONF", b"ACK", off.as_bytes()]));
+        ack(&mut io.out, self.effects.offset);
         self.schedule_write(tok);
     }
 
