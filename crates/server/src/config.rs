@@ -88,6 +88,9 @@ pub struct Config {
     pub replica_serve_stale_data: bool,
     #[serde(alias = "slave-priority")]
     pub replica_priority: u64,
+    /// Microseconds to pause after each key loaded at startup (Redis's testing knob, to make
+    /// the loading state observable); 0 for none.
+    pub key_load_delay: u64,
     #[serde(alias = "min-slaves-to-write")]
     pub min_replicas_to_write: u64,
     #[serde(alias = "min-slaves-max-lag")]
@@ -157,6 +160,7 @@ impl Default for Config {
             replica_read_only: true,
             replica_serve_stale_data: true,
             replica_priority: 100,
+            key_load_delay: 0,
             min_replicas_to_write: 0,
             min_replicas_max_lag: 10,
             config_file: None,
@@ -442,6 +446,7 @@ impl Config {
             ("replica-read-only", b(self.replica_read_only)),
             ("replica-serve-stale-data", b(self.replica_serve_stale_data)),
             ("replica-priority", self.replica_priority.to_string()),
+            ("key-load-delay", self.key_load_delay.to_string()),
             (
                 "min-replicas-to-write",
                 self.min_replicas_to_write.to_string(),
@@ -605,6 +610,7 @@ impl Config {
                 self.replica_serve_stale_data = yes_no(value)?
             }
             "replica-priority" | "slave-priority" => self.replica_priority = num(value)?,
+            "key-load-delay" => self.key_load_delay = num(value)?,
             "min-replicas-to-write" | "min-slaves-to-write" => {
                 self.min_replicas_to_write = num(value)?
             }

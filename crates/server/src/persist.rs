@@ -632,6 +632,7 @@ impl Server {
                     let mut keys = 0;
                     let r = for_each_record(&chunk, |slot, key, rec| {
                         keys += 1;
+                        self.key_load_delay();
                         self.load_record(slot, key, rec, now).map_err(|e| {
                             format!(
                                 "image record of key {:?}: {e}",
@@ -691,6 +692,13 @@ impl Server {
         }
     }
 
+    /// `key-load-delay`: a pause per loaded key or replayed command, for tests.
+    fn key_load_delay(&self) {
+        if self.config.key_load_delay > 0 {
+            std::thread::sleep(Duration::from_micros(self.config.key_load_delay));
+        }
+    }
+
     fn load_record(&mut self, slot: u16, key: &[u8], rec: &[u8], now: i64) -> Result<(), String> {
         let r = Record::decode(rec).ok_or("unreadable record header")?;
         let value = r.value(&self.db.limits).map_err(|e| e.to_string())?;
@@ -717,6 +725,7 @@ impl Server {
                 Err(e) => return Err(format!("the log record at offset {offset}: {e}")),
             };
             let args = l.parser.args(&bytes[pos..]);
+            self.key_load_delay();
             if let Err(e) = self.replay(&args, &mut l.scratch) {
                 if e.contains("cannot be replayed") || e.starts_with("ERR unknown command") {
                     return Err(format!("the log record at offset {offset}: {e}"));
