@@ -5,6 +5,7 @@ mod support;
 
 mod blocking;
 mod collections;
+mod control;
 mod differential;
 mod eviction;
 mod expire;

@@ -1,10 +1,12 @@
-//! `tessera`: one binary for every Tessera process. Today: `tessera server`, a standalone shard.
+//! `tessera`: one binary for every Tessera process: `tessera server` (a shard), `tessera control`
+//! (a control group member) and the admin commands `tessera cluster` and `tessera db`.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod control;
 mod import;
 use tessera_server::{Config, Server};
 
@@ -34,6 +36,22 @@ enum Command {
     },
     /// Load a dump.rdb written by Redis 2.x-7.2 into a running Tessera shard (RESTORE).
     ImportRdb(import::ImportArgs),
+    /// Run a control group member (one per machine): cluster configuration, supervision, REST API.
+    Control(Box<control::ControlArgs>),
+    /// Cluster administration: init, status, join, leave.
+    Cluster {
+        #[command(flatten)]
+        target: control::Target,
+        #[command(subcommand)]
+        cmd: control::ClusterCmd,
+    },
+    /// Databases: create, list, show, delete.
+    Db {
+        #[command(flatten)]
+        target: control::Target,
+        #[command(subcommand)]
+        cmd: control::DbCmd,
+    },
 }
 
 #[derive(clap::Args)]
@@ -101,6 +119,12 @@ fn main() -> anyhow::Result<()> {
             }
         },
         Command::ImportRdb(args) => import::run(args),
+        Command::Control(args) => {
+            init_logging("info");
+            control::run_control(*args)
+        }
+        Command::Cluster { target, cmd } => control::run_cluster(target, cmd),
+        Command::Db { target, cmd } => control::run_db(target, cmd),
     }
 }
 
@@ -181,14 +205,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         "nothing" => "off",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(filter);
     adjust_open_files_limit(&mut config);
     let mut server = Server::bind(config.clone())
         .with_context(|| format!("cannot start the server on {}:{}", config.bind, config.port))?;
@@ -201,4 +218,15 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     eprintln!("tessera: listening on {}", server.local_addr());
     server.run()?;
     Ok(())
+}
+
+fn init_logging(filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }

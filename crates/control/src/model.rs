@@ -48,6 +48,10 @@ pub struct Machine {
     #[serde(default)]
     pub cpus: u32,
     pub state: MachineState,
+    /// The ports shard processes on this machine may take, inclusive (default: from
+    /// [`SHARD_PORT_BASE`] up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_ports: Option<[u16; 2]>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,8 +165,9 @@ pub struct DatabaseUpdate {
 }
 
 /// A change to the configuration. The encoding is append-only: new variants go at the end,
-/// new fields are optional (`#[serde(default)]`), nothing is renamed or removed; the golden
-/// test in `tests/golden_requests.json` holds every variant as first written.
+/// new fields are optional and left out when absent (`#[serde(default, skip_serializing_if =
+/// ...)]`, as `Machine::shard_ports`), nothing is renamed or removed; the golden test in
+/// `tests/golden_requests.json` holds every variant as first written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
@@ -719,40 +724,42 @@ impl ClusterConfig {
         let machines: Vec<Machine> = active.into_iter().cloned().collect();
         let ranges = split_slots(spec.shards);
         for range in ranges {
-            let mut pick =
-                |avoid: &[&Machine], cfg: &ClusterConfig| -> Result<Placement, Refusal> {
-                    let fits = |m: &&Machine| {
-                        m.memory == 0 || memory.get(&m.id).copied().unwrap_or(0) + per <= m.memory
-                    };
-                    let score = |m: &&Machine| {
-                        let same_machine = avoid.iter().any(|a| a.id == m.id);
-                        let same_rack = m.rack.is_some() && avoid.iter().any(|a| a.rack == m.rack);
-                        (same_machine, same_rack, load[&m.id], m.id)
-                    };
-                    let m = machines
-                        .iter()
-                        .filter(fits)
-                        .min_by_key(score)
-                        .ok_or_else(|| Refusal {
-                            code: "not_enough_memory".into(),
-                            message: format!(
-                                "no machine has {per} bytes free for a shard of {:?}",
-                                spec.name
-                            ),
-                        })?;
-                    let port = (SHARD_PORT_BASE..=u16::MAX)
-                        .find(|p| cfg.port_free(m.id, *p))
-                        .ok_or_else(|| Refusal {
-                            code: "port_in_use".into(),
-                            message: format!("machine {} has no free port", m.id),
-                        })?;
-                    *memory.entry(m.id).or_insert(0) += per;
-                    *load.get_mut(&m.id).expect("active machine") += 1;
-                    Ok(Placement {
-                        machine: m.id,
-                        port,
-                    })
+            let mut pick = |avoid: &[&Machine],
+                            cfg: &ClusterConfig|
+             -> Result<Placement, Refusal> {
+                let fits = |m: &&Machine| {
+                    m.memory == 0 || memory.get(&m.id).copied().unwrap_or(0) + per <= m.memory
                 };
+                let score = |m: &&Machine| {
+                    let same_machine = avoid.iter().any(|a| a.id == m.id);
+                    let same_rack = m.rack.is_some() && avoid.iter().any(|a| a.rack == m.rack);
+                    (same_machine, same_rack, load[&m.id], m.id)
+                };
+                let m = machines
+                    .iter()
+                    .filter(fits)
+                    .min_by_key(score)
+                    .ok_or_else(|| Refusal {
+                        code: "not_enough_memory".into(),
+                        message: format!(
+                            "no machine has {per} bytes free for a shard of {:?}",
+                            spec.name
+                        ),
+                    })?;
+                let [lo, hi] = m.shard_ports.unwrap_or([SHARD_PORT_BASE, u16::MAX]);
+                let port = (lo..=hi)
+                    .find(|p| cfg.port_free(m.id, *p))
+                    .ok_or_else(|| Refusal {
+                        code: "port_in_use".into(),
+                        message: format!("machine {} has no free port", m.id),
+                    })?;
+                *memory.entry(m.id).or_insert(0) += per;
+                *load.get_mut(&m.id).expect("active machine") += 1;
+                Ok(Placement {
+                    machine: m.id,
+                    port,
+                })
+            };
             let primary = pick(&[], self)?;
             let id = self.next_shard;
             self.next_shard += 1;
@@ -920,6 +927,7 @@ mod tests {
             memory: 4 << 30,
             cpus: 2,
             state: MachineState::Active,
+            shard_ports: None,
         }
     }
 
