@@ -491,6 +491,30 @@ fn supervision_and_validation() {
             "{body}: {e}"
         );
     }
+    let (s, e) = m.post("/v1/databases", json!({"name": 5})).unwrap_err();
+    assert_eq!(
+        (s, e["error"]["code"].as_str().unwrap()),
+        (400, "invalid"),
+        "{e}"
+    );
+    let (s, e) = m.get("/v1/machines/abc").unwrap_err();
+    assert_eq!(
+        (s, e["error"]["code"].as_str().unwrap()),
+        (400, "invalid"),
+        "{e}"
+    );
+    let (s, e) = m.get("/v1/config?after=x").unwrap_err();
+    assert_eq!(
+        (s, e["error"]["code"].as_str().unwrap()),
+        (400, "invalid"),
+        "{e}"
+    );
+    let (s, e) = m.get("/v1/nothing").unwrap_err();
+    assert_eq!(
+        (s, e["error"]["code"].as_str().unwrap()),
+        (404, "not_found"),
+        "{e}"
+    );
     let (s, e) = m.post("/v1/cluster/leave", json!({"id": 99})).unwrap_err();
     assert_eq!(
         (s, e["error"]["code"].as_str().unwrap()),
@@ -533,4 +557,166 @@ fn supervision_and_validation() {
                 .unwrap()
                 .is_empty()
     });
+}
+
+/// Four machines (three voters, one learner): a dead voter is replaced by the learner through
+/// joint consensus and removed; the group keeps committing.
+#[test]
+fn a_dead_voter_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = cluster(4, dir.path());
+    let s = members[0].status();
+    assert_eq!(s["voters"].as_array().unwrap().len(), 3, "{s}");
+    assert_eq!(s["learners"].as_array().unwrap().len(), 1, "{s}");
+    let learner = s["learners"][0].as_u64().unwrap();
+    // A voter that is not the leader dies.
+    let l = leader(&members).unwrap();
+    let dead = (0..4)
+        .find(|i| *i != l && members[*i].id != learner)
+        .unwrap();
+    let dead_id = members[dead].id;
+    members[dead].kill();
+    members[l]
+        .post("/v1/cluster/leave", json!({"id": dead_id}))
+        .unwrap();
+    let s = members[l].status();
+    let voters: Vec<u64> = s["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(voters.len(), 3, "{s}");
+    assert!(
+        voters.contains(&learner) && !voters.contains(&dead_id),
+        "{s}"
+    );
+    assert!(
+        s["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["id"] != dead_id)
+    );
+    members[l]
+        .post("/v1/databases", database("after", None))
+        .unwrap();
+    let alive: Vec<&Member> = members.iter().filter(|m| m.child.is_some()).collect();
+    wait_converged(&alive);
+}
+
+/// Leases: only the leader grants them, only to a shard's current primary; the admin CLI
+/// creates and lists databases, in tables and in JSON.
+#[test]
+fn leases_and_admin_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(3, dir.path());
+    let l = leader(&members).unwrap();
+    let follower = &members[(l + 1) % 3];
+    let cli = |args: &[&str]| {
+        let out = Command::new(tessera_bin())
+            .args(args)
+            .args(["--api", &follower.addr(), "--token", TOKEN])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = cli(&[
+        "db",
+        "create",
+        "sessions",
+        "--shards",
+        "2",
+        "--replication",
+        "--memory",
+        "64mb",
+        "--persistence",
+        "none",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("sessions") && out.contains("0-8191") && out.contains("8192-16383"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&["db", "list", "--json"]);
+    assert!(ok);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["name"], "sessions");
+    assert_eq!(list[0]["shards"].as_array().unwrap().len(), 2);
+    let (ok, _, err) = cli(&["db", "create", "sessions"]);
+    assert!(!ok);
+    assert!(
+        err.contains("already exists") && err.contains("database_exists"),
+        "{err}"
+    );
+    let (ok, out, _) = cli(&["cluster", "status"]);
+    assert!(ok);
+    assert!(out.contains("leader") && out.contains("sessions"), "{out}");
+    let shard = &list[0]["shards"][0];
+    let lease = json!({
+        "shard": shard["id"],
+        "machine": shard["primary"]["machine"],
+        "role_epoch": shard["role_epoch"],
+    });
+    let g = members[l].post("/v1/leases", lease.clone()).unwrap();
+    assert_eq!(g["duration_ms"], 3000);
+    let running = members[l].get("/v1/leases").unwrap();
+    assert_eq!(running[0]["shard"], shard["id"]);
+    let (s, e) = follower.post("/v1/leases", lease.clone()).unwrap_err();
+    assert_eq!(
+        (s, e["error"]["code"].as_str().unwrap()),
+        (421, "not_leader")
+    );
+    assert_eq!(e["error"]["leader"], members[l].addr());
+    let mut wrong = lease.clone();
+    wrong["machine"] = shard["replicas"][0]["machine"].clone();
+    let (s, e) = members[l].post("/v1/leases", wrong).unwrap_err();
+    assert_eq!(
+        (s, e["error"]["code"].as_str().unwrap()),
+        (409, "stale_epoch")
+    );
+    let (ok, out, _) = cli(&["db", "delete", "sessions"]);
+    assert!(ok, "{out}");
+}
+
+/// With a snapshot every 20 entries the log is purged behind it, and a machine that joins later
+/// is brought up to date from the snapshot.
+#[test]
+fn snapshots_purge_the_log_and_catch_up_a_new_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_port_range(10);
+    let args = [
+        "--snapshot-logs".to_string(),
+        "20".to_string(),
+        "--shard-ports".to_string(),
+        format!("{}-{}", ports[0], ports[1]),
+    ];
+    let first = Member::start(1, dir.path().join("m1"), &args);
+    first
+        .post("/v1/cluster/init", json!({"name": "snap"}))
+        .unwrap();
+    first.post("/v1/databases", database("db", None)).unwrap();
+    for i in 1..=60u64 {
+        first
+            .call(
+                reqwest::Method::PATCH,
+                "/v1/databases/db",
+                Some(json!({"memory": i << 20})),
+            )
+            .unwrap();
+    }
+    wait_for(Duration::from_secs(10), "a snapshot and a purge", || {
+        let s = first.status();
+        s["snapshot"].as_u64().unwrap_or(0) >= 40 && s["purged"].as_u64().unwrap_or(0) > 0
+    });
+    let mut join = args.to_vec();
+    join.extend(["--join".to_string(), first.addr()]);
+    let second = Member::start(2, dir.path().join("m2"), &join);
+    wait_converged(&[&first, &second]);
+    assert_eq!(second.config()["databases"]["0"]["memory"], 60u64 << 20);
+    assert!(second.status()["snapshot"].as_u64().unwrap_or(0) > 0);
 }

@@ -47,6 +47,9 @@ pub struct ControlArgs {
     /// Allow POST /v1/debug/faults (tests: simulated partitions).
     #[arg(long)]
     fault_injection: bool,
+    /// Take a Raft snapshot every this many log entries (the log is purged behind it).
+    #[arg(long, default_value_t = 1000)]
+    snapshot_logs: u64,
 }
 
 pub fn run_control(args: ControlArgs) -> anyhow::Result<()> {
@@ -76,6 +79,7 @@ pub fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         token: args.token,
         join: args.join,
         fault_injection: args.fault_injection,
+        snapshot_logs: args.snapshot_logs,
         server_bin: std::env::current_exe()?,
     };
     tokio::runtime::Builder::new_multi_thread()

@@ -86,6 +86,39 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// A JSON body; a malformed one is an `invalid` error in the API's error format.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: HttpRequest, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| Body(v))
+            .map_err(|e| ApiError::new("invalid", e.body_text()))
+    }
+}
+
+/// Query parameters; malformed ones are an `invalid` error in the API's error format.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Params(v))
+            .map_err(|e| ApiError::new("invalid", e.body_text()))
+    }
+}
 type Shared = Arc<Node>;
 
 /// The whole router for one member.
@@ -178,6 +211,10 @@ pub struct Status {
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
     pub last_applied: Option<u64>,
+    /// The last log index the current snapshot covers.
+    pub snapshot: Option<u64>,
+    /// The log is purged up to this index.
+    pub purged: Option<u64>,
     pub machines: Vec<Machine>,
     pub databases: Vec<Database>,
     pub shards: Vec<Shard>,
@@ -201,6 +238,8 @@ async fn status(State(node): State<Shared>) -> ApiResult<Status> {
         voters: membership.voter_ids().collect(),
         learners: membership.learner_ids().collect(),
         last_applied: m.last_applied.map(|l| l.index),
+        snapshot: m.snapshot.map(|l| l.index),
+        purged: m.purged.map(|l| l.index),
         machines: cfg.machines.values().cloned().collect(),
         databases: cfg.databases.values().cloned().collect(),
         shards: cfg.shards.values().cloned().collect(),
@@ -217,7 +256,7 @@ pub struct Epoch {
     pub epoch: u64,
 }
 
-async fn init(State(node): State<Shared>, Json(b): Json<InitBody>) -> ApiResult<Epoch> {
+async fn init(State(node): State<Shared>, Body(b): Body<InitBody>) -> ApiResult<Epoch> {
     Ok(Json(Epoch {
         epoch: node.init(&b.name).await?,
     }))
@@ -262,7 +301,7 @@ async fn on_leader<T: for<'a> Deserialize<'a>>(
     }
 }
 
-async fn join(State(node): State<Shared>, Json(m): Json<Machine>) -> ApiResult<Epoch> {
+async fn join(State(node): State<Shared>, Body(m): Body<Machine>) -> ApiResult<Epoch> {
     if let Some(r) = on_leader(&node, "/v1/cluster/join", &m).await? {
         return Ok(Json(r));
     }
@@ -276,7 +315,7 @@ pub struct LeaveBody {
     pub id: NodeId,
 }
 
-async fn leave(State(node): State<Shared>, Json(b): Json<LeaveBody>) -> ApiResult<Epoch> {
+async fn leave(State(node): State<Shared>, Body(b): Body<LeaveBody>) -> ApiResult<Epoch> {
     if let Some(r) = on_leader(&node, "/v1/cluster/leave", &b).await? {
         return Ok(Json(r));
     }
@@ -289,7 +328,10 @@ async fn machines(State(node): State<Shared>) -> ApiResult<Vec<Machine>> {
     Ok(Json(node.current().machines.values().cloned().collect()))
 }
 
-async fn machine(State(node): State<Shared>, Path(id): Path<NodeId>) -> ApiResult<Machine> {
+async fn machine(State(node): State<Shared>, Path(id): Path<String>) -> ApiResult<Machine> {
+    let id: NodeId = id
+        .parse()
+        .map_err(|_| ApiError::new("invalid", format!("{id:?} is not a machine id")))?;
     node.current()
         .machines
         .get(&id)
@@ -343,7 +385,7 @@ async fn applied(node: &Node, epoch: u64) -> Arc<ClusterConfig> {
 
 async fn create_database(
     State(node): State<Shared>,
-    Json(spec): Json<DatabaseSpec>,
+    Body(spec): Body<DatabaseSpec>,
 ) -> Result<(StatusCode, Json<DatabaseView>), ApiError> {
     let r = node.write(Command::CreateDatabase(spec)).await?;
     match r {
@@ -360,7 +402,7 @@ async fn create_database(
 async fn update_database(
     State(node): State<Shared>,
     Path(name): Path<String>,
-    Json(update): Json<DatabaseUpdate>,
+    Body(update): Body<DatabaseUpdate>,
 ) -> ApiResult<DatabaseView> {
     let epoch = check(
         node.write(Command::UpdateDatabase {
@@ -432,7 +474,7 @@ fn default_wait() -> u64 {
 /// `GET /v1/config?after=EPOCH&wait_ms=MS`: long-poll for the configuration.
 async fn watch_config(
     State(node): State<Shared>,
-    Query(q): Query<WatchQuery>,
+    Params(q): Params<WatchQuery>,
 ) -> ApiResult<ClusterConfig> {
     let mut rx = node.config.clone();
     let wait = Duration::from_millis(q.wait_ms.min(60_000));
@@ -470,7 +512,7 @@ async fn leases(State(node): State<Shared>) -> ApiResult<Vec<LeaseView>> {
 
 async fn renew_lease(
     State(node): State<Shared>,
-    Json(req): Json<LeaseRequest>,
+    Body(req): Body<LeaseRequest>,
 ) -> ApiResult<crate::node::LeaseGrant> {
     Ok(Json(node.renew_lease(&req)?))
 }
@@ -481,7 +523,7 @@ async fn processes(State(node): State<Shared>) -> ApiResult<Vec<ProcessReport>> 
 
 async fn internal_write(
     State(node): State<Shared>,
-    Json(req): Json<Request>,
+    Body(req): Body<Request>,
 ) -> ApiResult<Response> {
     // One hop only: a member that is not the leader any more says so.
     let Ok(r) = tokio::time::timeout(Duration::from_secs(5), node.raft.client_write(req)).await
@@ -506,7 +548,7 @@ struct FaultsBody {
     blocked: Vec<NodeId>,
 }
 
-async fn set_faults(State(node): State<Shared>, Json(b): Json<FaultsBody>) -> ApiResult<Epoch> {
+async fn set_faults(State(node): State<Shared>, Body(b): Body<FaultsBody>) -> ApiResult<Epoch> {
     if !node.faults.enabled {
         return Err(ApiError::new(
             "not_found",

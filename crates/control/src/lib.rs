@@ -42,6 +42,8 @@ pub struct Options {
     /// A member of the cluster to join at start.
     pub join: Option<String>,
     pub fault_injection: bool,
+    /// A Raft snapshot is taken every this many log entries; the log is purged behind it.
+    pub snapshot_logs: u64,
     /// The `tessera` binary shard processes run from.
     pub server_bin: PathBuf,
 }
@@ -133,8 +135,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         election_timeout_min: 250,
         election_timeout_max: 500,
         install_snapshot_timeout: 2000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
-        max_in_snapshot_log_to_keep: 200,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(opts.snapshot_logs.max(2)),
+        max_in_snapshot_log_to_keep: opts.snapshot_logs / 5,
+        purge_batch_size: 1,
         ..Default::default()
     }
     .validate()?;
