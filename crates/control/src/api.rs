@@ -278,27 +278,9 @@ async fn on_leader<T: for<'a> Deserialize<'a>>(
             "the control group has no leader",
         ));
     };
-    let resp = node
-        .http
-        .post(format!("http://{addr}{path}"))
-        .bearer_auth(&*node.token)
-        .timeout(Duration::from_secs(30))
-        .json(body)
-        .send()
+    node.post_member(&addr, path, body, Duration::from_secs(30))
         .await
-        .map_err(|e| ApiError::new("unavailable", format!("forwarding to the leader: {e}")))?;
-    let ok = resp.status().is_success();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| ApiError::new("unavailable", e.to_string()))?;
-    if ok {
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ApiError::new("unavailable", e.to_string()))
-    } else {
-        Err(ApiError::from_body(&bytes))
-    }
+        .map(Some)
 }
 
 async fn join(State(node): State<Shared>, Body(m): Body<Machine>) -> ApiResult<Epoch> {
@@ -367,12 +349,14 @@ async fn databases(State(node): State<Shared>) -> ApiResult<Vec<DatabaseView>> {
 
 async fn database(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult<DatabaseView> {
     let cfg = node.current();
-    let db = cfg.database_named(&name).map_err(refusal)?;
+    let db = cfg.database_named(&name)?;
     Ok(Json(view(&cfg, db)))
 }
 
-fn refusal(f: crate::model::Refusal) -> ApiError {
-    ApiError::new(&f.code, f.message)
+impl From<crate::model::Refusal> for ApiError {
+    fn from(f: crate::model::Refusal) -> ApiError {
+        ApiError::new(&f.code, f.message)
+    }
 }
 
 /// Waits until this member has applied `epoch` (writes answer once the leader applied them;
@@ -412,7 +396,7 @@ async fn update_database(
         .await?,
     )?;
     let cfg = applied(&node, epoch).await;
-    let db = cfg.database_named(&name).map_err(refusal)?;
+    let db = cfg.database_named(&name)?;
     Ok(Json(view(&cfg, db)))
 }
 
@@ -423,7 +407,7 @@ async fn delete_database(State(node): State<Shared>, Path(name): Path<String>) -
 
 async fn slots(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult<Vec<SlotOwner>> {
     let cfg = node.current();
-    let db = cfg.database_named(&name).map_err(refusal)?;
+    let db = cfg.database_named(&name)?;
     let mut out = Vec::new();
     for s in cfg.shards_of(db.id) {
         let host = cfg

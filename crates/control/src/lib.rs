@@ -58,26 +58,11 @@ fn admin_token(dir: &std::path::Path, given: Option<String>) -> anyhow::Result<S
     if let Ok(t) = std::fs::read_to_string(&path) {
         return Ok(t.trim().to_string());
     }
-    let t = format!("{:032x}", rand_u128());
+    let t = format!("{:032x}", rand::random::<u128>());
     std::fs::write(&path, &t).with_context(|| format!("writing {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(t)
-}
-
-fn rand_u128() -> u128 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut v = 0u128;
-    for _ in 0..2 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        v = (v << 64) | u128::from(h.finish());
-    }
-    v
 }
 
 /// The machine id: the one kept in `<dir>/node-id`, else `given`, else a random one; kept.
@@ -96,7 +81,7 @@ fn machine_id(dir: &std::path::Path, given: Option<u64>) -> anyhow::Result<u64> 
         }
         return Ok(id);
     }
-    let id = given.unwrap_or_else(|| (rand_u128() as u64) >> 12 | 1);
+    let id = given.unwrap_or_else(|| rand::random::<u64>() >> 12 | 1);
     std::fs::write(&path, id.to_string())?;
     Ok(id)
 }

@@ -299,16 +299,18 @@ impl ClusterConfig {
                 ),
             })
         } else {
+            // Changes go to a copy (without the request memory), kept only if they validate.
+            let recent = std::mem::take(&mut self.recent);
             let mut next = self.clone();
-            next.recent.clear();
-            match next.execute(index, &req.cmd) {
+            let r = match next.execute(index, &req.cmd) {
                 Ok(r) => {
-                    next.recent = std::mem::take(&mut self.recent);
                     *self = next;
                     r
                 }
                 Err(refusal) => Response::Refused(refusal),
-            }
+            };
+            self.recent = recent;
+            r
         };
         if !req.id.is_empty() {
             self.recent.push_back((req.id.clone(), response.clone()));

@@ -301,9 +301,11 @@ impl Node {
             match r {
                 Ok(r) => return Ok(r.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    if let Some(leader) = f.leader_node.filter(|_| f.leader_id != Some(self.id)) {
+                    if let (Some(id), Some(leader)) = (f.leader_id, f.leader_node)
+                        && id != self.id
+                    {
                         sent = true;
-                        match self.forward(&leader.addr, &req).await {
+                        match self.forward(id, &leader.addr, &req).await {
                             Ok(r) => return Ok(r),
                             Err(e) if e.code != "unavailable" => return Err(e),
                             Err(_) => {}
@@ -334,30 +336,47 @@ impl Node {
         }
     }
 
-    async fn forward(&self, addr: &str, req: &Request) -> Result<Response, ApiError> {
-        let leader = self.current_leader_id().unwrap_or_default();
+    /// Sends a write to the leader (`leader` at `addr`) for it to commit.
+    async fn forward(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        req: &Request,
+    ) -> Result<Response, ApiError> {
         if self.faults.blocked(leader) {
             return Err(ApiError::new("unavailable", "the leader is unreachable"));
         }
+        self.post_member(addr, "/v1/internal/write", req, WRITE_TIMEOUT)
+            .await
+    }
+
+    /// POSTs `body` to another member and reads its JSON answer, or its API error.
+    pub async fn post_member<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &impl Serialize,
+        timeout: Duration,
+    ) -> Result<T, ApiError> {
         let resp = self
             .http
-            .post(format!("http://{addr}/v1/internal/write"))
+            .post(format!("http://{addr}{path}"))
             .bearer_auth(&*self.token)
             .header(FROM_HEADER, self.id.to_string())
-            .timeout(WRITE_TIMEOUT)
-            .json(req)
+            .timeout(timeout)
+            .json(body)
             .send()
             .await
             .map_err(|e| ApiError::new("unavailable", format!("forwarding to the leader: {e}")))?;
         let ok = resp.status().is_success();
-        let body = resp
+        let bytes = resp
             .bytes()
             .await
             .map_err(|e| ApiError::new("unavailable", e.to_string()))?;
         if ok {
-            serde_json::from_slice(&body).map_err(|e| ApiError::new("unavailable", e.to_string()))
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::new("unavailable", e.to_string()))
         } else {
-            Err(ApiError::from_body(&body))
+            Err(ApiError::from_body(&bytes))
         }
     }
 
@@ -592,6 +611,6 @@ pub fn check(r: Response) -> Result<u64, ApiError> {
         Response::Done { epoch }
         | Response::Database { epoch, .. }
         | Response::Migration { epoch, .. } => Ok(epoch),
-        Response::Refused(f) => Err(ApiError::new(&f.code, f.message)),
+        Response::Refused(f) => Err(f.into()),
     }
 }

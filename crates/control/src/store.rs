@@ -235,9 +235,22 @@ pub struct Applied {
 
 /// A snapshot as stored: its meta and the serialized [`Applied`].
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
+struct StoredSnapshot<D> {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    data: Vec<u8>,
+    data: D,
+}
+
+/// Keeps `data` as the current snapshot (synced: the log is purged behind it).
+fn save_snapshot(
+    db: &DB,
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    data: &[u8],
+) -> StorageResult<()> {
+    let stored = StoredSnapshot {
+        meta: meta.clone(),
+        data,
+    };
+    put_json(db, CF_SM, b"snapshot", &stored, true)
 }
 
 /// The state machine: the configuration, published on a watch channel after every apply.
@@ -285,16 +298,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.state.last_membership.clone(),
             snapshot_id,
         };
-        put_json(
-            &self.db,
-            CF_SM,
-            b"snapshot",
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data: data.clone(),
-            },
-            true,
-        )?;
+        save_snapshot(&self.db, &meta, &data)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -366,23 +370,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         state.last_applied = meta.last_log_id;
         state.last_membership = meta.last_membership.clone();
         self.state = state;
-        put_json(
-            &self.db,
-            CF_SM,
-            b"snapshot",
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data,
-            },
-            true,
-        )?;
+        save_snapshot(&self.db, meta, &data)?;
         self.persist()?;
         self.publish();
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let stored: Option<StoredSnapshot> = get_json(&self.db, CF_SM, b"snapshot")?;
+        let stored: Option<StoredSnapshot<Vec<u8>>> = get_json(&self.db, CF_SM, b"snapshot")?;
         Ok(stored.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),

@@ -56,38 +56,49 @@ impl Spec {
         format!("{}-{}", self.shard, self.port)
     }
 
-    fn toml(&self, dir: &Path) -> String {
-        let mut t = String::new();
-        let q = |s: &str| format!("{s:?}");
-        t += &format!("port = {}\nbind = {}\n", self.port, q(&self.bind));
-        t += &format!("dir = {}\n", q(&dir.to_string_lossy()));
-        t += &format!(
-            "pidfile = {}\n",
-            q(&dir.join("server.pid").to_string_lossy())
-        );
-        let (aof, fsync, save) = match self.persistence {
+    /// The shard's configuration file (Redis's parameter names, as `tessera server` reads
+    /// them), written by the `toml` crate so any password or path is quoted correctly.
+    fn toml(&self, dir: &Path) -> Result<String, String> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct ServerToml<'a> {
+            port: u16,
+            bind: &'a str,
+            dir: &'a Path,
+            pidfile: PathBuf,
+            appendonly: bool,
+            appendfsync: &'a str,
+            save: &'a str,
+            maxmemory: u64,
+            maxmemory_policy: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            requirepass: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            masterauth: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            replicaof: Option<&'a str>,
+        }
+        let (appendonly, appendfsync, save) = match self.persistence {
             Persistence::None => (false, "everysec", ""),
             Persistence::Aof => (true, "everysec", ""),
             Persistence::AofAlways => (true, "always", ""),
             Persistence::Snapshot => (false, "everysec", "3600 1 300 100 60 10000"),
         };
-        t += &format!(
-            "appendonly = {aof}\nappendfsync = {}\nsave = {}\n",
-            q(fsync),
-            q(save)
-        );
-        t += &format!(
-            "maxmemory = {}\nmaxmemory-policy = {}\n",
-            self.maxmemory,
-            q(&self.eviction)
-        );
-        if let Some(p) = &self.password {
-            t += &format!("requirepass = {}\nmasterauth = {}\n", q(p), q(p));
-        }
-        if let Some(r) = &self.replicaof {
-            t += &format!("replicaof = {}\n", q(r));
-        }
-        t
+        toml::to_string(&ServerToml {
+            port: self.port,
+            bind: &self.bind,
+            dir,
+            pidfile: dir.join("server.pid"),
+            appendonly,
+            appendfsync,
+            save,
+            maxmemory: self.maxmemory,
+            maxmemory_policy: &self.eviction,
+            requirepass: self.password.as_deref(),
+            masterauth: self.password.as_deref(),
+            replicaof: self.replicaof.as_deref(),
+        })
+        .map_err(|e| format!("writing the shard's configuration: {e}"))
     }
 }
 
@@ -270,9 +281,9 @@ async fn start(p: &mut Proc, server_bin: &Path) -> Result<tokio::process::Child,
     tokio::fs::create_dir_all(&p.dir)
         .await
         .map_err(|e| format!("creating {}: {e}", p.dir.display()))?;
-    stop_leftover(&p.dir.join("server.pid")).await;
     let conf = p.dir.join("tessera.toml");
-    tokio::fs::write(&conf, p.spec.toml(&p.dir))
+    stop_leftover(&p.dir.join("server.pid"), &conf).await;
+    tokio::fs::write(&conf, p.spec.toml(&p.dir)?)
         .await
         .map_err(|e| format!("writing {}: {e}", conf.display()))?;
     let log_path = p.dir.join("server.log");
@@ -311,9 +322,9 @@ async fn stop(p: &mut Proc) {
     }
 }
 
-/// Stops the process a pid file names when it is still a `tessera server` (left running by a
-/// control process that died).
-async fn stop_leftover(pidfile: &Path) {
+/// Stops the process a pid file names when it is still the `tessera server` of `conf` (left
+/// running by a control process that died), not whatever process took its pid since.
+async fn stop_leftover(pidfile: &Path, conf: &Path) {
     let Ok(text) = tokio::fs::read_to_string(pidfile).await else {
         return;
     };
@@ -323,7 +334,10 @@ async fn stop_leftover(pidfile: &Path) {
     let cmdline = tokio::fs::read(format!("/proc/{pid}/cmdline"))
         .await
         .unwrap_or_default();
-    if !String::from_utf8_lossy(&cmdline).contains("server") {
+    let ours = cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == conf.as_os_str().as_encoded_bytes());
+    if !ours {
         return;
     }
     tracing::warn!(
@@ -345,5 +359,38 @@ fn signal(pid: u32, sig: rustix::process::Signal) {
         .and_then(rustix::process::Pid::from_raw)
     {
         let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any password survives the configuration file (control characters, quotes, unicode).
+    #[test]
+    fn configuration_file_quotes_everything() {
+        let password = "a\"b\\c\u{1b}d\ne\u{7f}é".to_string();
+        let spec = Spec {
+            shard: 3,
+            database: "db".into(),
+            port: 7100,
+            bind: "127.0.0.1".into(),
+            replicaof: Some("10.0.0.1 7101".into()),
+            persistence: Persistence::AofAlways,
+            maxmemory: 1 << 30,
+            eviction: "allkeys-lru".into(),
+            password: Some(password.clone()),
+        };
+        let text = spec.toml(Path::new("/data/shards/3-7100")).unwrap();
+        let v: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(v["requirepass"].as_str(), Some(password.as_str()));
+        assert_eq!(v["masterauth"].as_str(), Some(password.as_str()));
+        assert_eq!(v["replicaof"].as_str(), Some("10.0.0.1 7101"));
+        assert_eq!(v["appendfsync"].as_str(), Some("always"));
+        assert_eq!(v["maxmemory-policy"].as_str(), Some("allkeys-lru"));
+        assert_eq!(
+            v["pidfile"].as_str(),
+            Some("/data/shards/3-7100/server.pid")
+        );
     }
 }
