@@ -20,11 +20,14 @@ Each test is its own redis-benchmark run, so the table also gives the server's C
 request (user + system, from /proc): at -P 1 on two cores redis-benchmark is the bottleneck and
 ops/s ratios wander by +-10% between runs, while CPU per request is the server's own cost.
 
+`--suite scripting` measures Lua scripts: EVALSHA and EVAL of a script that runs three
+commands (SET, INCR, GET on two random keys), the issue 7 target.
+
 `--aof always|everysec|no` runs both servers with `appendonly yes` and that `appendfsync`
 (the persistence targets: `--aof everysec --tests set`); their data directories are temporary
 folders in the clone (or $BENCH_DIR), on a real disk rather than /tmp.
 
-usage: bench/bench.py [--suite strings|types] [--rounds 3] [--requests 200000]
+usage: bench/bench.py [--suite strings|types|scripting] [--rounds 3] [--requests 200000]
                       [--pipeline-requests 2000000] [--keys 1000000] [--no-build]
                       [--skip-memory] [--skip-throughput] [--aof MODE] [--tests LIST]
 
@@ -127,7 +130,26 @@ def run_benchmark(server, pipeline, requests, extra):
     return rows
 
 
+# A script of three commands, as job queues and rate limiters run them.
+SCRIPT_3CMD = ("redis.call('set', KEYS[1], ARGV[1]) redis.call('incr', KEYS[2]) "
+               "return redis.call('get', KEYS[1])")
+
+
+def benchmark_scripts(server, pipeline, requests):
+    server.cli("FLUSHALL")
+    sha = server.cli("SCRIPT", "LOAD", SCRIPT_3CMD).strip()
+    keys = ["2", "s:__rand_int__", "n:__rand_int__", "value"]
+    rows = {}
+    for name, command in (("EVALSHA_3CMD", ["EVALSHA", sha, *keys]),
+                          ("EVAL_3CMD", ["EVAL", SCRIPT_3CMD, *keys])):
+        got = run_benchmark(server, pipeline, requests, command)
+        rows[name] = next(iter(got.values()))
+    return rows
+
+
 def benchmark(server, pipeline, requests, suite, tests=None):
+    if suite == "scripting":
+        return benchmark_scripts(server, pipeline, requests)
     server.cli("FLUSHALL")
     tests = tests or (TESTS if suite == "strings" else TYPE_TESTS)
     # One invocation per test, in redis-benchmark's order (the pops find what the pushes left),
@@ -168,7 +190,8 @@ def throughput(args):
         return statistics.median(f[i] for f in results[(kind, pipeline, test)])
 
     print()
-    tests = args.tests or (TESTS if args.suite == "strings" else TYPE_TESTS + " + " + ",".join(
+    tests = args.tests or (TESTS if args.suite == "strings" else "EVALSHA,EVAL of a 3-command script"
+                           if args.suite == "scripting" else TYPE_TESTS + " + " + ",".join(
         n for n, _ in WORKLOADS))
     print(f"redis-benchmark -t {tests} -c 50 -r 1000000 -d 16, median of {args.rounds} "
           "interleaved rounds" + (f", both with appendonly yes, appendfsync {args.aof}"
@@ -240,6 +263,8 @@ MEMORY_SETS = {
 
 
 def memory(args):
+    if args.suite == "scripting":
+        return
     names = ["strings"] if args.suite == "strings" else ["hash", "set", "zset", "small-hashes",
                                                              "stream"]
     rows = []
@@ -289,7 +314,7 @@ def memory(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--suite", choices=["strings", "types"], default="strings")
+    p.add_argument("--suite", choices=["strings", "types", "scripting"], default="strings")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--requests", type=int, default=200000, help="requests per test at -P 1")
     p.add_argument("--pipeline-requests", type=int, default=2000000,

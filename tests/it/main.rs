@@ -15,6 +15,7 @@ mod persistence;
 mod protocol;
 mod pubsub;
 mod replication;
+mod scripting;
 mod server;
 mod streams;
 mod strings;

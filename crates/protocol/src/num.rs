@@ -49,6 +49,20 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
 
 /// Appends `v` formatted as C's `%.17g` (what Redis 7.0 replies for doubles and scores).
 pub fn write_g17(out: &mut Vec<u8>, v: f64) {
+    write_g(out, v, 17);
+}
+
+/// Appends `v` formatted as C's `%.<precision>g` (glibc's spelling of infinities and NaNs;
+/// `%.14g` is how Lua 5.1 turns numbers into strings).
+pub fn write_g(out: &mut Vec<u8>, v: f64, precision: i32) {
+    if v.is_nan() {
+        out.extend_from_slice(if v.is_sign_negative() {
+            b"-nan"
+        } else {
+            b"nan"
+        });
+        return;
+    }
     if v.is_infinite() {
         out.extend_from_slice(if v > 0.0 { b"inf" } else { b"-inf" });
         return;
@@ -57,16 +71,16 @@ pub fn write_g17(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(if v.is_sign_negative() { b"-0" } else { b"0" });
         return;
     }
-    // Integral values below 1e17 print as integers (`%.17g` shows all their digits).
-    if v.fract() == 0.0 && v.abs() < 1e17 {
+    // Integral values below 1e<precision> print as integers (all their digits show).
+    if v.fract() == 0.0 && v.abs() < 10f64.powi(precision) {
         out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
         return;
     }
-    const P: i32 = 17;
-    let sci = format!("{:.*e}", (P - 1) as usize, v);
+    let p = precision;
+    let sci = format!("{:.*e}", (p - 1) as usize, v);
     let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");
     let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
-    if !(-4..P).contains(&exp) {
+    if !(-4..p).contains(&exp) {
         out.extend_from_slice(trim_fraction(mantissa).as_bytes());
         out.push(b'e');
         out.push(if exp < 0 { b'-' } else { b'+' });
@@ -76,7 +90,7 @@ pub fn write_g17(out: &mut Vec<u8>, v: f64) {
         }
         out.extend_from_slice(itoa::Buffer::new().format(e).as_bytes());
     } else {
-        let fixed = format!("{:.*}", (P - 1 - exp) as usize, v);
+        let fixed = format!("{:.*}", (p - 1 - exp) as usize, v);
         out.extend_from_slice(trim_fraction(&fixed).as_bytes());
     }
 }

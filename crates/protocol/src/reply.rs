@@ -54,6 +54,18 @@ impl<'a> Reply<'a> {
         self.line(msg.as_bytes());
     }
 
+    /// An error reply of arbitrary bytes (a script's error text); `msg` carries its code.
+    pub fn error_bytes(&mut self, msg: &[u8]) {
+        self.out.push(b'-');
+        self.line(msg);
+    }
+
+    /// A simple string of arbitrary bytes; `\r` and `\n` become spaces.
+    pub fn simple_bytes(&mut self, s: &[u8]) {
+        self.out.push(b'+');
+        self.line(s);
+    }
+
     fn line(&mut self, s: &[u8]) {
         let start = self.out.len();
         self.out.extend_from_slice(s);

@@ -49,6 +49,12 @@ pub struct Config {
     pub jemalloc_bg_thread: bool,
     /// Adaptive busy polling window in microseconds (0: off); see `server::BusyPoll`.
     pub busy_poll_us: u64,
+    /// Milliseconds a script runs before other clients are answered `-BUSY` (0: never).
+    #[serde(alias = "lua-time-limit")]
+    pub busy_reply_threshold: u64,
+    /// Bytes the Lua state may allocate (0: no limit); a Tessera setting.
+    #[serde(deserialize_with = "de_memory")]
+    pub lua_memory_limit: u64,
     /// `<class> <hard> <soft> <seconds>` for the normal, replica and pubsub classes.
     pub client_output_buffer_limit: String,
     pub enable_debug_command: String,
@@ -128,6 +134,8 @@ impl Default for Config {
             hll_sparse_max_bytes: 3000,
             jemalloc_bg_thread: true,
             busy_poll_us: 50,
+            busy_reply_threshold: 5000,
+            lua_memory_limit: 1024 * 1024 * 1024,
             client_output_buffer_limit:
                 "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
             enable_debug_command: "no".into(),
@@ -385,6 +393,12 @@ impl Config {
             ),
             ("busy-poll-us", self.busy_poll_us.to_string()),
             (
+                "busy-reply-threshold",
+                self.busy_reply_threshold.to_string(),
+            ),
+            ("lua-time-limit", self.busy_reply_threshold.to_string()),
+            ("lua-memory-limit", self.lua_memory_limit.to_string()),
+            (
                 "jemalloc-bg-thread",
                 if self.jemalloc_bg_thread { "yes" } else { "no" }.to_string(),
             ),
@@ -534,6 +548,8 @@ impl Config {
             "maxmemory" => self.maxmemory = mem(value)?,
             "stream-node-max-bytes" => self.stream_node_max_bytes = mem(value)?,
             "hll-sparse-max-bytes" => self.hll_sparse_max_bytes = mem(value)?,
+            "busy-reply-threshold" | "lua-time-limit" => self.busy_reply_threshold = num(value)?,
+            "lua-memory-limit" => self.lua_memory_limit = mem(value)?,
             "busy-poll-us" => {
                 let v: u64 = num(value)?;
                 if v > 1_000_000 {

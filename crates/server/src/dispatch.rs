@@ -300,6 +300,10 @@ impl Server {
             self.reject(tok, out, Some(idx), &text);
             return;
         }
+        if self.scripting.is_busy() && !crate::scripting::allowed_while_busy(spec.name, args) {
+            self.reject(tok, out, Some(idx), crate::scripting::BUSY);
+            return;
+        }
         let client = &self.clients[tok];
         if !client.authenticated && !spec.has(flag::NO_AUTH) {
             self.reject(tok, out, Some(idx), "NOAUTH Authentication required.");
@@ -498,6 +502,118 @@ impl Server {
         self.blocking.request = None;
         self.db.take_expired();
         result.map_err(|e| e.text().into_owned())
+    }
+
+    /// Runs one command for a script's `redis.call` with the checks of Redis's `scriptCall`,
+    /// writing its reply (in `resp3` or RESP2) to `out`. A refusal before running is returned
+    /// as its error text. `repl_none`: the command's effects are not recorded
+    /// (`redis.set_repl(redis.REPL_NONE)`).
+    pub(crate) fn execute_from_script(
+        &mut self,
+        args: &Args<'_>,
+        out: &mut Vec<u8>,
+        resp3: bool,
+        repl_none: bool,
+    ) -> Result<(), Cow<'static, str>> {
+        let Some(running) = self.scripting.running.as_ref() else {
+            return Err(Cow::Borrowed("ERR no script is running"));
+        };
+        let (tok, now, read_only, oom, flags) = (
+            running.client,
+            running.now,
+            running.read_only,
+            running.oom,
+            running.flags,
+        );
+        let idx = self
+            .commands
+            .lookup(args)
+            .map_err(|_| Cow::Borrowed("ERR Unknown Redis command called from script"))?;
+        let spec = self.commands.entries[idx].spec;
+        if !spec.arity_ok(args.len()) || spec.is_container() && args.len() < 2 {
+            return Err(Cow::Borrowed(
+                "ERR Wrong number of args calling Redis command from script",
+            ));
+        }
+        if spec.has(flag::NOSCRIPT) {
+            return Err(Cow::Borrowed(
+                "ERR This Redis command is not allowed from script",
+            ));
+        }
+        if spec.has(flag::WRITE) {
+            if read_only {
+                return Err(Cow::Borrowed(
+                    "ERR Write commands are not allowed from read-only scripts.",
+                ));
+            }
+            if let Some(text) = self.misconf() {
+                return Err(Cow::Owned(text));
+            }
+            if let Some(text) = self.bgsave_misconf() {
+                return Err(Cow::Borrowed(text));
+            }
+            if self.repl.verify
+                && let Some(text) = self.replication_refusal(tok, spec)
+            {
+                return Err(Cow::Borrowed(text));
+            }
+            let wrote = self.scripting.running.as_ref().is_some_and(|r| r.wrote);
+            // Scripts without flags are refused at their first write when memory was full.
+            if oom
+                && !wrote
+                && spec.has(flag::DENYOOM)
+                && flags & crate::scripting::flags::ALLOW_OOM == 0
+            {
+                return Err(Cow::Borrowed(
+                    "OOM command not allowed when used memory > 'maxmemory'.",
+                ));
+            }
+            if let Some(r) = self.scripting.running.as_mut() {
+                r.wrote = true;
+            }
+        }
+        let started = Instant::now();
+        let mut call = Call {
+            client: tok,
+            out,
+            resp3,
+            now,
+            spec,
+        };
+        let handler = self.commands.entries[idx].handler;
+        let dirty_before = self.dirty;
+        let result = handler(self, &mut call, args);
+        if self.blocking.request.take().is_some() {
+            // A blocking command in a script does not wait: it answers as timed out.
+            Reply::new(call.out, resp3).null_array();
+        }
+        if result.is_ok() && spec.has(flag::WRITE) && !self.blocking.nobody_waits() {
+            for (pos, _) in spec.key_positions(args).unwrap_or_default() {
+                self.blocking.mark_ready(args.get(pos));
+            }
+        }
+        if self.effects.enabled {
+            if repl_none {
+                self.propagate_nothing();
+            }
+            self.record_effects(args, dirty_before);
+        } else {
+            self.drain_expired_keys();
+        }
+        let failed = match result {
+            Ok(()) => false,
+            Err(e) => {
+                Reply::new(call.out, resp3).error(&e.text());
+                true
+            }
+        };
+        let entry = &mut self.commands.entries[idx];
+        entry.stats.calls += 1;
+        entry.stats.usec += started.elapsed().as_micros() as u64;
+        if failed {
+            entry.stats.failed_calls += 1;
+        }
+        Ok(())
     }
 
     fn after_call(

@@ -81,6 +81,23 @@ impl Effects {
         self.multi = Some(false);
     }
 
+    /// Drops the effects produced after `offset` if none of them were taken yet (a script
+    /// stopped by SHUTDOWN NOSAVE leaves nothing of itself), and ends an EXEC without its
+    /// closing marker.
+    pub fn truncate_to(&mut self, offset: u64) {
+        self.multi = None;
+        let start = self.offset - self.pending.len() as u64;
+        if offset >= start && offset <= self.offset {
+            self.pending.truncate((offset - start) as usize);
+            self.offset = offset;
+        }
+    }
+
+    /// True inside an EXEC (or a script's run).
+    pub fn in_exec(&self) -> bool {
+        self.multi.is_some()
+    }
+
     /// Ends an EXEC.
     pub fn end_exec(&mut self) {
         if self.multi.take() == Some(true) {

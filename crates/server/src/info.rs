@@ -144,24 +144,26 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             w!("allocator_resident:{}", m.resident);
             w!("total_system_memory:{}", m.total_system);
             w!("total_system_memory_human:{}", human(m.total_system));
-            // TODO(#7): scripting and functions memory.
+            let lua = s.scripting.used_memory() as u64;
+            let scripts = s.scripting.scripts_bytes as u64;
+            w!("used_memory_lua:{lua}");
+            w!("used_memory_vm_eval:{lua}");
+            w!("used_memory_lua_human:{}", human(lua));
+            w!("used_memory_scripts_eval:{scripts}");
+            w!("number_of_cached_scripts:{}", s.scripting.len());
+            // Functions (FUNCTION LOAD, issue 7) are not there yet.
             for f in [
-                "used_memory_lua:0",
-                "used_memory_vm_eval:0",
-                "used_memory_lua_human:0B",
-                "used_memory_scripts_eval:0",
-                "number_of_cached_scripts:0",
                 "number_of_functions:0",
                 "number_of_libraries:0",
                 "used_memory_vm_functions:0",
-                "used_memory_vm_total:0",
-                "used_memory_vm_total_human:0B",
-                "used_memory_functions:0",
-                "used_memory_scripts:0",
-                "used_memory_scripts_human:0B",
             ] {
                 w!("{f}");
             }
+            w!("used_memory_vm_total:{lua}");
+            w!("used_memory_vm_total_human:{}", human(lua));
+            w!("used_memory_functions:0");
+            w!("used_memory_scripts:{scripts}");
+            w!("used_memory_scripts_human:{}", human(scripts));
             w!("maxmemory:{}", s.config.maxmemory);
             w!("maxmemory_human:{}", human(s.config.maxmemory));
             w!("maxmemory_policy:{}", s.config.maxmemory_policy);

@@ -21,6 +21,7 @@ pub mod memory;
 pub mod notify;
 pub mod persist;
 pub mod repl;
+pub mod scripting;
 pub mod server;
 pub mod stats;
 

@@ -126,6 +126,8 @@ pub struct Server {
     /// `dirty` at the last save: `rdb_changes_since_last_save` is the difference.
     pub dirty_at_save: u64,
     pub effects: crate::effects::Effects,
+    /// Lua scripting: the Lua state, the script cache and the running script.
+    pub scripting: crate::scripting::Scripting,
     pub persist: crate::persist::Persistence,
     /// The checkpoint in progress.
     pub checkpoint: Option<crate::checkpoint::Checkpoint>,
@@ -266,6 +268,7 @@ impl Server {
             dirty: 0,
             dirty_at_save: 0,
             effects: Default::default(),
+            scripting: crate::scripting::Scripting::new(config.lua_memory_limit),
             persist,
             checkpoint: None,
             saves: Default::default(),
@@ -398,6 +401,70 @@ impl Server {
             if self.shutdown_requested {
                 self.shutdown();
                 return Ok(());
+            }
+        }
+    }
+
+    /// Serves clients while a script runs past `busy-reply-threshold` (Redis's
+    /// `processEventsWhileBlocked`): new connections are accepted and requests answered, which
+    /// the busy check of `execute` turns into `-BUSY` for most commands. The script's own client
+    /// and a primary's stream are not read now: they are read at the next turn.
+    ///
+    /// On the first call (`first`) every client is tried once, and pending connections
+    /// accepted: the turn that started the script may have taken their readiness already
+    /// (edge-triggered epoll reports it once).
+    pub(crate) fn process_events_while_busy(&mut self, running: usize, first: bool) {
+        self.turn_start = Instant::now();
+        if first {
+            self.accept_all();
+            let toks: Vec<usize> = self
+                .clients
+                .iter()
+                .filter(|(tok, c)| *tok != running && !c.is_master && c.io.is_some())
+                .map(|(tok, _)| tok)
+                .collect();
+            for tok in toks {
+                self.on_readable(tok);
+            }
+        }
+        let mut events = Events::with_capacity(256);
+        if self.poll.poll(&mut events, Some(Duration::ZERO)).is_err() {
+            return;
+        }
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept_all(),
+                WAKER => {}
+                Token(tok) => {
+                    let deferred =
+                        tok == running || self.clients.get(tok).is_some_and(|c| c.is_master);
+                    if deferred {
+                        if !self.pending_reads.contains(&tok) {
+                            self.pending_reads.push(tok);
+                        }
+                        continue;
+                    }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.on_readable(tok);
+                    }
+                    if event.is_writable() {
+                        self.flush_client(tok);
+                    }
+                }
+            }
+        }
+        for tok in std::mem::take(&mut self.pending_writes) {
+            if tok == running {
+                self.pending_writes.push(tok);
+                continue;
+            }
+            if let Some(c) = self.clients.get_mut(tok) {
+                c.pending_write = false;
+                if c.close_asap {
+                    self.free_client(tok);
+                    continue;
+                }
+                self.flush_client(tok);
             }
         }
     }

@@ -49,6 +49,16 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("client|unpause", connection::client),
     ("client|help", connection::client),
     ("client|unblock", connection::client),
+    // scripting
+    ("eval", crate::scripting::eval),
+    ("eval_ro", crate::scripting::eval),
+    ("evalsha", crate::scripting::evalsha),
+    ("evalsha_ro", crate::scripting::evalsha),
+    ("script|load", crate::scripting::script),
+    ("script|exists", crate::scripting::script),
+    ("script|flush", crate::scripting::script),
+    ("script|kill", crate::scripting::script),
+    ("script|help", crate::scripting::script),
     // keys
     ("del", keys::del),
     ("unlink", keys::del),

@@ -114,6 +114,7 @@ pub fn config(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             s.apply_notify_config(notify_flags);
             s.output_limits_on = s.config.normal_output_limited();
             s.update_repl_verify();
+            s.scripting.set_memory_limit(s.config.lua_memory_limit);
             for (_, c) in s.clients.iter_mut() {
                 if let Some(io) = c.io.as_mut() {
                     io.parser.set_limits(limits);
