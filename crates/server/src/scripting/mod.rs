@@ -125,6 +125,10 @@ pub struct Scripting {
     scripts: HashMap<[u8; 40], Script>,
     /// Bytes of script bodies in the cache (`used_memory_scripts_eval`).
     pub scripts_bytes: usize,
+    /// `lua-memory-limit`. It is in force only while a script runs: with a limit, every call
+    /// mlua makes into Lua is protected against allocation errors, which costs a third of a
+    /// short script's time, and outside scripts only our own code allocates.
+    memory_limit: u64,
     pub running: Option<Running>,
     /// Reused argument buffers of `redis.call`.
     arg_buf: Vec<u8>,
@@ -200,9 +204,6 @@ impl Scripting {
             .into_function()?;
         let (proxy, runner): (Table, Function) = setup.call((globals.clone(), handler, errmsg))?;
         lua.set_globals(proxy)?;
-        if memory_limit > 0 {
-            lua.set_memory_limit(memory_limit as usize)?;
-        }
         let scripting = Scripting {
             lua,
             globals,
@@ -211,6 +212,7 @@ impl Scripting {
             shared,
             scripts: HashMap::new(),
             scripts_bytes: 0,
+            memory_limit,
             running: None,
             arg_buf: Vec::new(),
             arg_spans: Vec::new(),
@@ -240,8 +242,8 @@ impl Scripting {
     }
 
     /// Applies `lua-memory-limit` (0: none).
-    pub fn set_memory_limit(&self, limit: u64) {
-        let _ = self.lua.set_memory_limit(limit as usize);
+    pub fn set_memory_limit(&mut self, limit: u64) {
+        self.memory_limit = limit;
     }
 
     /// Memory the Lua state uses (`used_memory_lua`).
@@ -786,6 +788,7 @@ impl Server {
 
         let runner = self.scripting.runner.clone();
         let redis = self.scripting.redis.clone();
+        let memory_limit = self.scripting.memory_limit;
         let result = {
             let server = RefCell::new(&mut *self);
             lua.scope(|scope| {
@@ -809,7 +812,14 @@ impl Server {
                     Ok(s.serve_while_busy())
                 })?;
                 lua.set_named_registry_value("tessera.busy", busy)?;
-                let out: MultiValue = runner.call(func)?;
+                if memory_limit > 0 {
+                    lua.set_memory_limit(memory_limit as usize)?;
+                }
+                let out = runner.call::<MultiValue>(func);
+                if memory_limit > 0 {
+                    lua.set_memory_limit(0)?;
+                }
+                let out = out?;
                 redis.raw_set("call", Value::Nil)?;
                 redis.raw_set("pcall", Value::Nil)?;
                 lua.unset_named_registry_value("tessera.busy")?;
