@@ -453,9 +453,15 @@ impl Server {
                 }
             }
         }
-        for tok in std::mem::take(&mut self.pending_writes) {
-            if tok == running {
-                self.pending_writes.push(tok);
+        self.write_pending(Some(running));
+    }
+
+    /// Writes every client queued for output and frees those CLIENT KILL marked; `keep` (the
+    /// client of a running script) stays queued.
+    fn write_pending(&mut self, keep: Option<usize>) {
+        let mut pending = std::mem::take(&mut self.pending_writes);
+        for &tok in &pending {
+            if Some(tok) == keep {
                 continue;
             }
             if let Some(c) = self.clients.get_mut(tok) {
@@ -467,6 +473,10 @@ impl Server {
                 self.flush_client(tok);
             }
         }
+        // Keep the buffer's capacity for the next turn.
+        pending.retain(|&t| Some(t) == keep);
+        pending.append(&mut self.pending_writes);
+        self.pending_writes = pending;
     }
 
     fn accept_all(&mut self) {
@@ -864,23 +874,7 @@ impl Server {
             };
             self.checkpoint_step(budget);
         }
-        // Clients marked by CLIENT KILL.
-        let pending = std::mem::take(&mut self.pending_writes);
-        for &tok in &pending {
-            if let Some(c) = self.clients.get_mut(tok) {
-                c.pending_write = false;
-                if c.close_asap {
-                    self.free_client(tok);
-                    continue;
-                }
-                self.flush_client(tok);
-            }
-        }
-        let mut pending = pending;
-        pending.clear();
-        if self.pending_writes.is_empty() {
-            self.pending_writes = pending;
-        }
+        self.write_pending(None);
     }
 
     fn cron(&mut self) {
