@@ -669,6 +669,7 @@ fn script_effects_replicate_and_survive_a_restart() {
                   redis.call('set', 't', redis.call('time')[2]) \
                   redis.call('incr', 'n') \
                   redis.set_repl(redis.REPL_NONE) redis.call('set', 'local', 1) \
+                  redis.call('set', 'local_ex', 1, 'EX', 100) \
                   return redis.call('get', 'r')";
     for _ in 0..5 {
         let _: String = redis::cmd("EVAL").arg(script).arg(0).query(&mut p).unwrap();
@@ -704,6 +705,12 @@ fn script_effects_replicate_and_survive_a_restart() {
     }
     let local: Option<String> = redis::cmd("GET").arg("local").query(&mut r).unwrap();
     assert_eq!(local, None, "REPL_NONE effects reached the replica");
+    // SET EX is recorded as an explicit effect (an absolute time): REPL_NONE covers it too.
+    let local_ex: Option<String> = redis::cmd("GET").arg("local_ex").query(&mut r).unwrap();
+    assert_eq!(
+        local_ex, None,
+        "REPL_NONE explicit effects reached the replica"
+    );
     let before: String = redis::cmd("GET").arg("r").query(&mut p).unwrap();
     drop(primary);
     let primary = TestServer::start(&["--dir", path, "--appendonly", "yes"]);

@@ -335,18 +335,15 @@ impl Server {
             return;
         }
         // Writes (and PING, as in Redis) are refused while the log cannot be written.
-        if spec.has(flag::WRITE) || spec.name == "ping" {
-            if let Some(text) = self.misconf() {
-                self.reject(tok, out, Some(idx), &text);
-                return;
-            }
-            if let Some(text) = self.bgsave_misconf() {
-                self.reject(tok, out, Some(idx), text);
-                return;
-            }
+        if (spec.has(flag::WRITE) || spec.name == "ping")
+            && let Some(text) = self.disk_refusal()
+        {
+            self.reject(tok, out, Some(idx), &text);
+            return;
         }
         if self.repl.verify
-            && let Some(text) = self.replication_refusal(tok, spec)
+            && let Some(text) =
+                self.replication_refusal(tok, spec.has(flag::WRITE), spec.has(flag::STALE))
         {
             self.reject(tok, out, Some(idx), text);
             return;
@@ -456,18 +453,7 @@ impl Server {
             self.publish_events(tok, out);
         }
         self.stats.total_commands_processed += 1;
-        let entry = &mut self.commands.entries[idx];
-        entry.stats.calls += 1;
-        entry.stats.usec += duration_us;
-        if failed {
-            entry.stats.failed_calls += 1;
-        }
-        if self.config.latency_tracking {
-            entry
-                .latency
-                .get_or_insert_with(Default::default)
-                .record(duration_us);
-        }
+        self.count_call(idx, duration_us, failed);
         self.after_call(tok, out, out_start, args, spec, duration_us);
     }
 
@@ -546,14 +532,12 @@ impl Server {
                     "ERR Write commands are not allowed from read-only scripts.",
                 ));
             }
-            if let Some(text) = self.misconf() {
-                return Err(Cow::Owned(text));
+            if let Some(text) = self.disk_refusal() {
+                return Err(text);
             }
-            if let Some(text) = self.bgsave_misconf() {
-                return Err(Cow::Borrowed(text));
-            }
+            // (Stale data was allowed or refused when the script started.)
             if self.repl.verify
-                && let Some(text) = self.replication_refusal(tok, spec)
+                && let Some(text) = self.replication_refusal(tok, true, true)
             {
                 return Err(Cow::Borrowed(text));
             }
@@ -582,6 +566,7 @@ impl Server {
         };
         let handler = self.commands.entries[idx].handler;
         let dirty_before = self.dirty;
+        self.effects.muted = repl_none;
         let result = handler(self, &mut call, args);
         if self.blocking.request.take().is_some() {
             // A blocking command in a script does not wait: it answers as timed out.
@@ -593,13 +578,11 @@ impl Server {
             }
         }
         if self.effects.enabled {
-            if repl_none {
-                self.propagate_nothing();
-            }
             self.record_effects(args, dirty_before);
         } else {
             self.drain_expired_keys();
         }
+        self.effects.muted = false;
         let failed = match result {
             Ok(()) => false,
             Err(e) => {
@@ -607,13 +590,24 @@ impl Server {
                 true
             }
         };
+        self.count_call(idx, started.elapsed().as_micros() as u64, failed);
+        Ok(())
+    }
+
+    /// Counts a call in `INFO commandstats` and the command's latency histogram.
+    fn count_call(&mut self, idx: usize, duration_us: u64, failed: bool) {
         let entry = &mut self.commands.entries[idx];
         entry.stats.calls += 1;
-        entry.stats.usec += started.elapsed().as_micros() as u64;
+        entry.stats.usec += duration_us;
         if failed {
             entry.stats.failed_calls += 1;
         }
-        Ok(())
+        if self.config.latency_tracking {
+            entry
+                .latency
+                .get_or_insert_with(Default::default)
+                .record(duration_us);
+        }
     }
 
     fn after_call(
@@ -680,25 +674,37 @@ impl Server {
     /// A replica refuses writes (`replica-read-only`) and, with its link down and
     /// `replica-serve-stale-data no`, most commands; a primary with `min-replicas-to-write`
     /// refuses writes without enough good replicas.
-    fn replication_refusal(&self, tok: usize, spec: &CommandSpec) -> Option<&'static str> {
+    /// `writes`: the command (or script) may write; `stale_ok`: it may run on stale data.
+    pub(crate) fn replication_refusal(
+        &self,
+        tok: usize,
+        writes: bool,
+        stale_ok: bool,
+    ) -> Option<&'static str> {
         match &self.repl.link {
             Some(link) => {
-                if !link.is_up() && !self.config.replica_serve_stale_data && !spec.has(flag::STALE)
-                {
+                if !link.is_up() && !self.config.replica_serve_stale_data && !stale_ok {
                     return Some(
                         "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
                     );
                 }
-                (self.config.replica_read_only
-                    && spec.has(flag::WRITE)
-                    && !self.clients[tok].is_master)
+                (self.config.replica_read_only && writes && !self.clients[tok].is_master)
                     .then_some("READONLY You can't write against a read only replica.")
             }
-            None => (spec.has(flag::WRITE)
+            None => (writes
                 && self.config.min_replicas_to_write > 0
                 && self.good_replicas() < self.config.min_replicas_to_write)
                 .then_some("NOREPLICAS Not enough good replicas to write."),
         }
+    }
+
+    /// Writes are refused while the log cannot be written or the last checkpoint failed
+    /// (`stop-writes-on-bgsave-error`).
+    pub(crate) fn disk_refusal(&self) -> Option<Cow<'static, str>> {
+        if let Some(text) = self.misconf() {
+            return Some(Cow::Owned(text));
+        }
+        self.bgsave_misconf().map(Cow::Borrowed)
     }
 
     fn count_error_text(&mut self, text: &str) {

@@ -33,6 +33,9 @@ pub struct Effects {
     explicit: bool,
     /// Inside EXEC: `Some(true)` once MULTI has been written for it.
     multi: Option<bool>,
+    /// The running command's own effects are not recorded (a script's
+    /// `redis.set_repl(redis.REPL_NONE)`); deletions by expiry still are.
+    pub muted: bool,
 }
 
 impl Effects {
@@ -115,7 +118,9 @@ impl Server {
         }
         // Keys that expired during the command go first.
         self.drain_expired_keys();
-        self.effects.emit(args);
+        if !self.effects.muted {
+            self.effects.emit(args);
+        }
         self.effects.explicit = true;
     }
 
@@ -139,7 +144,7 @@ impl Server {
         if std::mem::take(&mut self.effects.explicit) {
             return;
         }
-        if self.dirty != dirty_before {
+        if self.dirty != dirty_before && !self.effects.muted {
             self.effects.emit_iter(args.len(), args.iter());
         }
     }

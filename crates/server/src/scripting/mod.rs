@@ -890,37 +890,14 @@ impl Server {
         read_only: bool,
         oom: bool,
     ) -> CmdResult {
-        if let Some(link) = &self.repl.link
-            && !link.is_up()
-            && !self.config.replica_serve_stale_data
-            && script_flags & flags::ALLOW_STALE == 0
+        if let Some(text) =
+            self.replication_refusal(tok, !read_only, script_flags & flags::ALLOW_STALE != 0)
         {
-            return Err(CmdError::msg(
-                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
-            ));
+            return Err(CmdError::msg(text));
         }
         if !read_only {
-            if self.repl.link.is_some()
-                && self.config.replica_read_only
-                && !self.clients[tok].is_master
-            {
-                return Err(CmdError::msg(
-                    "READONLY You can't write against a read only replica.",
-                ));
-            }
-            if let Some(text) = self.misconf() {
-                return Err(CmdError::msg(text));
-            }
-            if let Some(text) = self.bgsave_misconf() {
-                return Err(CmdError::msg(text));
-            }
-            if self.repl.link.is_none()
-                && self.config.min_replicas_to_write > 0
-                && self.good_replicas() < self.config.min_replicas_to_write
-            {
-                return Err(CmdError::msg(
-                    "NOREPLICAS Not enough good replicas to write.",
-                ));
+            if let Some(text) = self.disk_refusal() {
+                return Err(CmdError::Msg(text));
             }
             if oom && script_flags & flags::ALLOW_OOM == 0 {
                 return Err(CmdError::msg(
@@ -1114,7 +1091,9 @@ pub fn script(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             }
             // A new Lua state frees everything the old one held; the random sequence goes on.
             let rand = s.scripting.shared.rand.get();
-            s.scripting = Scripting::new(s.config.lua_memory_limit);
+            let fresh = Scripting::build(s.config.lua_memory_limit)
+                .map_err(|e| CmdError::msg(format!("ERR {}", lua_error_message(&e))))?;
+            s.scripting = fresh;
             s.scripting.shared.rand.set(rand);
             call.reply().ok();
         }
