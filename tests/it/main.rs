@@ -9,6 +9,7 @@ mod control;
 mod differential;
 mod eviction;
 mod expire;
+mod functions;
 mod keys;
 mod notifications;
 mod persistence;

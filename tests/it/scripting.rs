@@ -325,7 +325,7 @@ fn cmd(c: &mut RawConn, args: &[&str]) -> Vec<u8> {
     c.cmd(&args)
 }
 
-fn diff_corpus(corpus: &[&[&str]], resp3: bool) {
+pub(crate) fn diff_corpus(corpus: &[&[&str]], resp3: bool) {
     let tessera = TestServer::start(&[]);
     let redis = TestServer::start_redis();
     let (mut t, mut r) = (tessera.raw(), redis.raw());

@@ -182,7 +182,29 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
                     bar.set_message(format!("{loaded} keys"));
                 }
             }
-            FileItem::Function(_) => functions += 1,
+            FileItem::Function(code) => {
+                flush(&mut conn, &mut out, &mut in_flight)?;
+                let mut cmd: Vec<&[u8]> = vec![b"FUNCTION", b"LOAD"];
+                if args.replace {
+                    cmd.push(b"REPLACE");
+                }
+                cmd.push(&code);
+                encode(&mut out, &cmd);
+                conn.writer.write_all(&out)?;
+                conn.writer.flush()?;
+                out.clear();
+                if let Err(e) = conn.reply()? {
+                    bail!(
+                        "FUNCTION LOAD of a library failed: {e}{}",
+                        if e.contains("already exists") {
+                            " (use --replace to overwrite existing libraries)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                functions += 1;
+            }
             FileItem::Resize { .. } | FileItem::Aux(..) => {}
         }
     }
@@ -201,10 +223,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         loaded as f64 / secs
     )?;
     if functions > 0 {
-        writeln!(
-            stdout,
-            "{functions} function libraries were not loaded: Tessera has no functions yet"
-        )?;
+        writeln!(stdout, "loaded {functions} function libraries")?;
     }
     Ok(())
 }

@@ -95,6 +95,8 @@ pub struct ImageMeta {
     pub keys: u64,
     /// Unix milliseconds when the image was complete.
     pub saved_at_ms: i64,
+    /// The function libraries' codes (FUNCTION LOAD) at the image's offset.
+    pub functions: Vec<Vec<u8>>,
 }
 
 impl ImageMeta {
@@ -105,6 +107,14 @@ impl ImageMeta {
         v.extend_from_slice(&self.keys.to_le_bytes());
         v.extend_from_slice(&self.saved_at_ms.to_le_bytes());
         v.extend_from_slice(self.replid.as_bytes());
+        // The replication ID is text: a zero byte ends it, and the libraries follow.
+        if !self.functions.is_empty() {
+            v.push(0);
+            for code in &self.functions {
+                v.extend_from_slice(&(code.len() as u32).to_le_bytes());
+                v.extend_from_slice(code);
+            }
+        }
         v
     }
 
@@ -113,12 +123,22 @@ impl ImageMeta {
             return None;
         }
         let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let rest = &b[32..];
+        let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+        let mut functions = Vec::new();
+        let mut lib = rest.get(end + 1..).unwrap_or_default();
+        while !lib.is_empty() {
+            let len = u32::from_le_bytes(lib.get(..4)?.try_into().ok()?) as usize;
+            functions.push(lib.get(4..4 + len)?.to_vec());
+            lib = &lib[4 + len..];
+        }
         Some(ImageMeta {
             generation: u(0),
             offset: u(8),
             keys: u(16),
             saved_at_ms: u(24) as i64,
-            replid: String::from_utf8(b[32..].to_vec()).ok()?,
+            replid: String::from_utf8(rest[..end].to_vec()).ok()?,
+            functions,
         })
     }
 }
@@ -654,12 +674,15 @@ mod tests {
                 replid: "id2".into(),
                 keys: 1,
                 saved_at_ms: 5,
+                functions: vec![b"#!lua name=a\n".to_vec(), Vec::new()],
             })
             .unwrap();
         }
         let s = Store::open(&path, false).unwrap();
         let img = s.image().unwrap().unwrap();
         assert_eq!((img.generation, img.offset), (1, 3));
+        assert_eq!(img.replid, "id2");
+        assert_eq!(img.functions, [b"#!lua name=a\n".to_vec(), Vec::new()]);
         assert_eq!(s.replid().unwrap().as_deref(), Some("id2"));
         assert_eq!(s.log_start().unwrap(), Some(3));
         let mut keys = Vec::new();

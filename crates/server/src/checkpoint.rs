@@ -43,6 +43,8 @@ pub struct Checkpoint {
     pub started: Instant,
     generation: u64,
     offset: u64,
+    /// The function libraries at `offset`, kept with the image.
+    functions: Vec<Vec<u8>>,
     dirty_at_start: u64,
     tx: Option<SyncSender<ToWriter>>,
     result: Receiver<Result<(), String>>,
@@ -186,6 +188,7 @@ impl Server {
             started: Instant::now(),
             generation,
             offset: self.effects.offset,
+            functions: self.scripting.libraries.codes(),
             dirty_at_start: self.dirty,
             tx: Some(tx),
             result: rrx,
@@ -261,6 +264,7 @@ impl Server {
                 replid: self.repl.replid.clone(),
                 keys,
                 saved_at_ms: unix_ms(),
+                functions: std::mem::take(&mut cp.functions),
             };
             self.saves.image_keys = keys;
             let tx = cp.tx.take().expect("not yet committing");

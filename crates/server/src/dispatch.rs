@@ -301,7 +301,7 @@ impl Server {
             return;
         }
         if self.scripting.is_busy() && !crate::scripting::allowed_while_busy(spec.name, args) {
-            self.reject(tok, out, Some(idx), crate::scripting::BUSY);
+            self.reject(tok, out, Some(idx), self.scripting.busy_reply());
             return;
         }
         let client = &self.clients[tok];

@@ -145,25 +145,23 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             w!("total_system_memory:{}", m.total_system);
             w!("total_system_memory_human:{}", human(m.total_system));
             let lua = s.scripting.used_memory() as u64;
+            let vm_functions = s.scripting.functions_memory() as u64;
             let scripts = s.scripting.scripts_bytes as u64;
+            let libs = &s.scripting.libraries;
+            let functions = libs.code_bytes as u64;
             w!("used_memory_lua:{lua}");
             w!("used_memory_vm_eval:{lua}");
             w!("used_memory_lua_human:{}", human(lua));
             w!("used_memory_scripts_eval:{scripts}");
             w!("number_of_cached_scripts:{}", s.scripting.len());
-            // Functions (FUNCTION LOAD, issue 7) are not there yet.
-            for f in [
-                "number_of_functions:0",
-                "number_of_libraries:0",
-                "used_memory_vm_functions:0",
-            ] {
-                w!("{f}");
-            }
-            w!("used_memory_vm_total:{lua}");
-            w!("used_memory_vm_total_human:{}", human(lua));
-            w!("used_memory_functions:0");
-            w!("used_memory_scripts:{scripts}");
-            w!("used_memory_scripts_human:{}", human(scripts));
+            w!("number_of_functions:{}", libs.functions());
+            w!("number_of_libraries:{}", libs.len());
+            w!("used_memory_vm_functions:{vm_functions}");
+            w!("used_memory_vm_total:{}", lua + vm_functions);
+            w!("used_memory_vm_total_human:{}", human(lua + vm_functions));
+            w!("used_memory_functions:{functions}");
+            w!("used_memory_scripts:{}", scripts + functions);
+            w!("used_memory_scripts_human:{}", human(scripts + functions));
             w!("maxmemory:{}", s.config.maxmemory);
             w!("maxmemory_human:{}", human(s.config.maxmemory));
             w!("maxmemory_policy:{}", s.config.maxmemory_policy);

@@ -571,6 +571,12 @@ impl Server {
         // A checkpoint an earlier run did not commit leaves chunks of a newer generation.
         store.drop_generations_from(image.as_ref().map_or(1, |i| i.generation + 1))?;
         if let Some(img) = &image {
+            self.scripting
+                .restore_libraries(&img.functions, crate::scripting::Policy::Flush)
+                .map_err(|e| StoreError::Corrupt {
+                    path: store.path().to_path_buf(),
+                    what: format!("a function library of the image does not load: {e}"),
+                })?;
             self.db.reserve(img.keys as usize);
             self.saves.image_offset = img.offset;
             self.saves.image_keys = img.keys;

@@ -323,6 +323,7 @@ impl Server {
                 ("repl-offset", off.as_bytes()),
                 ("aof-base", b"0"),
             ],
+            &self.scripting.libraries.codes(),
             self.db.len() as u64,
             self.db.volatile_len() as u64,
         );

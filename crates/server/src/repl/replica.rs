@@ -62,6 +62,8 @@ enum Outcome {
         stream: TcpStream,
         leftover: Vec<u8>,
         db: Box<Db>,
+        /// The primary's function libraries.
+        functions: Vec<Vec<u8>>,
         replid: String,
         offset: u64,
         skipped: u64,
@@ -285,6 +287,7 @@ fn run_sync(p: SyncParams, progress: &Progress, cancel: &AtomicBool) -> Result<O
     db.lfu = p.lfu;
     db.keep_expired = true;
     let mut skipped = 0u64;
+    let mut functions = Vec::new();
     {
         let mut counting = Counting {
             inner: &mut reader,
@@ -300,7 +303,7 @@ fn run_sync(p: SyncParams, progress: &Progress, cancel: &AtomicBool) -> Result<O
             }
             None => &mut counting,
         };
-        load_payload(input, &mut db, &p.limits, &mut skipped)?;
+        load_payload(input, &mut db, &mut functions, &p.limits, &mut skipped)?;
         if let Some(l) = length {
             // Whatever the RDB did not use of the announced length is skipped.
             let used = counting.read;
@@ -330,6 +333,7 @@ fn run_sync(p: SyncParams, progress: &Progress, cancel: &AtomicBool) -> Result<O
         stream,
         leftover,
         db,
+        functions,
         replid,
         offset,
         skipped,
@@ -343,10 +347,12 @@ fn ack(out: &mut Vec<u8>, offset: u64) {
         .command(3, [&b"REPLCONF"[..], b"ACK", n.format(offset).as_bytes()]);
 }
 
-/// Reads an RDB payload into `db`. Keys of databases other than 0 are counted in `skipped`.
+/// Reads an RDB payload into `db` and `functions` (library codes). Keys of databases other than
+/// 0 are counted in `skipped`.
 fn load_payload(
     input: &mut dyn BufRead,
     db: &mut Db,
+    functions: &mut Vec<Vec<u8>>,
     limits: &CompactLimits,
     skipped: &mut u64,
 ) -> Result<(), String> {
@@ -384,7 +390,7 @@ fn load_payload(
                 // figure must not allocate gigabytes before any key has arrived.
                 db.reserve(keys.min(1 << 24) as usize);
             }
-            FileItem::Function(_) => *skipped += 1,
+            FileItem::Function(code) => functions.push(code),
             FileItem::Resize { .. } | FileItem::Aux(..) => {}
         }
     }
@@ -550,6 +556,7 @@ impl Server {
                 stream,
                 leftover,
                 db,
+                functions,
                 replid,
                 offset,
                 skipped,
@@ -557,17 +564,23 @@ impl Server {
                 if skipped > 0 {
                     tracing::warn!(
                         skipped,
-                        "keys of databases other than 0 (and functions) in the master's payload were skipped: Tessera has database 0 only"
+                        "keys of databases other than 0 in the master's payload were skipped: Tessera has database 0 only"
                     );
                 }
-                self.install_synced_db(db, replid, offset);
+                self.install_synced_db(db, &functions, replid, offset);
                 self.attach_master(stream, leftover);
             }
         }
     }
 
     /// Replaces the keyspace with one loaded from the primary at `offset` of `replid`.
-    fn install_synced_db(&mut self, db: Box<Db>, replid: String, offset: u64) {
+    fn install_synced_db(
+        &mut self,
+        db: Box<Db>,
+        functions: &[Vec<u8>],
+        replid: String,
+        offset: u64,
+    ) {
         // Chained replicas and anything built on the old dataset start again.
         self.disconnect_replicas();
         self.abort_checkpoint();
@@ -575,6 +588,13 @@ impl Server {
         let old = std::mem::replace(&mut self.db, *db);
         std::thread::spawn(move || drop(old));
         self.update_expired_logging();
+        if let Err(e) = self
+            .scripting
+            .restore_libraries(functions, crate::scripting::Policy::Flush)
+        {
+            // The primary ran them: only a Lua difference gets here. The keys are kept.
+            tracing::warn!(error = %e, "the master's function libraries do not load");
+        }
         self.dirty += 1;
         self.repl.replid = replid;
         self.repl.replid2 = None;

@@ -25,6 +25,7 @@
 //!   allocates without bound gets an error instead of taking the shard's memory.
 
 mod convert;
+mod functions;
 mod libs;
 
 use std::cell::{Cell, RefCell};
@@ -43,6 +44,7 @@ use crate::dispatch::{Call, CmdError, CmdResult};
 use crate::server::Server;
 
 pub use convert::{error_text, lua_to_reply};
+pub use functions::{Policy, fcall, function};
 
 /// Shebang flags (`#!lua flags=...`), as Redis's `SCRIPT_FLAG_*`.
 pub mod flags {
@@ -66,6 +68,7 @@ pub mod flags {
 /// How many instructions run between two checks of the clock.
 const HOOK_INSTRUCTIONS: u32 = 100_000;
 const KILLED: &str = "Script killed by user with SCRIPT KILL...";
+const KILLED_FUNCTION: &str = "Script killed by user with FUNCTION KILL...";
 
 /// A cached script.
 pub struct Script {
@@ -95,6 +98,15 @@ pub struct Running {
     /// The effect stream's length when the script started, to drop its effects if the server
     /// shuts down in the middle of it.
     pub effects_mark: u64,
+    /// A function (FCALL), for FUNCTION STATS; `None` for a script.
+    pub function: Option<RunningFunction>,
+}
+
+/// The function that is running, as FUNCTION STATS shows it.
+pub struct RunningFunction {
+    pub name: String,
+    /// The FCALL command that runs it.
+    pub command: Vec<Vec<u8>>,
 }
 
 /// State the Lua side shares with the Rust side without borrowing the server.
@@ -108,21 +120,39 @@ struct Shared {
     resp3: Cell<bool>,
     /// `redis.set_repl` flags (`REPL_ALL` = 3).
     repl: Cell<u8>,
-    /// Redis's `redisLrand48` state for `math.random`, reset before every script.
+    /// Redis's `redisLrand48` state for `math.random`, shared by scripts and functions.
     rand: Cell<u64>,
+    /// The error a kill raises (SCRIPT KILL, FUNCTION KILL, or the FUNCTION LOAD timeout).
+    kill_text: Cell<&'static str>,
+    /// While FUNCTION LOAD runs a library's code: when it is stopped.
+    load_deadline: Cell<Option<Instant>>,
 }
 
-/// The scripting engine of a shard.
-pub struct Scripting {
+/// One Lua state with Redis's libraries and sandbox. Scripts (EVAL) and functions (FCALL)
+/// each have their own, as in Redis.
+struct Engine {
     lua: Lua,
     /// The real globals (KEYS and ARGV are set here); scripts see them through a proxy.
     globals: Table,
     /// `redis`'s real table (`call` and `pcall` are set in it for each run).
     redis: Table,
-    /// `function(f) return xpcall(f, handler) end`.
+    /// `function(f, keys, args)`: runs `f` under `xpcall` with the error handler, with
+    /// `(keys, args)` as its arguments when they are given (functions).
     runner: Function,
+    /// Functions only: `function(on)` switches the globals that code sees to the library
+    /// loading API (`redis.register_function`, `redis.log` and the constants) and back.
+    load_mode: Option<Function>,
+}
+
+/// The scripting engines of a shard: scripts and their cache, functions and their libraries.
+pub struct Scripting {
+    eval: Engine,
+    functions: Engine,
     shared: Rc<Shared>,
     scripts: HashMap<[u8; 40], Script>,
+    pub libraries: functions::Libraries,
+    /// Where `redis.register_function` puts what a library registers while it loads.
+    registry: functions::Registry,
     /// Bytes of script bodies in the cache (`used_memory_scripts_eval`).
     pub scripts_bytes: usize,
     /// `lua-memory-limit`. It is in force only while a script runs: with a limit, every call
@@ -136,23 +166,14 @@ pub struct Scripting {
     reply_buf: Vec<u8>,
 }
 
-impl Scripting {
-    /// A fresh Lua state with Redis's libraries and sandbox.
-    pub fn new(memory_limit: u64) -> Scripting {
-        match Self::build(memory_limit) {
-            Ok(s) => s,
-            // Only a broken Lua build fails here (no script has run yet).
-            Err(e) => panic!("cannot set up the Lua state: {e}"),
-        }
-    }
-
-    fn build(memory_limit: u64) -> mlua::Result<Scripting> {
+impl Engine {
+    /// A Lua state with Redis's libraries and sandbox; `registry` for the functions' state,
+    /// whose library code gets `redis.register_function`.
+    fn build(shared: &Rc<Shared>, registry: Option<&functions::Registry>) -> mlua::Result<Engine> {
         let lua = Lua::new_with(
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::default(),
         )?;
-        let shared = Rc::new(Shared::default());
-        shared.rand.set(RAND48_START);
         let base = lua.globals();
         let globals = lua.create_table()?;
         for name in [
@@ -182,9 +203,9 @@ impl Scripting {
             globals.raw_set(name, base.raw_get::<Value>(name)?)?;
         }
         libs::install(&lua, &globals)?;
-        let redis = redis_table(&lua, &shared)?;
+        let redis = redis_table(&lua, shared)?;
         globals.raw_set("redis", redis.clone())?;
-        random_functions(&lua, &globals, &shared)?;
+        random_functions(&lua, &globals, shared)?;
 
         let handler = lua.create_function(error_handler)?;
         globals.raw_set("__redis__err__handler", handler.clone())?;
@@ -195,6 +216,10 @@ impl Scripting {
             },
             other => lua.create_string(format!("{other:?}")),
         })?;
+        let load_api = match registry {
+            Some(r) => Value::Table(functions::load_api(&lua, &redis, r)?),
+            None => Value::Nil,
+        };
 
         // The sandbox, written in Lua: proxies for the globals and every library table.
         let setup: Function = lua
@@ -202,28 +227,79 @@ impl Scripting {
             .set_name("=[sandbox]")
             .set_mode(mlua::chunk::ChunkMode::Text)
             .into_function()?;
-        let (proxy, runner): (Table, Function) = setup.call((globals.clone(), handler, errmsg))?;
+        let (proxy, runner, load_mode): (Table, Function, Option<Function>) =
+            setup.call((globals.clone(), handler, errmsg, load_api))?;
         lua.set_globals(proxy)?;
-        let scripting = Scripting {
+        install_hook(
+            &lua,
+            shared,
+            HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
+        );
+        Ok(Engine {
             lua,
             globals,
             redis,
             runner,
+            load_mode,
+        })
+    }
+
+    /// Puts back the hook that checks the clock (after a kill made it fire on every line).
+    fn reset_hook(&self, shared: &Rc<Shared>) {
+        install_hook(
+            &self.lua,
+            shared,
+            HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
+        );
+    }
+
+    /// Compiles `code` as a chunk named `name` (`@user_script`, `@user_function`).
+    fn compile(&self, code: &[u8], name: &str) -> Result<Function, String> {
+        self.lua
+            .load(code)
+            .set_name(name)
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()
+            .map_err(|e| lua_error_message(&e))
+    }
+}
+
+impl Scripting {
+    /// Fresh Lua states with Redis's libraries and sandbox.
+    pub fn new(memory_limit: u64) -> Scripting {
+        let shared = Rc::new(Shared::default());
+        shared.rand.set(RAND48_START);
+        shared.kill_text.set(KILLED);
+        let registry = functions::Registry::default();
+        let engines = Engine::build(&shared, None)
+            .and_then(|e| Ok((e, Engine::build(&shared, Some(&registry))?)));
+        let (eval, functions) = match engines {
+            Ok(e) => e,
+            // Only a broken Lua build fails here (no script has run yet).
+            Err(e) => panic!("cannot set up the Lua state: {e}"),
+        };
+        Scripting {
+            eval,
+            functions,
             shared,
             scripts: HashMap::new(),
+            libraries: functions::Libraries::default(),
+            registry,
             scripts_bytes: 0,
             memory_limit,
             running: None,
             arg_buf: Vec::new(),
             arg_spans: Vec::new(),
             reply_buf: Vec::new(),
-        };
-        scripting.install_hook(HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS));
-        Ok(scripting)
+        }
     }
 
-    fn install_hook(&self, triggers: HookTriggers) {
-        install_hook(&self.lua, &self.shared, triggers);
+    /// SCRIPT FLUSH: a new Lua state for scripts frees everything the old one held.
+    fn flush_scripts(&mut self) -> mlua::Result<()> {
+        self.eval = Engine::build(&self.shared, None)?;
+        self.scripts.clear();
+        self.scripts_bytes = 0;
+        Ok(())
     }
 
     /// Scripts in the cache.
@@ -241,6 +317,14 @@ impl Scripting {
         self.running.as_ref().is_some_and(|r| r.busy)
     }
 
+    /// The `-BUSY` reply for what is running.
+    pub fn busy_reply(&self) -> &'static str {
+        match &self.running {
+            Some(r) if r.function.is_some() => BUSY_FUNCTION,
+            _ => BUSY,
+        }
+    }
+
     /// Applies `lua-memory-limit` (0: none).
     pub fn set_memory_limit(&mut self, limit: u64) {
         self.memory_limit = limit;
@@ -248,7 +332,12 @@ impl Scripting {
 
     /// Memory the Lua state uses (`used_memory_lua`).
     pub fn used_memory(&self) -> usize {
-        self.lua.used_memory()
+        self.eval.lua.used_memory()
+    }
+
+    /// Memory the functions' Lua state uses (`used_memory_vm_functions`).
+    pub fn functions_memory(&self) -> usize {
+        self.functions.lua.used_memory()
     }
 
     /// Compiles `body` and caches it under its SHA1; returns the SHA1 in hex.
@@ -258,18 +347,9 @@ impl Scripting {
             return Ok(sha);
         }
         let (flags, code) = parse_shebang(body)?;
-        let func = self
-            .lua
-            .load(&*code)
-            .set_name("@user_script")
-            .set_mode(mlua::chunk::ChunkMode::Text)
-            .into_function()
-            .map_err(|e| {
-                CmdError::msg(format!(
-                    "ERR Error compiling script (new function): {}",
-                    lua_error_message(&e)
-                ))
-            })?;
+        let func = self.eval.compile(&code, "@user_script").map_err(|e| {
+            CmdError::msg(format!("ERR Error compiling script (new function): {e}"))
+        })?;
         self.scripts_bytes += body.len();
         self.scripts.insert(
             sha,
@@ -365,7 +445,16 @@ fn install_hook(lua: &Lua, shared: &Rc<Shared>, triggers: HookTriggers) {
     let shared = shared.clone();
     let hook = move |lua: &Lua, _: &mlua::debug::Debug| -> mlua::Result<VmState> {
         if shared.killed.get() {
-            return Err(mlua::Error::RuntimeError(KILLED.into()));
+            return Err(mlua::Error::RuntimeError(shared.kill_text.get().into()));
+        }
+        if let Some(deadline) = shared.load_deadline.get() {
+            if Instant::now() < deadline {
+                return Ok(VmState::Continue);
+            }
+            shared.kill_text.set(functions::LOAD_TIMEOUT);
+            shared.killed.set(true);
+            install_hook(lua, &shared, HookTriggers::EVERY_LINE);
+            return Err(mlua::Error::RuntimeError(functions::LOAD_TIMEOUT.into()));
         }
         match shared.busy_at.get() {
             Some(at) if Instant::now() >= at => {}
@@ -376,7 +465,7 @@ fn install_hook(lua: &Lua, shared: &Rc<Shared>, triggers: HookTriggers) {
             shared.killed.set(true);
             // From now on every line raises the error, so a pcall cannot swallow it.
             install_hook(lua, &shared, HookTriggers::EVERY_LINE);
-            return Err(mlua::Error::RuntimeError(KILLED.into()));
+            return Err(mlua::Error::RuntimeError(shared.kill_text.get().into()));
         }
         Ok(VmState::Continue)
     };
@@ -651,7 +740,7 @@ fn lrand48(state: &Cell<u64>) -> u64 {
 /// `rawset`/`setmetatable`/`loadstring`/`load`, `redis.call`/`redis.pcall` over the per-run
 /// implementation in `slot`, and the runner.
 const SANDBOX: &str = r#"
-local G, handler, errmsg = ...
+local G, handler, errmsg, load_api = ...
 local rawset_, rawget_, setmetatable_, loadstring_, error_, type_, xpcall_, pcall_ =
   rawset, rawget, setmetatable, loadstring, error, type, xpcall, pcall
 local concat = table.concat
@@ -705,17 +794,50 @@ end
 local string_mt = getmetatable('')
 string_mt.__index = G.string
 string_mt.__metatable = proxy({__index = G.string})
-setmetatable_(G, {__index = function(_, k)
-  error_("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
-end})
-local globals = proxy(G)
+local function missing_text(k)
+  return "Script attempted to access nonexistent global variable '" .. tostring(k) .. "'"
+end
+local function missing(_, k) error_(missing_text(k), 2) end
+setmetatable_(G, {__index = missing})
+local globals_mt = {__index = G, __newindex = deny, __metatable = false}
+local globals = setmetatable_({}, globals_mt)
+protected[globals] = true
 G._G = globals
-return globals, function(f) return xpcall_(f, handler) end
+local function run(f, keys, args)
+  if keys == nil then return xpcall_(f, handler) end
+  return xpcall_(function() return f(keys, args) end, handler)
+end
+local load_mode
+if load_api ~= nil then
+  -- What a library's code sees while FUNCTION LOAD runs it: `redis` with the loading API
+  -- only, and no other global; a missing field of `redis` is an error too.
+  local load_globals = {redis = setmetatable_({}, {
+    __index = function(_, k)
+      local v = rawget_(load_api, k)
+      if v == nil then error_(missing_text(k), 2) end
+      return v
+    end,
+    __newindex = deny, __metatable = false})}
+  protected[load_globals.redis] = true
+  setmetatable_(load_globals, {__index = missing})
+  load_mode = function(on)
+    if on then globals_mt.__index = load_globals else globals_mt.__index = G end
+  end
+end
+return globals, run, load_mode
 "#;
+
+/// What [`Server::run_lua`] runs: a cached script or a library's function.
+pub(crate) struct Job {
+    func: Function,
+    flags: u32,
+    /// The function's name (FCALL); `None` for a script.
+    function: Option<String>,
+}
 
 impl Server {
     /// Runs a cached script for `EVAL`/`EVALSHA` (`read_only` for the `_RO` variants), with
-    /// `args[first..first + numkeys]` as KEYS and the rest as ARGV.
+    /// `args[3..3 + numkeys]` as KEYS and the rest as ARGV.
     pub(crate) fn run_script(
         &mut self,
         call: &mut Call<'_>,
@@ -729,11 +851,39 @@ impl Server {
                 "NOSCRIPT No matching script. Please use EVAL.",
             ));
         };
-        let func = script.func.clone();
-        let script_flags = script.flags;
+        let job = Job {
+            func: script.func.clone(),
+            flags: script.flags,
+            function: None,
+        };
+        self.run_lua(call, job, &sha, args, numkeys, read_only)
+    }
+
+    /// Runs a script or a function: `args[3..3 + numkeys]` are its keys, the rest its
+    /// arguments (KEYS and ARGV for a script, the function's two parameters for a function).
+    /// `name` names it in error replies.
+    pub(crate) fn run_lua(
+        &mut self,
+        call: &mut Call<'_>,
+        job: Job,
+        name: &[u8],
+        args: &Args<'_>,
+        numkeys: usize,
+        read_only_cmd: bool,
+    ) -> CmdResult {
+        let Job {
+            func,
+            flags: script_flags,
+            function,
+        } = job;
         let tok = call.client;
         let compat = script_flags & flags::COMPAT != 0;
-        let read_only = read_only || script_flags & flags::NO_WRITES != 0;
+        if !compat && read_only_cmd && script_flags & flags::NO_WRITES == 0 {
+            return Err(CmdError::msg(
+                "ERR Can not execute a script with write flag using *_ro command.",
+            ));
+        }
+        let read_only = read_only_cmd || script_flags & flags::NO_WRITES != 0;
         let oom = self.config.maxmemory > 0 && !self.perform_evictions(call.now);
         if !compat {
             self.check_script_flags(tok, script_flags, read_only, oom)?;
@@ -741,7 +891,12 @@ impl Server {
 
         // KEYS and ARGV.
         let sc = &self.scripting;
-        let lua = sc.lua.clone();
+        let engine = if function.is_some() {
+            &sc.functions
+        } else {
+            &sc.eval
+        };
+        let lua = engine.lua.clone();
         let to_table = |from: usize, to: usize| -> mlua::Result<Table> {
             let t = lua.create_table_with_capacity(to - from, 0)?;
             for (i, a) in args.iter().skip(from).take(to - from).enumerate() {
@@ -752,17 +907,30 @@ impl Server {
         let first = 3;
         let prepared = to_table(first, first + numkeys).and_then(|keys| {
             let argv = to_table(first + numkeys, args.len())?;
-            sc.globals.raw_set("KEYS", keys)?;
-            sc.globals.raw_set("ARGV", argv)
+            if function.is_some() {
+                return Ok((Value::Table(keys), Value::Table(argv)));
+            }
+            engine.globals.raw_set("KEYS", keys)?;
+            engine.globals.raw_set("ARGV", argv)?;
+            Ok((Value::Nil, Value::Nil))
         });
-        if let Err(e) = prepared {
-            return Err(script_setup_error(&e));
-        }
+        let (keys, argv) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Err(script_setup_error(&e)),
+        };
+        let runner = engine.runner.clone();
+        let redis = engine.redis.clone();
 
         let shared = sc.shared.clone();
         shared.resp3.set(false);
         shared.repl.set(3);
         shared.killed.set(false);
+        let kill_text = if function.is_some() {
+            KILLED_FUNCTION
+        } else {
+            KILLED
+        };
+        shared.kill_text.set(kill_text);
         let threshold = self.config.busy_reply_threshold;
         let start = Instant::now();
         shared
@@ -779,6 +947,10 @@ impl Server {
             busy: false,
             kill: false,
             effects_mark: self.effects.offset,
+            function: function.map(|name| RunningFunction {
+                name,
+                command: args.iter().map(<[u8]>::to_vec).collect(),
+            }),
         });
         // Inside EXEC the transaction's MULTI/EXEC already wraps the script's effects.
         let nested = self.effects.in_exec();
@@ -786,8 +958,6 @@ impl Server {
             self.effects.begin_exec();
         }
 
-        let runner = self.scripting.runner.clone();
-        let redis = self.scripting.redis.clone();
         let memory_limit = self.scripting.memory_limit;
         let result = {
             let server = RefCell::new(&mut *self);
@@ -815,7 +985,7 @@ impl Server {
                 if memory_limit > 0 {
                     lua.set_memory_limit(memory_limit as usize)?;
                 }
-                let out = runner.call::<MultiValue>(func);
+                let out = runner.call::<MultiValue>((func, keys, argv));
                 if memory_limit > 0 {
                     lua.set_memory_limit(0)?;
                 }
@@ -828,11 +998,16 @@ impl Server {
         };
 
         let running = self.scripting.running.take();
-        let shared = &self.scripting.shared;
-        shared.busy_at.set(None);
-        if shared.killed.replace(false) {
-            self.scripting
-                .install_hook(HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS));
+        let is_function = running.as_ref().is_some_and(|r| r.function.is_some());
+        let sc = &self.scripting;
+        let engine = if is_function { &sc.functions } else { &sc.eval };
+        sc.shared.busy_at.set(None);
+        if sc.shared.killed.replace(false) {
+            engine.reset_hook(&sc.shared);
+        }
+        if !is_function {
+            let _ = engine.globals.raw_set("KEYS", Value::Nil);
+            let _ = engine.globals.raw_set("ARGV", Value::Nil);
         }
         if self.shutdown_requested
             && let Some(r) = &running
@@ -853,8 +1028,6 @@ impl Server {
                 r.start.elapsed().as_millis()
             );
         }
-        let _ = self.scripting.globals.raw_set("KEYS", Value::Nil);
-        let _ = self.scripting.globals.raw_set("ARGV", Value::Nil);
 
         let values = match result {
             Ok(v) => v,
@@ -877,8 +1050,8 @@ impl Server {
         let killed = running.as_ref().is_some_and(|r| r.kill);
         Err(CmdError::msg(script_error_text(
             &value,
-            &String::from_utf8_lossy(&sha),
-            killed,
+            &String::from_utf8_lossy(name),
+            killed.then_some(kill_text),
         )))
     }
 
@@ -1000,7 +1173,7 @@ fn script_setup_error(e: &mlua::Error) -> CmdError {
 }
 
 /// The reply text of a script that failed: `<err> script: <name>, on <source>:<line>.`
-fn script_error_text(value: &Value, name: &str, killed: bool) -> String {
+fn script_error_text(value: &Value, name: &str, killed: Option<&str>) -> String {
     let (mut msg, mut at) = (String::from("ERR unknown error"), None);
     match value {
         Value::Table(t) => {
@@ -1017,9 +1190,9 @@ fn script_error_text(value: &Value, name: &str, killed: bool) -> String {
         Value::String(s) => msg = format!("ERR {}", s.to_string_lossy()),
         _ => {}
     }
-    if killed {
+    if let Some(text) = killed {
         // Whatever the script did with the error (a pcall), the kill is what it ends with.
-        msg = format!("ERR {KILLED}");
+        msg = format!("ERR {text}");
     }
     match at {
         Some((src, line)) => format!("{msg} script: {name}, on {src}:{line}."),
@@ -1089,16 +1262,14 @@ pub fn script(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
                     "ERR SCRIPT FLUSH only support SYNC|ASYNC option",
                 ));
             }
-            // A new Lua state frees everything the old one held; the random sequence goes on.
-            let rand = s.scripting.shared.rand.get();
-            let fresh = Scripting::build(s.config.lua_memory_limit)
+            s.scripting
+                .flush_scripts()
                 .map_err(|e| CmdError::msg(format!("ERR {}", lua_error_message(&e))))?;
-            s.scripting = fresh;
-            s.scripting.shared.rand.set(rand);
             call.reply().ok();
         }
         b"kill" => match s.scripting.running.as_mut() {
             None => return Err(CmdError::msg("NOTBUSY No scripts in execution right now.")),
+            Some(r) if r.function.is_some() => return Err(CmdError::msg(BUSY_FUNCTION)),
             Some(r) if r.wrote => return Err(CmdError::msg(UNKILLABLE)),
             Some(r) => {
                 r.kill = true;
@@ -1140,6 +1311,9 @@ pub const UNKILLABLE: &str = "UNKILLABLE Sorry the script already executed write
 /// The reply to commands other clients send while a script is busy.
 pub const BUSY: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+/// The same while a function is busy.
+pub const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 
 /// Commands served while a script is busy (Redis's `processCommand` list).
 pub fn allowed_while_busy(name: &str, args: &Args<'_>) -> bool {

@@ -86,21 +86,36 @@ pub fn crc64_digest() -> Crc64Digest {
     crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Redis)
 }
 
-/// The start of an RDB file as Redis 7.0 writes it: the signature, the auxiliary fields,
-/// database 0 and its sizes. Keys follow (each as [`write_file_key`] writes it), then `OP_EOF`
-/// and the CRC-64 of everything before it.
-pub fn write_file_header(out: &mut Vec<u8>, aux: &[(&str, &[u8])], keys: u64, expires: u64) {
+/// The start of an RDB file as Redis 7.0 writes it: the signature, the auxiliary fields, the
+/// function libraries' codes, database 0 and its sizes. Keys follow (each as
+/// [`write_file_key`] writes it), then `OP_EOF` and the CRC-64 of everything before it.
+pub fn write_file_header(
+    out: &mut Vec<u8>,
+    aux: &[(&str, &[u8])],
+    functions: &[Vec<u8>],
+    keys: u64,
+    expires: u64,
+) {
     out.extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
     for (k, v) in aux {
         out.push(OP_AUX);
         write_string(out, k.as_bytes());
         write_string(out, v);
     }
+    for code in functions {
+        write_function(out, code);
+    }
     out.push(OP_SELECTDB);
     write_len(out, 0);
     out.push(OP_RESIZEDB);
     write_len(out, keys);
     write_len(out, expires);
+}
+
+/// A function library's code (`RDB_OPCODE_FUNCTION2`), as in RDB files and FUNCTION DUMP.
+pub fn write_function(out: &mut Vec<u8>, code: &[u8]) {
+    out.push(OP_FUNCTION2);
+    write_blob(out, code);
 }
 
 /// One key of an RDB file: its expiry, type, name and value.
@@ -362,6 +377,37 @@ pub enum PayloadError {
 
 /// Checks a DUMP payload's footer and decodes its value.
 pub fn restore(payload: &[u8], limits: &CompactLimits) -> Result<Value, PayloadError> {
+    let body_len = check_footer(payload)?;
+    let mut r = Reader::new(&payload[..body_len]);
+    let decode = |r: &mut Reader<'_>| -> Result<Value, RdbError> {
+        let kind = r.u8()?;
+        let v = read_value(r, kind, limits)?;
+        if r.position() != body_len as u64 {
+            return Err(RdbError::Corrupt("bytes after the value"));
+        }
+        Ok(v)
+    };
+    decode(&mut r).map_err(PayloadError::BadData)
+}
+
+/// Checks a FUNCTION DUMP payload's footer and returns its library codes. A record that is not
+/// a library is `BadData(Unsupported(type))`.
+pub fn restore_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, PayloadError> {
+    let body_len = check_footer(payload)?;
+    let mut r = Reader::new(&payload[..body_len]);
+    let mut codes = Vec::new();
+    while r.position() < body_len as u64 {
+        let kind = r.u8().map_err(PayloadError::BadData)?;
+        if kind != OP_FUNCTION2 {
+            return Err(PayloadError::BadData(RdbError::Unsupported(kind)));
+        }
+        codes.push(r.string().map_err(PayloadError::BadData)?.into_owned());
+    }
+    Ok(codes)
+}
+
+/// Checks a payload's RDB version and CRC-64; returns the length of what they cover.
+fn check_footer(payload: &[u8]) -> Result<usize, PayloadError> {
     let Some(body_len) = payload.len().checked_sub(10) else {
         return Err(PayloadError::VersionOrChecksum);
     };
@@ -374,16 +420,7 @@ pub fn restore(payload: &[u8], limits: &CompactLimits) -> Result<Value, PayloadE
     if crc64(&payload[..body_len + 2]) != crc {
         return Err(PayloadError::VersionOrChecksum);
     }
-    let mut r = Reader::new(&payload[..body_len]);
-    let decode = |r: &mut Reader<'_>| -> Result<Value, RdbError> {
-        let kind = r.u8()?;
-        let v = read_value(r, kind, limits)?;
-        if r.position() != body_len as u64 {
-            return Err(RdbError::Corrupt("bytes after the value"));
-        }
-        Ok(v)
-    };
-    decode(&mut r).map_err(PayloadError::BadData)
+    Ok(body_len)
 }
 
 // ---------------------------------------------------------------------------------------------
