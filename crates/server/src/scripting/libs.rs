@@ -4,11 +4,15 @@
 use mlua::{Lua, Table, Value, Variadic};
 
 mod cjson;
+mod cmsgpack;
+mod lstruct;
 
 /// Adds the libraries to the globals table.
 pub fn install(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     globals.raw_set("bit", bit(lua)?)?;
     globals.raw_set("cjson", cjson::module(lua)?)?;
+    globals.raw_set("cmsgpack", cmsgpack::module(lua)?)?;
+    globals.raw_set("struct", lstruct::module(lua)?)?;
     Ok(())
 }
 
