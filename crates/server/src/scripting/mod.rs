@@ -126,6 +126,8 @@ struct Shared {
     kill_text: Cell<&'static str>,
     /// While FUNCTION LOAD runs a library's code: when it is stopped.
     load_deadline: Cell<Option<Instant>>,
+    /// The busy hook is calling the run's `redis.pcall` to serve other clients.
+    busy_call: Cell<bool>,
 }
 
 /// One Lua state with Redis's libraries and sandbox. Scripts (EVAL) and functions (FCALL)
@@ -134,14 +136,17 @@ struct Engine {
     lua: Lua,
     /// The real globals (KEYS and ARGV are set here); scripts see them through a proxy.
     globals: Table,
-    /// `redis`'s real table (`call` and `pcall` are set in it for each run).
-    redis: Table,
     /// `function(f, keys, args)`: runs `f` under `xpcall` with the error handler, with
     /// `(keys, args)` as its arguments when they are given (functions).
     runner: Function,
     /// Functions only: `function(on)` switches the globals that code sees to the library
     /// loading API (`redis.register_function`, `redis.log` and the constants) and back.
     load_mode: Option<Function>,
+    /// `redis`'s real table (`call` and `pcall` are set in it for each run).
+    redis: Table,
+    /// `slot[1]` is the run's `redis.pcall`, which the busy hook calls (with
+    /// `Shared::busy_call` set) to serve other clients.
+    slot: Table,
 }
 
 /// The scripting engines of a shard: scripts and their cache, functions and their libraries.
@@ -204,6 +209,8 @@ impl Engine {
         }
         libs::install(&lua, &globals)?;
         let redis = redis_table(&lua, shared)?;
+        let slot = lua.create_table()?;
+        lua.set_named_registry_value("tessera.slot", slot.clone())?;
         globals.raw_set("redis", redis.clone())?;
         random_functions(&lua, &globals, shared)?;
 
@@ -238,9 +245,10 @@ impl Engine {
         Ok(Engine {
             lua,
             globals,
-            redis,
             runner,
             load_mode,
+            redis,
+            slot,
         })
     }
 
@@ -460,8 +468,10 @@ fn install_hook(lua: &Lua, shared: &Rc<Shared>, triggers: HookTriggers) {
             Some(at) if Instant::now() >= at => {}
             _ => return Ok(VmState::Continue),
         }
-        let busy: Function = lua.named_registry_value("tessera.busy")?;
-        if busy.call::<bool>(())? {
+        let slot: Table = lua.named_registry_value("tessera.slot")?;
+        let pcall: Function = slot.raw_get(1)?;
+        shared.busy_call.set(true);
+        if pcall.call::<bool>(())? {
             shared.killed.set(true);
             // From now on every line raises the error, so a pcall cannot swallow it.
             install_hook(lua, &shared, HookTriggers::EVERY_LINE);
@@ -920,6 +930,7 @@ impl Server {
         };
         let runner = engine.runner.clone();
         let redis = engine.redis.clone();
+        let slot = engine.slot.clone();
 
         let shared = sc.shared.clone();
         shared.resp3.set(false);
@@ -962,6 +973,9 @@ impl Server {
         let result = {
             let server = RefCell::new(&mut *self);
             lua.scope(|scope| {
+                // `redis.call` and `redis.pcall` must be C functions (a Lua wrapper would be
+                // tail-called, and the script's line lost from error replies). The busy hook
+                // calls `pcall` with `busy_call` set, sparing a third function per run.
                 let call = scope.create_function(|lua, argv: MultiValue| {
                     let (v, failed) = server.borrow_mut().script_redis_call(lua, argv)?;
                     match v {
@@ -973,15 +987,15 @@ impl Server {
                     }
                 })?;
                 let pcall = scope.create_function(|lua, argv: MultiValue| {
-                    Ok(server.borrow_mut().script_redis_call(lua, argv)?.0)
+                    let mut server = server.borrow_mut();
+                    if server.scripting.shared.busy_call.replace(false) {
+                        return Ok(Value::Boolean(server.serve_while_busy()));
+                    }
+                    Ok(server.script_redis_call(lua, argv)?.0)
                 })?;
                 redis.raw_set("call", call)?;
-                redis.raw_set("pcall", pcall)?;
-                let busy = scope.create_function(|_, ()| {
-                    let mut s = server.borrow_mut();
-                    Ok(s.serve_while_busy())
-                })?;
-                lua.set_named_registry_value("tessera.busy", busy)?;
+                redis.raw_set("pcall", pcall.clone())?;
+                slot.raw_set(1, pcall)?;
                 if memory_limit > 0 {
                     lua.set_memory_limit(memory_limit as usize)?;
                 }
@@ -989,11 +1003,7 @@ impl Server {
                 if memory_limit > 0 {
                     lua.set_memory_limit(0)?;
                 }
-                let out = out?;
-                redis.raw_set("call", Value::Nil)?;
-                redis.raw_set("pcall", Value::Nil)?;
-                lua.unset_named_registry_value("tessera.busy")?;
-                Ok(out)
+                out
             })
         };
 
