@@ -755,11 +755,7 @@ fn help(call: &mut Call<'_>) {
         "HELP",
         "    Prints this help.",
     ];
-    let mut r = call.reply();
-    r.array(lines.len());
-    for l in lines {
-        r.simple(l);
-    }
+    let _ = crate::commands::server::help(call, &lines);
 }
 
 #[cfg(test)]

@@ -1306,11 +1306,7 @@ pub fn script(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
                 "HELP",
                 "    Prints this help.",
             ];
-            let mut r = call.reply();
-            r.array(lines.len());
-            for l in lines {
-                r.simple(l);
-            }
+            return crate::commands::server::help(call, &lines);
         }
     }
     Ok(())
