@@ -439,3 +439,50 @@ fn a_busy_function_is_killed_with_function_kill() {
             .starts_with("-ERR Script killed by user with SCRIPT KILL...")
     );
 }
+
+/// MONITOR shows EVAL, EVALSHA and FCALL before the commands they run, which appear as run by
+/// `lua`, as Redis shows them.
+#[test]
+fn monitor_shows_script_commands_as_redis() {
+    let tessera = TestServer::start(&[]);
+    let redis = TestServer::start_redis();
+    let mut lines = Vec::new();
+    for server in [&tessera, &redis] {
+        let mut monitor = server.raw();
+        assert_eq!(monitor.cmd_str(&["MONITOR"]), "+OK\r\n");
+        let mut c = server.raw();
+        for step in [
+            &[
+                "FUNCTION",
+                "LOAD",
+                "#!lua name=mon\nredis.register_function('monf', function(k, a) return redis.call('get', k[1]) end)",
+            ][..],
+            &[
+                "EVAL",
+                "redis.call('set', KEYS[1], '1') return redis.call('get', KEYS[1])",
+                "1",
+                "x",
+            ],
+            &["FCALL", "monf", "1", "x"],
+            &["EVALSHA", "nosuchsha", "0"],
+            &["PING"],
+        ] {
+            c.cmd_str(step);
+        }
+        let mut seen = Vec::new();
+        loop {
+            let line = String::from_utf8(monitor.read_reply()).unwrap();
+            // "+<time> [0 <source>] <command>": the source is `lua` or a client address.
+            let (_, rest) = line.split_once(" [0 ").unwrap();
+            let (source, command) = rest.split_once("] ").unwrap();
+            let source = if source == "lua" { "lua" } else { "client" };
+            seen.push(format!("{source} {}", command.trim_end()));
+            if command.starts_with("\"PING\"") || command.starts_with("\"ping\"") {
+                break;
+            }
+        }
+        lines.push(seen);
+    }
+    assert_eq!(lines[0], lines[1]);
+    assert_eq!(lines[0].len(), 8, "{:?}", lines[0]);
+}

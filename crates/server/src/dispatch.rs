@@ -583,6 +583,9 @@ impl Server {
             self.drain_expired_keys();
         }
         self.effects.muted = false;
+        if !self.monitors.is_empty() && !spec.has(flag::SKIP_MONITOR) && !spec.has(flag::ADMIN) {
+            crate::commands::server::feed_monitors_from(self, tok, "lua", args);
+        }
         let failed = match result {
             Ok(()) => false,
             Err(e) => {

@@ -363,18 +363,21 @@ pub fn monitor(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResu
 /// Sends a command to every MONITOR client, in Redis's format:
 /// `+1339518083.107412 [0 127.0.0.1:60866] "keys" "*"`.
 pub fn feed_monitors(s: &mut Server, tok: usize, args: &Args<'_>) {
+    let source = s
+        .clients
+        .get(tok)
+        .map(|c| c.addr.to_string())
+        .unwrap_or_default();
+    feed_monitors_from(s, tok, &source, args);
+}
+
+/// Sends a command to the MONITOR clients other than `tok`, as run by `source` (a client's
+/// address, or `lua` for a script's commands, as Redis shows them).
+pub fn feed_monitors_from(s: &mut Server, tok: usize, source: &str, args: &Args<'_>) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let mut line = format!(
-        "+{}.{:06} [0 {}]",
-        now.as_secs(),
-        now.subsec_micros(),
-        s.clients
-            .get(tok)
-            .map(|c| c.addr.to_string())
-            .unwrap_or_default()
-    );
+    let mut line = format!("+{}.{:06} [0 {source}]", now.as_secs(), now.subsec_micros(),);
     for a in args.iter() {
         line.push_str(" \"");
         for &b in a {

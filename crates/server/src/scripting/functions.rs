@@ -490,6 +490,7 @@ pub fn parse_payload(payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 
 /// `FCALL function numkeys [key ...] [arg ...]` and `FCALL_RO`.
 pub fn fcall(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    super::feed_monitors(s, call, args);
     let Some(n) = tessera_protocol::num::parse_i64(args.get(2)) else {
         return Err(CmdError::msg("ERR Bad number of keys provided"));
     };

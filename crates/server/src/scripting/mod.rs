@@ -1213,6 +1213,14 @@ fn script_error_text(value: &Value, name: &str, killed: Option<&str>) -> String 
 // ---------------------------------------------------------------------------------------------
 // Commands
 
+/// EVAL, EVALSHA and FCALL skip the usual MONITOR line (written after a command ran) and
+/// write theirs first, so the commands they run come after them, as in Redis.
+pub(crate) fn feed_monitors(s: &mut Server, call: &Call<'_>, args: &Args<'_>) {
+    if !s.monitors.is_empty() {
+        crate::commands::server::feed_monitors(s, call.client, args);
+    }
+}
+
 /// Parses EVAL's numkeys.
 fn numkeys(args: &Args<'_>) -> Result<usize, CmdError> {
     let n = tessera_protocol::num::parse_i64(args.get(2)).ok_or(CmdError::NotInteger)?;
@@ -1229,6 +1237,7 @@ fn numkeys(args: &Args<'_>) -> Result<usize, CmdError> {
 
 /// `EVAL script numkeys [key ...] [arg ...]` and `EVAL_RO`.
 pub fn eval(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    feed_monitors(s, call, args);
     let n = numkeys(args)?;
     let sha = s.scripting.load(args.get(1))?;
     let ro = call.spec.name == "eval_ro";
@@ -1237,6 +1246,7 @@ pub fn eval(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 
 /// `EVALSHA sha1 numkeys [key ...] [arg ...]` and `EVALSHA_RO`.
 pub fn evalsha(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    feed_monitors(s, call, args);
     let n = numkeys(args)?;
     let Some(sha) = sha_key(args.get(1)) else {
         return Err(CmdError::msg(
