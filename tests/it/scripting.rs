@@ -405,6 +405,27 @@ const CORPUS: &[&[&str]] = &[
     &["eval", "return {struct.unpack('', 'ab', -1)}", "0"],
     &["eval", "return struct.pack('iii', 1)", "0"],
     // cmsgpack.
+    // Nesting as deep as Redis's decoder allows, one level more, and far more.
+    &[
+        "eval",
+        "local t = cmsgpack.unpack(string.rep('\\145', 3999) .. '\\1') return type(t)",
+        "0",
+    ],
+    &[
+        "eval",
+        "local t = cmsgpack.unpack(string.rep('\\145', 4000) .. '\\1') return type(t)",
+        "0",
+    ],
+    &[
+        "eval",
+        "local t = cmsgpack.unpack(string.rep('\\145', 1000000) .. '\\1') return type(t)",
+        "0",
+    ],
+    &[
+        "eval",
+        "local t = cmsgpack.unpack(string.rep('\\129\\1', 3998) .. '\\1') return type(t)",
+        "0",
+    ],
     &[
         "eval",
         "return cmsgpack.pack(1, -1, 0, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296, -32, -33, -128, -129, -32768, -32769, -2147483648, -2147483649)",

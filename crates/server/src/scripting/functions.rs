@@ -547,11 +547,7 @@ pub fn function(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
             call.reply().ok();
         }
         b"flush" => {
-            if args.len() > 3
-                || args.len() == 3
-                    && !args.get(2).eq_ignore_ascii_case(b"sync")
-                    && !args.get(2).eq_ignore_ascii_case(b"async")
-            {
+            if !super::flush_option_ok(args) {
                 return Err(CmdError::msg(
                     "ERR FUNCTION FLUSH only supports SYNC|ASYNC option",
                 ));

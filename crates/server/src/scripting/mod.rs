@@ -1221,6 +1221,18 @@ pub(crate) fn feed_monitors(s: &mut Server, call: &Call<'_>, args: &Args<'_>) {
     }
 }
 
+/// SCRIPT FLUSH's and FUNCTION FLUSH's option: none, SYNC or ASYNC (both flush at once).
+fn flush_option_ok(args: &Args<'_>) -> bool {
+    match args.len() {
+        2 => true,
+        3 => {
+            let a = args.get(2);
+            a.eq_ignore_ascii_case(b"sync") || a.eq_ignore_ascii_case(b"async")
+        }
+        _ => false,
+    }
+}
+
 /// Parses EVAL's numkeys.
 fn numkeys(args: &Args<'_>) -> Result<usize, CmdError> {
     let n = tessera_protocol::num::parse_i64(args.get(2)).ok_or(CmdError::NotInteger)?;
@@ -1273,11 +1285,7 @@ pub fn script(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             }
         }
         b"flush" => {
-            if args.len() > 3
-                || args.len() == 3
-                    && !args.get(2).eq_ignore_ascii_case(b"sync")
-                    && !args.get(2).eq_ignore_ascii_case(b"async")
-            {
+            if !flush_option_ok(args) {
                 return Err(CmdError::msg(
                     "ERR SCRIPT FLUSH only support SYNC|ASYNC option",
                 ));

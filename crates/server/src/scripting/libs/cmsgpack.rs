@@ -14,6 +14,9 @@ use mlua::{Lua, MultiValue, Table, Value, Variadic};
 use super::{located, number};
 
 const MAX_NESTING: usize = 16;
+/// How deep decoded arrays and maps may nest: where Redis's Lua stack runs out (each level
+/// holds a table on it).
+const MAX_DECODE_DEPTH: usize = 3999;
 
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
@@ -240,7 +243,14 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode(lua: &Lua, c: &mut Cursor<'_>) -> mlua::Result<Result<Value, DecodeError>> {
+/// One encoded item: a value, or the header of an array or map of `n` items (pairs).
+enum Item {
+    Value(Value),
+    Array(usize),
+    Map(usize),
+}
+
+fn item(lua: &Lua, c: &mut Cursor<'_>) -> mlua::Result<Result<Item, DecodeError>> {
     let tag = match c.take(1) {
         Ok(b) => b[0],
         Err(e) => return Ok(Err(e)),
@@ -256,8 +266,8 @@ fn decode(lua: &Lua, c: &mut Cursor<'_>) -> mlua::Result<Result<Value, DecodeErr
     }
     let v = match tag {
         0x00..=0x7f => num(f64::from(tag)),
-        0x80..=0x8f => return decode_map(lua, c, usize::from(tag & 0x0f)),
-        0x90..=0x9f => return decode_array(lua, c, usize::from(tag & 0x0f)),
+        0x80..=0x8f => return Ok(Ok(Item::Map(usize::from(tag & 0x0f)))),
+        0x90..=0x9f => return Ok(Ok(Item::Array(usize::from(tag & 0x0f)))),
         0xa0..=0xbf => Value::String(lua.create_string(tri!(c.take(usize::from(tag & 0x1f))))?),
         0xc0 => Value::Nil,
         0xc2 => Value::Boolean(false),
@@ -287,60 +297,113 @@ fn decode(lua: &Lua, c: &mut Cursor<'_>) -> mlua::Result<Result<Value, DecodeErr
         0xd3 => num(tri!(c.be(8)) as i64 as f64),
         0xdc => {
             let n = tri!(c.be(2)) as usize;
-            return decode_array(lua, c, n);
+            return Ok(Ok(Item::Array(n)));
         }
         0xdd => {
             let n = tri!(c.be(4)) as usize;
-            return decode_array(lua, c, n);
+            return Ok(Ok(Item::Array(n)));
         }
         0xde => {
             let n = tri!(c.be(2)) as usize;
-            return decode_map(lua, c, n);
+            return Ok(Ok(Item::Map(n)));
         }
         0xdf => {
             let n = tri!(c.be(4)) as usize;
-            return decode_map(lua, c, n);
+            return Ok(Ok(Item::Map(n)));
         }
         0xe0..=0xff => num(f64::from(tag as i8)),
         _ => return Ok(Err(DecodeError::BadFormat)),
     };
-    Ok(Ok(v))
+    Ok(Ok(Item::Value(v)))
 }
 
-fn decode_array(
-    lua: &Lua,
-    c: &mut Cursor<'_>,
-    n: usize,
-) -> mlua::Result<Result<Value, DecodeError>> {
-    // Each element takes a byte at least: a bigger count is missing bytes, not memory to take.
-    let t = lua.create_table_with_capacity(n.min(c.s.len() - c.pos), 0)?;
-    for i in 1..=n {
-        match decode(lua, c)? {
-            Ok(v) => t.raw_set(i, v)?,
-            Err(e) => return Ok(Err(e)),
-        }
-    }
-    Ok(Ok(Value::Table(t)))
+/// Redis's decoder runs out of Lua stack this deep.
+fn too_deep(kind: &str) -> mlua::Error {
+    mlua::Error::RuntimeError(format!(
+        "stack overflow (in function mp_decode_to_lua_{kind})"
+    ))
 }
 
-fn decode_map(lua: &Lua, c: &mut Cursor<'_>, n: usize) -> mlua::Result<Result<Value, DecodeError>> {
-    let t = lua.create_table_with_capacity(0, n.min(c.s.len() - c.pos))?;
-    for _ in 0..n {
-        let k = match decode(lua, c)? {
-            Ok(v) => v,
+/// An array or map being filled.
+struct Open {
+    table: Table,
+    /// Items (arrays) or pairs (maps) still to come.
+    left: usize,
+    /// Arrays: the next index. Maps: unused.
+    next: usize,
+    is_map: bool,
+    /// Maps: the key read, waiting for its value.
+    key: Option<Value>,
+}
+
+/// Decodes one value, nested arrays and maps with a stack of their own (a deep payload must
+/// not exhaust the server's stack), as deep as Redis's decoder goes.
+fn decode(lua: &Lua, c: &mut Cursor<'_>) -> mlua::Result<Result<Value, DecodeError>> {
+    let mut open: Vec<Open> = Vec::new();
+    loop {
+        let mut value = match item(lua, c)? {
             Err(e) => return Ok(Err(e)),
+            Ok(Item::Value(v)) => v,
+            Ok(Item::Array(_)) if open.len() >= MAX_DECODE_DEPTH => return Err(too_deep("array")),
+            Ok(Item::Map(_)) if open.len() >= MAX_DECODE_DEPTH => return Err(too_deep("hash")),
+            Ok(Item::Array(n)) => {
+                // Each item takes a byte at least: a bigger count is missing bytes, not
+                // memory to take.
+                let table = lua.create_table_with_capacity(n.min(c.s.len() - c.pos), 0)?;
+                if n > 0 {
+                    open.push(Open {
+                        table,
+                        left: n,
+                        next: 1,
+                        is_map: false,
+                        key: None,
+                    });
+                    continue;
+                }
+                Value::Table(table)
+            }
+            Ok(Item::Map(n)) => {
+                let table = lua.create_table_with_capacity(0, n.min(c.s.len() - c.pos))?;
+                if n > 0 {
+                    open.push(Open {
+                        table,
+                        left: n,
+                        next: 0,
+                        is_map: true,
+                        key: None,
+                    });
+                    continue;
+                }
+                Value::Table(table)
+            }
         };
-        let v = match decode(lua, c)? {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        };
-        if k.is_nil() {
-            // Lua's own error from inside the library: no position.
-            return Err(crate::scripting::lua_err("table index is nil"));
+        // Put the value in its container; a container it completes goes in its own.
+        loop {
+            let Some(top) = open.last_mut() else {
+                return Ok(Ok(value));
+            };
+            if top.is_map {
+                let Some(key) = top.key.take() else {
+                    top.key = Some(value);
+                    break;
+                };
+                if key.is_nil() {
+                    // Lua's own error from inside the library: no position.
+                    return Err(crate::scripting::lua_err("table index is nil"));
+                }
+                top.table.raw_set(key, value)?;
+            } else {
+                top.table.raw_set(top.next, value)?;
+                top.next += 1;
+            }
+            top.left -= 1;
+            if top.left > 0 {
+                break;
+            }
+            let done = open.pop().expect("the top exists");
+            value = Value::Table(done.table);
         }
-        t.raw_set(k, v)?;
     }
-    Ok(Ok(Value::Table(t)))
 }
 
 /// lua_cmsgpack's `mp_unpack_full`: `limit` 0 with `offset` 0 decodes everything and returns
