@@ -3,6 +3,7 @@
 
 mod support;
 
+mod acl;
 mod blocking;
 mod collections;
 mod control;

@@ -101,6 +101,12 @@ struct ServerArgs {
     /// Seconds a primary waits for more replicas before a full sync starts (default 5).
     #[arg(long)]
     repl_diskless_sync_delay: Option<String>,
+    /// ACL file: users loaded at startup, by ACL LOAD, and written by ACL SAVE.
+    #[arg(long)]
+    aclfile: Option<PathBuf>,
+    /// Serve only loopback clients while the default user has no password: yes or no.
+    #[arg(long)]
+    protected_mode: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -178,12 +184,16 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(v) = args.dir {
         config.dir = v;
     }
+    if let Some(v) = args.aclfile {
+        config.aclfile = Some(v);
+    }
     for (name, value) in [
         ("appendonly", args.appendonly),
         ("appendfsync", args.appendfsync),
         ("save", args.save),
         ("masterauth", args.masterauth),
         ("repl-diskless-sync-delay", args.repl_diskless_sync_delay),
+        ("protected-mode", args.protected_mode),
     ] {
         if let Some(v) = value {
             config

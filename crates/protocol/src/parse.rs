@@ -111,6 +111,14 @@ impl<'a> Args<'a> {
         self.iter_from(0)
     }
 
+    /// The arguments from `from` on, as a request of their own (`ACL DRYRUN user cmd ...`).
+    pub fn skip(&self, from: usize) -> Args<'a> {
+        Args {
+            buf: self.buf,
+            spans: &self.spans[from.min(self.spans.len())..],
+        }
+    }
+
     /// Arguments built from owned byte strings, for tests and for commands that a server issues
     /// itself. `storage` must outlive the returned value.
     pub fn from_parts(buf: &'a [u8], spans: &'a [(u32, u32)]) -> Self {
@@ -351,6 +359,20 @@ fn find_cr(buf: &[u8], from: usize) -> Option<usize> {
 #[inline]
 fn parse_i64(s: &[u8]) -> Option<i64> {
     crate::num::parse_i64(s)
+}
+
+/// Splits a line into arguments as Redis's `sdssplitargs` does (see `split_args`); `None` for
+/// unbalanced quotes.
+pub fn split_line(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut spans = Vec::new();
+    split_args(line, &mut out, &mut spans).ok()?;
+    Some(
+        spans
+            .iter()
+            .map(|&(a, b)| out[a as usize..b as usize].to_vec())
+            .collect(),
+    )
 }
 
 /// Splits an inline request into arguments like Redis's `sdssplitargs`: spaces separate

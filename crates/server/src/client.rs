@@ -42,6 +42,8 @@ pub struct Client {
     pub io: Option<Box<Io>>,
     pub resp3: bool,
     pub authenticated: bool,
+    /// The ACL user the connection runs as (the default user until AUTH).
+    pub user: crate::acl::UserId,
     pub name: Option<Vec<u8>>,
     pub lib_name: Option<Vec<u8>>,
     pub lib_ver: Option<Vec<u8>>,
@@ -111,6 +113,7 @@ impl Client {
             })),
             resp3: false,
             authenticated: auth,
+            user: crate::acl::DEFAULT_USER,
             name: None,
             lib_name: None,
             lib_ver: None,

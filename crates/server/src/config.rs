@@ -101,6 +101,13 @@ pub struct Config {
     pub min_replicas_to_write: u64,
     #[serde(alias = "min-slaves-max-lag")]
     pub min_replicas_max_lag: u64,
+    /// Without a password on the default user, only loopback clients are served.
+    pub protected_mode: bool,
+    /// The ACL file `ACL LOAD` reads and `ACL SAVE` writes; loaded at startup.
+    pub aclfile: Option<PathBuf>,
+    pub acllog_max_len: usize,
+    /// `allchannels` or `resetchannels`: the channels new users may use.
+    pub acl_pubsub_default: String,
     /// The file this configuration was read from (`CONFIG REWRITE` writes it back).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -171,6 +178,10 @@ impl Default for Config {
             key_load_delay: 0,
             min_replicas_to_write: 0,
             min_replicas_max_lag: 10,
+            protected_mode: true,
+            aclfile: None,
+            acllog_max_len: 128,
+            acl_pubsub_default: "resetchannels".into(),
             config_file: None,
         }
     }
@@ -469,6 +480,16 @@ impl Config {
                 "min-replicas-max-lag",
                 self.min_replicas_max_lag.to_string(),
             ),
+            ("protected-mode", b(self.protected_mode)),
+            (
+                "aclfile",
+                self.aclfile
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("acllog-max-len", self.acllog_max_len.to_string()),
+            ("acl-pubsub-default", self.acl_pubsub_default.clone()),
         ]
     }
 
@@ -633,10 +654,19 @@ impl Config {
             "min-replicas-max-lag" | "min-slaves-max-lag" => {
                 self.min_replicas_max_lag = num(value)?
             }
+            "protected-mode" => self.protected_mode = yes_no(value)?,
+            "acllog-max-len" => self.acllog_max_len = num(value)?,
+            "acl-pubsub-default" => {
+                let v = value.to_ascii_lowercase();
+                if v != "allchannels" && v != "resetchannels" {
+                    return Err("argument(s) must be one of the following: allchannels, resetchannels".into());
+                }
+                self.acl_pubsub_default = v;
+            }
             // Set in the file or with REPLICAOF, as in Redis.
             "replicaof" | "slaveof" => return Err("unknown".into()),
             "port" | "bind" | "enable-debug-command" | "dir" | "logfile" | "pidfile"
-            | "databases" => return Err("can't set immutable config".into()),
+            | "databases" | "aclfile" => return Err("can't set immutable config".into()),
             _ => return Err("unknown".into()),
         }
         Ok(())
@@ -663,8 +693,11 @@ impl Config {
                 | "latency-tracking"
                 | "repl-diskless-sync"
                 | "replica-read-only"
-                | "replica-serve-stale-data" => (value == "yes").to_string(),
+                | "replica-serve-stale-data"
+                | "protected-mode" => (value == "yes").to_string(),
                 "bind"
+                | "aclfile"
+                | "acl-pubsub-default"
                 | "requirepass"
                 | "enable-debug-command"
                 | "dir"

@@ -88,6 +88,8 @@ pub type Handler = fn(&mut Server, &mut Call<'_>, &Args<'_>) -> CmdResult;
 
 struct Entry {
     spec: &'static CommandSpec,
+    /// The command's number in the ACL bitmaps.
+    acl_id: usize,
     handler: Handler,
     /// Implemented subcommands of a container command: (lower-case name, entry index).
     subs: Vec<(&'static str, usize)>,
@@ -112,6 +114,7 @@ impl Commands {
     /// Builds the registry from [`commands::HANDLERS`].
     pub fn new() -> Self {
         let table = CommandTable::redis();
+        let acl_ids = crate::acl::selector::universe();
         let mut entries: Vec<Entry> = Vec::new();
         let mut by_name = HashMap::with_hasher(foldhash::fast::RandomState::default());
         for &(name, handler) in commands::HANDLERS {
@@ -127,6 +130,7 @@ impl Commands {
                 .or_insert_with(|| {
                     entries.push(Entry {
                         spec: parent_spec,
+                        acl_id: acl_ids.id(parent_spec),
                         handler,
                         subs: Vec::new(),
                         stats: CommandStats::default(),
@@ -140,6 +144,7 @@ impl Commands {
                     .unwrap_or_else(|| panic!("{name} is not in the Redis command table"));
                 entries.push(Entry {
                     spec,
+                    acl_id: acl_ids.id(spec),
                     handler,
                     subs: Vec::new(),
                     stats: CommandStats::default(),
@@ -305,8 +310,17 @@ impl Server {
             return;
         }
         let client = &self.clients[tok];
-        if !client.authenticated && !spec.has(flag::NO_AUTH) {
+        if !client.authenticated && self.acl.auth_required() && !spec.has(flag::NO_AUTH) {
             self.reject(tok, out, Some(idx), "NOAUTH Authentication required.");
+            return;
+        }
+        if let Err(denied) =
+            self.acl
+                .user(client.user)
+                .check(self.commands.entries[idx].acl_id, spec, args)
+        {
+            let text = self.acl_refusal(tok, spec, args, denied);
+            self.reject(tok, out, Some(idx), &text);
             return;
         }
         let c = &self.clients[tok];
@@ -526,6 +540,28 @@ impl Server {
                 "ERR This Redis command is not allowed from script",
             ));
         }
+        let user = self
+            .clients
+            .get(tok)
+            .map_or(crate::acl::DEFAULT_USER, |c| c.user);
+        if let Err(denied) =
+            self.acl
+                .user(user)
+                .check(self.commands.entries[idx].acl_id, spec, args)
+        {
+            self.log_acl_denial(tok, spec, args, denied, crate::acl::Context::Lua);
+            return Err(Cow::Borrowed(match denied {
+                crate::acl::Denied::Command => {
+                    "ERR The user executing the script can't run this command or subcommand"
+                }
+                crate::acl::Denied::Key(_) => {
+                    "ERR The user executing the script can't access at least one of the keys mentioned in the command arguments"
+                }
+                crate::acl::Denied::Channel(_) => {
+                    "ERR The user executing the script can't publish to the channel mentioned in the command"
+                }
+            }));
+        }
         if spec.has(flag::WRITE) {
             if read_only {
                 return Err(Cow::Borrowed(
@@ -663,13 +699,31 @@ impl Server {
 
     /// Replies to a request refused before running, counting it as Redis does; inside MULTI
     /// the transaction is flagged so EXEC aborts.
+    /// A refused EXEC discards the transaction, with the reason (Redis's `execCommandAbort`).
     fn reject(&mut self, tok: usize, out: &mut Vec<u8>, idx: Option<usize>, text: &str) {
+        let mut exec_abort = None;
         if let Some(idx) = idx {
-            self.commands.entries[idx].stats.rejected_calls += 1;
+            let entry = &mut self.commands.entries[idx];
+            entry.stats.rejected_calls += 1;
+            if entry.spec.name == "exec" {
+                exec_abort = Some(format!(
+                    "EXECABORT Transaction discarded because of: {text}"
+                ));
+            }
         }
-        if let Some(m) = self.clients[tok].multi.as_mut() {
-            m.aborted = true;
-        }
+        let text = match &exec_abort {
+            Some(t) => {
+                self.clients[tok].multi = None;
+                self.unwatch_all(tok);
+                t.as_str()
+            }
+            None => {
+                if let Some(m) = self.clients[tok].multi.as_mut() {
+                    m.aborted = true;
+                }
+                text
+            }
+        };
         self.count_error_text(text);
         Reply::new(out, self.clients[tok].resp3).error(text);
     }

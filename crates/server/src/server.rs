@@ -128,6 +128,8 @@ pub struct Server {
     pub effects: crate::effects::Effects,
     /// Lua scripting: the Lua state, the script cache and the running script.
     pub scripting: crate::scripting::Scripting,
+    /// Users and permissions.
+    pub acl: crate::acl::Acl,
     pub persist: crate::persist::Persistence,
     /// The checkpoint in progress.
     pub checkpoint: Option<crate::checkpoint::Checkpoint>,
@@ -204,6 +206,10 @@ impl Clock {
     }
 }
 
+/// Redis's refusal of a remote client while protected mode is on and the default user has no
+/// password.
+const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
 impl Server {
     /// Binds the listener; the server runs with [`Server::run`].
     pub fn bind(config: Config) -> io::Result<Server> {
@@ -241,7 +247,17 @@ impl Server {
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         persist.set_waker(Arc::clone(&waker));
         let repl = crate::repl::Repl::new(persist.replid.clone());
+        let mut acl = crate::acl::Acl::new(
+            config.requirepass.as_deref(),
+            config.acl_pubsub_default == "allchannels",
+        );
+        if let Some(path) = &config.aclfile {
+            acl.load_file(path).map_err(|e| {
+                io::Error::other(format!("Aborting startup because of ACL errors: {e}"))
+            })?;
+        }
         let mut server = Server {
+            acl,
             db,
             clients: Slab::with_capacity(64),
             stats: Stats::default(),
@@ -489,6 +505,15 @@ impl Server {
                         let _ = stream.write(b"-ERR max number of clients reached\r\n");
                         continue;
                     }
+                    if self.config.protected_mode
+                        && self.acl.user(crate::acl::DEFAULT_USER).nopass()
+                        && !addr.ip().is_loopback()
+                        && !addr.ip().to_canonical().is_loopback()
+                    {
+                        self.stats.rejected_connections += 1;
+                        let _ = stream.write(PROTECTED_MODE_DENIED);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     if self.config.tcp_keepalive > 0 {
                         let ka = socket2::TcpKeepalive::new()
@@ -507,7 +532,7 @@ impl Server {
                     }
                     let id = self.next_client_id;
                     self.next_client_id += 1;
-                    let auth = self.config.requirepass.is_none();
+                    let auth = !self.acl.auth_required();
                     entry.insert(Client::new(id, stream, addr, self.config.limits(), auth));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -653,7 +678,7 @@ impl Server {
                 client.output_blocked = true;
                 break;
             }
-            let authenticated = client.authenticated;
+            let authenticated = client.authenticated || !self.acl.auth_required();
             let parsed = io.parser.parse(&io.buf[io.start..io.end], authenticated);
             match parsed {
                 Ok(Some(n)) => {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use tessera_protocol::Args;
 
 use super::{int_arg, is};
+use crate::acl;
 use crate::client::{Client, ReplyMode};
 use crate::dispatch::{Call, CmdError, CmdResult};
 use crate::repl::primary::Phase;
@@ -38,21 +39,36 @@ pub fn echo(_s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     Ok(())
 }
 
-fn check_password(s: &Server, user: Option<&[u8]>, pass: &[u8]) -> bool {
-    if user.is_some_and(|u| u != b"default") {
-        return false;
-    }
-    match &s.config.requirepass {
-        None => true,
-        Some(p) => constant_time_eq(p.as_bytes(), pass),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Authenticates client `tok` as `user`, or logs the failure (Redis's `ACLAuthenticateUser`).
+fn authenticate(
+    s: &mut Server,
+    tok: usize,
+    args: &Args<'_>,
+    user: &[u8],
+    pass: &[u8],
+) -> CmdResult {
+    match s.acl.authenticate(user, pass) {
+        Some(id) => {
+            let c = &mut s.clients[tok];
+            c.authenticated = true;
+            c.user = id;
+            Ok(())
+        }
+        None => {
+            let context = if s.clients[tok].multi.is_some() {
+                acl::Context::Multi
+            } else {
+                acl::Context::Toplevel
+            };
+            let entry = s.acl_log_entry(tok, acl::Reason::Auth, context, args.get(0), Some(user));
+            let max = s.config.acllog_max_len;
+            s.acl.log_event(entry, max);
+            Err(CmdError::msg(WRONGPASS))
+        }
+    }
+}
 
 /// `AUTH [username] password`
 pub fn auth(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
@@ -64,15 +80,12 @@ pub fn auth(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     } else {
         (None, args.get(1))
     };
-    if user.is_none() && s.config.requirepass.is_none() {
+    if user.is_none() && s.acl.user(acl::DEFAULT_USER).nopass() {
         return Err(CmdError::msg(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ));
     }
-    if !check_password(s, user, pass) {
-        return Err(CmdError::msg(WRONGPASS));
-    }
-    s.clients[call.client].authenticated = true;
+    authenticate(s, call.client, args, user.unwrap_or(b"default"), pass)?;
     call.reply().ok();
     Ok(())
 }
@@ -107,12 +120,9 @@ pub fn hello(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         }
     }
     if let Some((user, pass)) = auth {
-        if !check_password(s, Some(user), pass) {
-            return Err(CmdError::msg(WRONGPASS));
-        }
-        s.clients[call.client].authenticated = true;
+        authenticate(s, call.client, args, user, pass)?;
     }
-    if !s.clients[call.client].authenticated {
+    if !s.clients[call.client].authenticated && s.acl.auth_required() {
         return Err(CmdError::msg(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
         ));
@@ -159,9 +169,10 @@ pub fn quit(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult 
 
 /// `RESET`
 pub fn reset(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
-    let auth = s.config.requirepass.is_none();
+    let auth = !s.acl.auth_required();
     let tok = call.client;
     let c = &mut s.clients[tok];
+    c.user = acl::DEFAULT_USER;
     c.resp3 = false;
     c.name = None;
     c.reply_mode = ReplyMode::On;
@@ -200,7 +211,7 @@ fn validate_name(name: &[u8]) -> Result<(), CmdError> {
 }
 
 /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
-fn client_line(tok: usize, c: &Client, now: Instant) -> String {
+pub(crate) fn client_line(tok: usize, c: &Client, now: Instant, user: &[u8]) -> String {
     let mut flags = String::new();
     if c.is_master {
         flags.push('M');
@@ -247,7 +258,7 @@ fn client_line(tok: usize, c: &Client, now: Instant) -> String {
             .unwrap_or_default()
     };
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
         c.id,
         c.addr,
         c.laddr.map(|a| a.to_string()).unwrap_or_default(),
@@ -268,6 +279,7 @@ fn client_line(tok: usize, c: &Client, now: Instant) -> String {
         omem,
         qbuf + qbuf_free + omem,
         c.last_cmd,
+        String::from_utf8_lossy(user),
         if c.resp3 { 3 } else { 2 },
         lossy(&c.lib_name),
         lossy(&c.lib_ver),
@@ -382,7 +394,8 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             call.reply().bulk_opt(name.as_deref());
         }
         "client|info" => {
-            let line = client_line(tok, &s.clients[tok], Instant::now()) + "\n";
+            let user = &s.acl.user(s.clients[tok].user).name;
+            let line = client_line(tok, &s.clients[tok], Instant::now(), user) + "\n";
             call.reply().verbatim("txt", line.as_bytes());
         }
         "client|list" => {
@@ -421,7 +434,7 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
                 if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
                     continue;
                 }
-                text.push_str(&client_line(t, c, now));
+                text.push_str(&client_line(t, c, now, &s.acl.user(c.user).name));
                 text.push('\n');
             }
             call.reply().verbatim("txt", text.as_bytes());
@@ -580,7 +593,9 @@ fn client_kill(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         } else if is(k, "skipme") {
             skipme = on_off_yes_no(v)?;
         } else if is(k, "user") {
-            user = Some(v.to_vec());
+            user = Some(s.acl.id_of(v).ok_or_else(|| {
+                CmdError::msg(format!("ERR No such user '{}'", String::from_utf8_lossy(v)))
+            })?);
         } else {
             return Err(CmdError::Syntax);
         }
@@ -595,7 +610,7 @@ fn client_kill(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
                 && laddr
                     .as_ref()
                     .is_none_or(|a| c.laddr.is_some_and(|l| l.to_string() == *a))
-                && user.as_ref().is_none_or(|u| u == b"default")
+                && user.is_none_or(|u| c.user == u)
                 && !(skipme && *t == me)
         })
         .map(|(t, _)| t)
@@ -618,7 +633,7 @@ fn on_off_yes_no(v: &[u8]) -> Result<bool, CmdError> {
 }
 
 /// Closes client `t`: the caller itself after its reply, others right away.
-fn kill(s: &mut Server, t: usize, me: usize) {
+pub(crate) fn kill(s: &mut Server, t: usize, me: usize) {
     if t == me {
         s.clients[t].close_after_reply = true;
     } else {

@@ -2,6 +2,7 @@
 //! data operations live in `tessera_storage`. [`HANDLERS`] names every implemented command;
 //! its arity, flags and keys come from the generated Redis command table.
 
+pub mod acl;
 pub mod bitmaps;
 pub mod connection;
 pub mod geo;
@@ -32,6 +33,19 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("echo", connection::echo),
     ("hello", connection::hello),
     ("auth", connection::auth),
+    ("acl|cat", acl::acl),
+    ("acl|deluser", acl::acl),
+    ("acl|dryrun", acl::acl),
+    ("acl|genpass", acl::acl),
+    ("acl|getuser", acl::acl),
+    ("acl|help", acl::acl),
+    ("acl|list", acl::acl),
+    ("acl|load", acl::acl),
+    ("acl|log", acl::acl),
+    ("acl|save", acl::acl),
+    ("acl|setuser", acl::acl),
+    ("acl|users", acl::acl),
+    ("acl|whoami", acl::acl),
     ("quit", connection::quit),
     ("reset", connection::reset),
     ("select", connection::select),

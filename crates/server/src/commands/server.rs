@@ -110,6 +110,11 @@ pub fn config(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             s.db.limits = next.compact_limits();
             s.db.lfu = next.lfu();
             let notify_flags = next.notify_flags();
+            if next.requirepass != s.config.requirepass || seen.iter().any(|n| n == "requirepass") {
+                s.acl.set_requirepass(next.requirepass.as_deref());
+            }
+            s.acl.all_channels = next.acl_pubsub_default == "allchannels";
+            s.acl.log.truncate(next.acllog_max_len);
             s.config = next;
             s.apply_notify_config(notify_flags);
             s.output_limits_on = s.config.normal_output_limited();

@@ -128,6 +128,9 @@ struct Shared {
     load_deadline: Cell<Option<Instant>>,
     /// The busy hook is calling the run's `redis.pcall` to serve other clients.
     busy_call: Cell<bool>,
+    /// Set by `redis.acl_check_cmd` before it calls the run's `redis.pcall`, which then checks
+    /// the command instead of running it.
+    acl_check: Cell<bool>,
 }
 
 /// One Lua state with Redis's libraries and sandbox. Scripts (EVAL) and functions (FCALL)
@@ -650,6 +653,19 @@ fn redis_table(lua: &Lua, shared: &Rc<Shared>) -> mlua::Result<Table> {
             Ok(())
         })?,
     )?;
+    // The run's `redis.pcall` answers for it (see `Shared::acl_check`).
+    let s = shared.clone();
+    redis.raw_set(
+        "acl_check_cmd",
+        lua.create_function(move |lua, argv: MultiValue| {
+            let slot: Table = lua.named_registry_value("tessera.slot")?;
+            let pcall: Function = slot.raw_get(1)?;
+            s.acl_check.set(true);
+            let result = pcall.call::<Value>(argv);
+            s.acl_check.set(false);
+            result
+        })?,
+    )?;
     // Effects replication is the only mode since Redis 7: these remain for old scripts.
     redis.raw_set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
     redis.raw_set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
@@ -745,6 +761,9 @@ fn lrand48(state: &Cell<u64>) -> u64 {
     state.set(x);
     x >> 17
 }
+
+/// Argument spans of a request in its buffer.
+type Spans = Vec<(u32, u32)>;
 
 /// The sandbox: read-only proxies of the globals and the library tables, the guarded
 /// `rawset`/`setmetatable`/`loadstring`/`load`, `redis.call`/`redis.pcall` over the per-run
@@ -991,6 +1010,9 @@ impl Server {
                     if server.scripting.shared.busy_call.replace(false) {
                         return Ok(Value::Boolean(server.serve_while_busy()));
                     }
+                    if server.scripting.shared.acl_check.replace(false) {
+                        return server.script_acl_check(&argv);
+                    }
                     Ok(server.script_redis_call(lua, argv)?.0)
                 })?;
                 redis.raw_set("call", call)?;
@@ -1091,19 +1113,11 @@ impl Server {
         Ok(())
     }
 
-    /// `redis.call` / `redis.pcall`: runs one command for the script. Returns the reply as a Lua
-    /// value, and true when it is an error (which `redis.call` raises).
-    fn script_redis_call(&mut self, lua: &Lua, argv: MultiValue) -> mlua::Result<(Value, bool)> {
-        let failed = |lua: &Lua, err: &[u8]| -> mlua::Result<(Value, bool)> {
-            let t = convert::error_table(lua, err)?;
-            t.raw_set("ignore_error_stats_update", true)?;
-            Ok((Value::Table(t), true))
-        };
+    /// A script's command arguments as a request, in the reusable buffers (the caller puts
+    /// them back); the error for no arguments or a value that is not a string or a number.
+    fn script_args(&mut self, argv: &MultiValue) -> Result<(Vec<u8>, Spans), &'static [u8]> {
         if argv.is_empty() {
-            return failed(
-                lua,
-                b"ERR Please specify at least one argument for this redis lib call",
-            );
+            return Err(b"ERR Please specify at least one argument for this redis lib call");
         }
         let mut buf = std::mem::take(&mut self.scripting.arg_buf);
         let mut spans = std::mem::take(&mut self.scripting.arg_spans);
@@ -1120,14 +1134,52 @@ impl Server {
                 _ => {
                     self.scripting.arg_buf = buf;
                     self.scripting.arg_spans = spans;
-                    return failed(
-                        lua,
-                        b"ERR Lua redis lib command arguments must be strings or integers",
-                    );
+                    return Err(b"ERR Lua redis lib command arguments must be strings or integers");
                 }
             }
             spans.push((start, buf.len() as u32));
         }
+        Ok((buf, spans))
+    }
+
+    /// `redis.acl_check_cmd(command, ...)`: may the script's user run this command?
+    fn script_acl_check(&mut self, argv: &MultiValue) -> mlua::Result<Value> {
+        let raise = |text: &[u8]| Err(mlua::Error::external(ScriptError(text.to_vec())));
+        let (buf, spans) = match self.script_args(argv) {
+            Ok(parts) => parts,
+            Err(text) => return raise(text),
+        };
+        let args = Args::from_parts(&buf, &spans);
+        let user = self
+            .scripting
+            .running
+            .as_ref()
+            .and_then(|r| self.clients.get(r.client))
+            .map_or(crate::acl::DEFAULT_USER, |c| c.user);
+        let allowed = crate::commands::acl::lookup(&args).map(|spec| {
+            let id = crate::acl::selector::universe().id(spec);
+            self.acl.user(user).check(id, spec, &args).is_ok()
+        });
+        self.scripting.arg_buf = buf;
+        self.scripting.arg_spans = spans;
+        match allowed {
+            Some(ok) => Ok(Value::Boolean(ok)),
+            None => raise(b"ERR Invalid command passed to redis.acl_check_cmd()"),
+        }
+    }
+
+    /// `redis.call` / `redis.pcall`: runs one command for the script. Returns the reply as a Lua
+    /// value, and true when it is an error (which `redis.call` raises).
+    fn script_redis_call(&mut self, lua: &Lua, argv: MultiValue) -> mlua::Result<(Value, bool)> {
+        let failed = |lua: &Lua, err: &[u8]| -> mlua::Result<(Value, bool)> {
+            let t = convert::error_table(lua, err)?;
+            t.raw_set("ignore_error_stats_update", true)?;
+            Ok((Value::Table(t), true))
+        };
+        let (buf, spans) = match self.script_args(&argv) {
+            Ok(parts) => parts,
+            Err(text) => return failed(lua, text),
+        };
         let mut out = std::mem::take(&mut self.scripting.reply_buf);
         out.clear();
         let resp3 = self.scripting.shared.resp3.get();
