@@ -21,4 +21,5 @@ mod scripting;
 mod server;
 mod streams;
 mod strings;
+mod tracking;
 mod transactions;

@@ -16,6 +16,11 @@ impl<'a> Reply<'a> {
         Reply { out, resp3 }
     }
 
+    /// Bytes already encoded (a value in another client's protocol).
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
     /// True when the connection speaks RESP3.
     #[inline]
     pub fn resp3(&self) -> bool {

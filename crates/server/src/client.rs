@@ -44,6 +44,8 @@ pub struct Client {
     pub authenticated: bool,
     /// The ACL user the connection runs as (the default user until AUTH).
     pub user: crate::acl::UserId,
+    /// Client-side caching mode, when tracking is on.
+    pub tracking: Option<crate::tracking::ClientTracking>,
     pub name: Option<Vec<u8>>,
     pub lib_name: Option<Vec<u8>>,
     pub lib_ver: Option<Vec<u8>>,
@@ -114,6 +116,7 @@ impl Client {
             resp3: false,
             authenticated: auth,
             user: crate::acl::DEFAULT_USER,
+            tracking: None,
             name: None,
             lib_name: None,
             lib_ver: None,

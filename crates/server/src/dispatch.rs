@@ -288,8 +288,16 @@ fn unknown_command(args: &Args<'_>) -> String {
 }
 
 impl Server {
-    /// Runs one request of client `tok`, writing its reply into `out`.
+    /// Runs one request of client `tok`, writing its reply into `out` (and after it, the
+    /// invalidations of keys the client tracks and changed itself).
+    #[inline]
     pub(crate) fn execute(&mut self, tok: usize, out: &mut Vec<u8>, args: &Args<'_>) {
+        self.tracking_enter(tok);
+        self.execute_request(tok, out, args);
+        self.tracking_leave(out);
+    }
+
+    fn execute_request(&mut self, tok: usize, out: &mut Vec<u8>, args: &Args<'_>) {
         let resp3 = self.clients[tok].resp3;
         let idx = match self.commands.lookup(args) {
             Ok(idx) => idx,
@@ -418,6 +426,7 @@ impl Server {
         let handler = self.commands.entries[idx].handler;
         let dirty_before = self.dirty;
         let result = handler(self, &mut call, args);
+        self.tracking_remember(tok, spec, args);
         if let Some(req) = self.blocking.request.take() {
             if self.blocking.retrying == Some(tok) {
                 // Still no data: the client stays blocked (the retry loop sees the request).
@@ -604,6 +613,7 @@ impl Server {
         let dirty_before = self.dirty;
         self.effects.muted = repl_none;
         let result = handler(self, &mut call, args);
+        self.tracking_script_read(spec);
         if self.blocking.request.take().is_some() {
             // A blocking command in a script does not wait: it answers as timed out.
             Reply::new(call.out, resp3).null_array();
@@ -662,6 +672,15 @@ impl Server {
             return;
         };
         client.last_cmd = spec.name;
+        // CLIENT CACHING applies to the next command only (CLIENT commands and MULTI's queue
+        // keep it).
+        if let Some(t) = client.tracking.as_mut()
+            && t.caching
+            && client.multi.is_none()
+            && !spec.name.starts_with("client|")
+        {
+            t.caching = false;
+        }
         match client.reply_mode {
             ReplyMode::On => {}
             ReplyMode::Off => out.truncate(out_start),

@@ -96,6 +96,9 @@ impl Server {
             self.emit_del(&victim);
             self.stats.evicted_keys += 1;
             self.touch_watched(&victim);
+            if self.tracking.clients > 0 {
+                self.tracking_invalidate(&victim);
+            }
             self.notify(crate::notify::EVICTED, "evicted", &victim);
             let used = crate::memory::allocated();
             self.used_memory_cache = Some(used);

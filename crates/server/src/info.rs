@@ -114,7 +114,7 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             w!("client_recent_max_input_buffer:{max_in}");
             w!("client_recent_max_output_buffer:{max_out}");
             w!("blocked_clients:{}", s.blocking.count(&s.clients));
-            w!("tracking_clients:0");
+            w!("tracking_clients:{}", s.tracking.clients);
             w!("clients_in_timeout_table:0");
         }
         "memory" => {
@@ -353,12 +353,12 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
                 "active_defrag_key_misses:0",
                 "total_active_defrag_time:0",
                 "current_active_defrag_time:0",
-                "tracking_total_keys:0",
-                "tracking_total_items:0",
-                "tracking_total_prefixes:0",
             ] {
                 w!("{f}");
             }
+            w!("tracking_total_keys:{}", s.tracking.total_keys());
+            w!("tracking_total_items:{}", s.tracking.total_items());
+            w!("tracking_total_prefixes:{}", s.tracking.total_prefixes());
             w!("unexpected_error_replies:{}", st.unexpected_error_replies);
             w!("total_error_replies:{}", st.total_error_replies);
             w!("dump_payload_sanitizations:0");

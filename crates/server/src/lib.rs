@@ -25,6 +25,7 @@ pub mod repl;
 pub mod scripting;
 pub mod server;
 pub mod stats;
+pub mod tracking;
 
 pub use config::Config;
 pub use server::Server;

@@ -5,6 +5,7 @@
 //! replies just before waiting again (`before_sleep`), so a pipelined batch costs one read and one
 //! write. A timer runs the cron `hz` times a second (active expiry, client timeouts, stats).
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -130,6 +131,10 @@ pub struct Server {
     pub scripting: crate::scripting::Scripting,
     /// Users and permissions.
     pub acl: crate::acl::Acl,
+    /// Client-side caching: tracked keys and prefixes.
+    pub tracking: crate::tracking::Tracking,
+    /// Client ids to their tokens.
+    pub client_ids: HashMap<u64, usize>,
     pub persist: crate::persist::Persistence,
     /// The checkpoint in progress.
     pub checkpoint: Option<crate::checkpoint::Checkpoint>,
@@ -258,6 +263,8 @@ impl Server {
         }
         let mut server = Server {
             acl,
+            tracking: Default::default(),
+            client_ids: HashMap::new(),
             db,
             clients: Slab::with_capacity(64),
             stats: Stats::default(),
@@ -533,6 +540,7 @@ impl Server {
                     let id = self.next_client_id;
                     self.next_client_id += 1;
                     let auth = !self.acl.auth_required();
+                    self.client_ids.insert(id, tok);
                     entry.insert(Client::new(id, stream, addr, self.config.limits(), auth));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -827,6 +835,10 @@ impl Server {
 
     /// Closes a connection and forgets the client.
     pub fn free_client(&mut self, tok: usize) {
+        self.disable_tracking(tok);
+        if let Some(c) = self.clients.get(tok) {
+            self.client_ids.remove(&c.id);
+        }
         if let Some(mut client) = self.clients.try_remove(tok) {
             let _ = self.poll.registry().deregister(&mut client.stream);
             if client.replica.is_some() || client.wait_acks.is_some() {
@@ -869,6 +881,9 @@ impl Server {
         }
         if self.notify_flags != 0 {
             self.publish_events(usize::MAX, &mut Vec::new());
+        }
+        if self.tracking.clients > 0 {
+            self.tracking_broadcast();
         }
         self.handle_blocked_in_before_sleep();
         // Resume clients whose pause ended.

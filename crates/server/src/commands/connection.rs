@@ -171,6 +171,7 @@ pub fn quit(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult 
 pub fn reset(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {
     let auth = !s.acl.auth_required();
     let tok = call.client;
+    s.disable_tracking(tok);
     let c = &mut s.clients[tok];
     c.user = acl::DEFAULT_USER;
     c.resp3 = false;
@@ -243,6 +244,15 @@ pub(crate) fn client_line(tok: usize, c: &Client, now: Instant, user: &[u8]) -> 
     if c.blocked.is_some() {
         flags.push('b');
     }
+    if let Some(t) = &c.tracking {
+        flags.push('t');
+        if t.broken_redirect {
+            flags.push('R');
+        }
+        if t.bcast {
+            flags.push('B');
+        }
+    }
     if flags.is_empty() {
         flags.push('N');
     }
@@ -258,7 +268,7 @@ pub(crate) fn client_line(tok: usize, c: &Client, now: Instant, user: &[u8]) -> 
             .unwrap_or_default()
     };
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user={} redir={} resp={} lib-name={} lib-ver={}",
         c.id,
         c.addr,
         c.laddr.map(|a| a.to_string()).unwrap_or_default(),
@@ -280,6 +290,7 @@ pub(crate) fn client_line(tok: usize, c: &Client, now: Instant, user: &[u8]) -> 
         qbuf + qbuf_free + omem,
         c.last_cmd,
         String::from_utf8_lossy(user),
+        c.tracking.as_ref().map_or(-1, |t| t.redirect as i64),
         if c.resp3 { 3 } else { 2 },
         lossy(&c.lib_name),
         lossy(&c.lib_ver),
@@ -519,6 +530,22 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             s.pause = None;
             call.reply().ok();
         }
+        "client|tracking" => {
+            crate::tracking::client_tracking(s, tok, args).map_err(CmdError::msg)?;
+            call.reply().ok();
+        }
+        "client|caching" => {
+            crate::tracking::client_caching(s, tok, args.get(2)).map_err(CmdError::msg)?;
+            call.reply().ok();
+        }
+        "client|getredir" => {
+            let redir = s.clients[tok]
+                .tracking
+                .as_ref()
+                .map_or(-1, |t| t.redirect as i64);
+            call.reply().int(redir);
+        }
+        "client|trackinginfo" => crate::tracking::tracking_info(s, tok, &mut call.reply()),
         "client|unblock" => {
             let id = int_arg(args.get(2))?;
             let how = match args.try_get(3) {

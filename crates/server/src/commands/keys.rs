@@ -192,6 +192,7 @@ pub fn flush(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         Some(_) => return Err(CmdError::Syntax),
     };
     s.touch_watched_existing();
+    s.tracking_flush();
     s.dirty += 1;
     // As Redis kills its BGSAVE child: the image being taken is of a dataset that is gone.
     let restart = s.checkpoint.is_some();

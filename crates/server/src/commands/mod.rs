@@ -63,6 +63,10 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("client|unpause", connection::client),
     ("client|help", connection::client),
     ("client|unblock", connection::client),
+    ("client|tracking", connection::client),
+    ("client|caching", connection::client),
+    ("client|getredir", connection::client),
+    ("client|trackinginfo", connection::client),
     // scripting
     ("eval", crate::scripting::eval),
     ("eval_ro", crate::scripting::eval),

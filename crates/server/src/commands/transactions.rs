@@ -72,6 +72,9 @@ impl Server {
             for key in self.db.take_expired() {
                 self.emit_del(key.as_bytes());
                 self.touch_watched(key.as_bytes());
+                if self.tracking.clients > 0 {
+                    self.tracking_invalidate(key.as_bytes());
+                }
                 if notify {
                     self.events
                         .events
@@ -85,7 +88,7 @@ impl Server {
     /// someone watches keys, every keyspace event also reaches [`Server::notify`]'s slow path,
     /// which invalidates the watches of the key (Redis's `signalModifiedKey`).
     pub(crate) fn update_expired_logging(&mut self) {
-        let watching = !self.watches.is_empty();
+        let watching = !self.watches.is_empty() || self.tracking.clients > 0;
         self.db.log_expired =
             watching || self.effects.enabled || self.notify_flags & crate::notify::EXPIRED != 0;
         self.notify_gate = self.notify_flags | if watching { crate::notify::MODIFIED } else { 0 };

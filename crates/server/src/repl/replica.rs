@@ -585,6 +585,7 @@ impl Server {
         self.disconnect_replicas();
         self.abort_checkpoint();
         self.touch_watched_existing();
+        self.tracking_flush();
         let old = std::mem::replace(&mut self.db, *db);
         std::thread::spawn(move || drop(old));
         self.update_expired_logging();
@@ -636,6 +637,7 @@ impl Server {
         let id = self.next_client_id();
         let mut client = crate::client::Client::new(id, stream, addr, self.config.limits(), true);
         client.is_master = true;
+        self.client_ids.insert(id, tok);
         if let Some(io) = client.io.as_mut() {
             io.end = leftover.len();
             io.buf = leftover;
