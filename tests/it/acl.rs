@@ -439,12 +439,7 @@ fn diff_with_redis(corpus: &[Step], resp3: bool) {
             diffs.push(format!("{step:?}\n  tessera: {a:?}\n  redis:   {b:?}"));
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} replies differ from redis-server:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    crate::support::assert_no_diffs(&diffs);
 }
 
 #[test]

@@ -1746,12 +1746,7 @@ fn compare(resp3: bool) {
             ));
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} replies differ from redis-server:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    crate::support::assert_no_diffs(&diffs);
 }
 
 #[test]

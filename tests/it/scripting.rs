@@ -571,12 +571,7 @@ pub(crate) fn diff_corpus(corpus: &[&[&str]], resp3: bool) {
             ));
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} replies differ from redis-server:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    crate::support::assert_no_diffs(&diffs);
 }
 
 #[test]

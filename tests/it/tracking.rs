@@ -243,12 +243,7 @@ fn tracking_replies_as_redis_server() {
             ));
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} replies differ from redis-server:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    crate::support::assert_no_diffs(&diffs);
 }
 
 #[test]

@@ -372,3 +372,13 @@ fn reply_len(buf: &[u8], at: usize) -> Option<usize> {
         _ => panic!("unexpected reply type byte {:?}", buf[at] as char),
     }
 }
+
+/// Fails with every difference listed when a comparison with redis-server found any.
+pub fn assert_no_diffs(diffs: &[String]) {
+    assert!(
+        diffs.is_empty(),
+        "{} replies differ from redis-server:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
