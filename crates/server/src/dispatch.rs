@@ -439,12 +439,8 @@ impl Server {
             }
             return;
         }
-        if result.is_ok() && spec.has(flag::WRITE) && !self.blocking.nobody_waits() {
-            // Wake clients blocked on the keys this command wrote. (WATCHes are invalidated by
-            // the handlers' `notify` calls: only real modifications count, as in Redis.)
-            for (pos, _) in spec.key_positions(args).unwrap_or_default() {
-                self.blocking.mark_ready(args.get(pos));
-            }
+        if result.is_ok() {
+            self.wake_blocked_on_keys(spec, args);
         }
         if self.effects.enabled {
             self.record_effects(args, dirty_before);
@@ -618,10 +614,8 @@ impl Server {
             // A blocking command in a script does not wait: it answers as timed out.
             Reply::new(call.out, resp3).null_array();
         }
-        if result.is_ok() && spec.has(flag::WRITE) && !self.blocking.nobody_waits() {
-            for (pos, _) in spec.key_positions(args).unwrap_or_default() {
-                self.blocking.mark_ready(args.get(pos));
-            }
+        if result.is_ok() {
+            self.wake_blocked_on_keys(spec, args);
         }
         if self.effects.enabled {
             self.record_effects(args, dirty_before);
@@ -641,6 +635,17 @@ impl Server {
         };
         self.count_call(idx, started.elapsed().as_micros() as u64, failed);
         Ok(())
+    }
+
+    /// After a write: clients blocked on the keys it wrote are woken. (WATCHes are invalidated
+    /// by the handlers' `notify` calls: only real modifications count, as in Redis.)
+    #[inline]
+    fn wake_blocked_on_keys(&mut self, spec: &'static CommandSpec, args: &Args<'_>) {
+        if spec.has(flag::WRITE) && !self.blocking.nobody_waits() {
+            for (pos, _) in spec.key_positions(args).unwrap_or_default() {
+                self.blocking.mark_ready(args.get(pos));
+            }
+        }
     }
 
     /// Counts a call in `INFO commandstats` and the command's latency histogram.
@@ -717,8 +722,8 @@ impl Server {
     }
 
     /// Replies to a request refused before running, counting it as Redis does; inside MULTI
-    /// the transaction is flagged so EXEC aborts.
-    /// A refused EXEC discards the transaction, with the reason (Redis's `execCommandAbort`).
+    /// the transaction is flagged so EXEC aborts, and a refused EXEC discards the transaction
+    /// with the reason (Redis's `execCommandAbort`).
     fn reject(&mut self, tok: usize, out: &mut Vec<u8>, idx: Option<usize>, text: &str) {
         let mut exec_abort = None;
         if let Some(idx) = idx {

@@ -95,10 +95,7 @@ impl Server {
             self.db.remove(&victim);
             self.emit_del(&victim);
             self.stats.evicted_keys += 1;
-            self.touch_watched(&victim);
-            if self.tracking.clients > 0 {
-                self.tracking_invalidate(&victim);
-            }
+            // (The event invalidates the key's watches and tracking, as any modification.)
             self.notify(crate::notify::EVICTED, "evicted", &victim);
             let used = crate::memory::allocated();
             self.used_memory_cache = Some(used);

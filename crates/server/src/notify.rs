@@ -113,10 +113,7 @@ impl Server {
     #[cold]
     fn notify_slow(&mut self, class: u32, event: &'static str, key: &[u8]) {
         if class & MODIFIED != 0 {
-            self.touch_watched(key);
-            if self.tracking.clients > 0 {
-                self.tracking_invalidate(key);
-            }
+            self.signal_modified(key);
         }
         if self.notify_flags & class != 0 {
             self.collect_keyspace_events();

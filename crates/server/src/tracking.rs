@@ -256,31 +256,34 @@ impl Server {
         if self.tracking.prefixes.values().all(|b| b.keys.is_empty()) {
             return;
         }
-        let mut sends = Vec::new();
-        for b in self.tracking.prefixes.values_mut() {
-            if b.keys.is_empty() {
-                continue;
-            }
-            let keys = std::mem::take(&mut b.keys);
-            for &id in &b.clients {
-                sends.push((id, keys.clone()));
-            }
-        }
-        for (id, keys) in sends {
-            let Some(&t) = self.client_ids.get(&id) else {
-                continue;
-            };
-            let noloop = self.clients[t]
-                .tracking
-                .as_ref()
-                .is_some_and(|tr| tr.noloop);
-            let list: Vec<&[u8]> = keys
-                .iter()
-                .filter(|(_, by)| !(noloop && **by == Some(id)))
-                .map(|(k, _)| &k[..])
-                .collect();
-            if !list.is_empty() {
-                self.send_tracking(t, Payload::Keys(&list), None);
+        // Each prefix's changed keys are taken once and sent to every client following it.
+        let changed: Vec<Bcast> = self
+            .tracking
+            .prefixes
+            .values_mut()
+            .filter(|b| !b.keys.is_empty())
+            .map(|b| Bcast {
+                keys: std::mem::take(&mut b.keys),
+                clients: b.clients.clone(),
+            })
+            .collect();
+        for Bcast { keys, clients } in &changed {
+            for &id in clients {
+                let Some(&t) = self.client_ids.get(&id) else {
+                    continue;
+                };
+                let noloop = self.clients[t]
+                    .tracking
+                    .as_ref()
+                    .is_some_and(|tr| tr.noloop);
+                let list: Vec<&[u8]> = keys
+                    .iter()
+                    .filter(|(_, by)| !(noloop && **by == Some(id)))
+                    .map(|(k, _)| &k[..])
+                    .collect();
+                if !list.is_empty() {
+                    self.send_tracking(t, Payload::Keys(&list), None);
+                }
             }
         }
     }

@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use tessera_protocol::CommandTable;
 use tessera_protocol::command::{CommandSpec, REDIS_COMMANDS, acl};
+
+use super::has_spaces;
 
 /// Words of the command bitmap: room for every command and subcommand of Redis 7.0.
 const WORDS: usize = 8;
@@ -75,17 +78,10 @@ impl Universe {
         if parts.next().is_some() {
             return None;
         }
-        let top = self
-            .top
-            .iter()
-            .copied()
-            .find(|&id| self.specs[id].name.as_bytes().eq_ignore_ascii_case(base))?;
+        let top = CommandTable::redis().get(base)?;
         match sub {
-            None => Some(top),
-            Some(sub) => {
-                let spec = self.specs[top].subcommand(sub)?;
-                Some(self.id(spec))
-            }
+            None => Some(self.id(top)),
+            Some(sub) => Some(self.id(top.subcommand(sub)?)),
         }
     }
 
@@ -187,11 +183,6 @@ pub(crate) struct Selector {
     /// Key patterns with their `READ`/`WRITE` bits, in the order given.
     pub patterns: Vec<(u8, Vec<u8>)>,
     pub channels: Vec<Vec<u8>>,
-}
-
-fn has_spaces(s: &[u8]) -> bool {
-    s.iter()
-        .any(|&b| b.is_ascii_whitespace() || b == 0 || b == 0x0b)
 }
 
 impl Selector {

@@ -51,6 +51,15 @@ impl Server {
         }
     }
 
+    /// A key changed: its watches and the tracking clients that read it are invalidated
+    /// (Redis's `signalModifiedKey`).
+    pub(crate) fn signal_modified(&mut self, key: &[u8]) {
+        self.touch_watched(key);
+        if self.tracking.clients > 0 {
+            self.tracking_invalidate(key);
+        }
+    }
+
     /// Before a flush: marks the watchers of keys that exist.
     pub(crate) fn touch_watched_existing(&mut self) {
         let keys: Vec<Vec<u8>> = self
@@ -71,10 +80,7 @@ impl Server {
             let notify = self.notify_flags & crate::notify::EXPIRED != 0;
             for key in self.db.take_expired() {
                 self.emit_del(key.as_bytes());
-                self.touch_watched(key.as_bytes());
-                if self.tracking.clients > 0 {
-                    self.tracking_invalidate(key.as_bytes());
-                }
+                self.signal_modified(key.as_bytes());
                 if notify {
                     self.events
                         .events
