@@ -113,7 +113,7 @@ impl Default for Db {
 
 /// Where a key lives: its slot and its hash.
 #[derive(Clone, Copy)]
-struct Loc {
+pub struct Loc {
     slot: usize,
     hash: u64,
 }
@@ -127,6 +127,25 @@ fn loc(key: &[u8]) -> Loc {
 }
 
 impl Db {
+    /// Where `key` lives, for [`Db::prefetch`].
+    #[inline]
+    pub fn locate(key: &[u8]) -> Loc {
+        loc(key)
+    }
+
+    /// Starts loading the memory a lookup at `at` will read: `step` 0 the slot's dict, 1 its
+    /// bucket, 2 the bucket's first entry. Each step reads what the one before loaded, so the
+    /// steps go some work apart (a script's set-up) for their loads to arrive meanwhile.
+    #[inline]
+    pub fn prefetch(&self, at: Loc, step: u8) {
+        let dict = &self.slots[at.slot];
+        match step {
+            0 => crate::dict::prefetch(dict),
+            1 => dict.prefetch_bucket(at.hash),
+            _ => dict.prefetch_entry(at.hash),
+        }
+    }
+
     /// An empty keyspace.
     pub fn new() -> Self {
         Db {

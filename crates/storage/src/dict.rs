@@ -27,6 +27,23 @@ pub fn hash(key: &[u8]) -> u64 {
         .hash_one(key)
 }
 
+/// Asks the CPU to start loading the cache line that holds `value`, for a lookup that comes
+/// later: the lookups of a script's keys, spread over the script's set-up, each find their
+/// memory already in cache (Redis 8 prefetches a batch of commands' keys the same way).
+#[inline(always)]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    // SAFETY: a prefetch is a hint. It reads nothing into the program and cannot fault,
+    // whatever the address; this one is a live reference's.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 struct Node<E> {
     next: Link<E>,
     entry: E,
@@ -110,6 +127,28 @@ impl<E: Keyed> Dict<E> {
             }
         }
         None
+    }
+
+    /// Second step of a prefetch (the caller prefetched the dict itself first): starts loading
+    /// the bucket that holds `h`, in each table in use.
+    #[inline]
+    pub fn prefetch_bucket(&self, h: u64) {
+        for table in &self.tables {
+            if let Some(bucket) = table.get(h as usize & table.len().wrapping_sub(1)) {
+                prefetch(bucket);
+            }
+        }
+    }
+
+    /// Third step of a prefetch: starts loading the first entry of the bucket that holds `h`
+    /// (the first entry is the key's, unless the bucket chains several).
+    #[inline]
+    pub fn prefetch_entry(&self, h: u64) {
+        for table in &self.tables {
+            if let Some(Some(node)) = table.get(h as usize & table.len().wrapping_sub(1)) {
+                prefetch(&**node);
+            }
+        }
     }
 
     /// The entry with `key`, mutably. Advances a running rehash by one bucket, like Redis's

@@ -38,6 +38,8 @@ use mlua::{
 };
 use sha1::{Digest, Sha1};
 use tessera_protocol::Args;
+use tessera_storage::Db;
+use tessera_storage::db::Loc;
 
 use crate::commands::connection::REDIS_VERSION;
 use crate::dispatch::{Call, CmdError, CmdResult};
@@ -67,6 +69,8 @@ pub mod flags {
 
 /// How many instructions run between two checks of the clock.
 const HOOK_INSTRUCTIONS: u32 = 100_000;
+/// How many of a script's declared keys are prefetched before it runs.
+const PREFETCH_KEYS: usize = 8;
 const KILLED: &str = "Script killed by user with SCRIPT KILL...";
 const KILLED_FUNCTION: &str = "Script killed by user with FUNCTION KILL...";
 
@@ -165,13 +169,16 @@ pub struct Scripting {
     pub scripts_bytes: usize,
     /// `lua-memory-limit`. It is in force only while a script runs: with a limit, every call
     /// mlua makes into Lua is protected against allocation errors, which costs a third of a
-    /// short script's time, and outside scripts only our own code allocates.
+    /// short script's time, and outside scripts only our own code allocates. It is lifted
+    /// again while `redis.call` runs a command and converts its reply.
     memory_limit: u64,
     pub running: Option<Running>,
     /// Reused argument buffers of `redis.call`.
     arg_buf: Vec<u8>,
     arg_spans: Vec<(u32, u32)>,
     reply_buf: Vec<u8>,
+    /// Where the running script's first keys live, while their memory is prefetched.
+    prefetch: Vec<Loc>,
 }
 
 impl Engine {
@@ -302,6 +309,7 @@ impl Scripting {
             arg_buf: Vec::new(),
             arg_spans: Vec::new(),
             reply_buf: Vec::new(),
+            prefetch: Vec::new(),
         }
     }
 
@@ -918,6 +926,20 @@ impl Server {
             self.check_script_flags(tok, script_flags, read_only, oom)?;
         }
 
+        // The declared keys' memory starts loading now, in three dependent steps spread over
+        // the set-up, so the script's first commands find their keys in cache.
+        let mut prefetch = std::mem::take(&mut self.scripting.prefetch);
+        prefetch.clear();
+        prefetch.extend(
+            args.iter()
+                .skip(3)
+                .take(numkeys.min(PREFETCH_KEYS))
+                .map(Db::locate),
+        );
+        for &at in &prefetch {
+            self.db.prefetch(at, 0);
+        }
+
         // KEYS and ARGV.
         let sc = &self.scripting;
         let engine = if function.is_some() {
@@ -947,6 +969,9 @@ impl Server {
             Ok(p) => p,
             Err(e) => return Err(script_setup_error(&e)),
         };
+        for &at in &prefetch {
+            self.db.prefetch(at, 1);
+        }
         let runner = engine.runner.clone();
         let redis = engine.redis.clone();
         let slot = engine.slot.clone();
@@ -1018,6 +1043,12 @@ impl Server {
                 redis.raw_set("call", call)?;
                 redis.raw_set("pcall", pcall.clone())?;
                 slot.raw_set(1, pcall)?;
+                {
+                    let server = server.borrow();
+                    for &at in &prefetch {
+                        server.db.prefetch(at, 2);
+                    }
+                }
                 if memory_limit > 0 {
                     lua.set_memory_limit(memory_limit as usize)?;
                 }
@@ -1029,6 +1060,7 @@ impl Server {
             })
         };
 
+        self.scripting.prefetch = prefetch;
         let running = self.scripting.running.take();
         let is_function = running.as_ref().is_some_and(|r| r.function.is_some());
         let sc = &self.scripting;
@@ -1170,7 +1202,28 @@ impl Server {
 
     /// `redis.call` / `redis.pcall`: runs one command for the script. Returns the reply as a Lua
     /// value, and true when it is an error (which `redis.call` raises).
+    ///
+    /// The memory limit is lifted while the command runs and its reply becomes Lua values:
+    /// with a limit set, mlua wraps every string and table it makes in a protected call (about
+    /// a tenth of a short script's cost). A reply is bounded by the data set; the script's own
+    /// next allocation meets the limit again.
     fn script_redis_call(&mut self, lua: &Lua, argv: MultiValue) -> mlua::Result<(Value, bool)> {
+        let limit = self.scripting.memory_limit;
+        if limit > 0 {
+            lua.set_memory_limit(0)?;
+        }
+        let result = self.script_redis_call_unlimited(lua, argv);
+        if limit > 0 {
+            lua.set_memory_limit(limit as usize)?;
+        }
+        result
+    }
+
+    fn script_redis_call_unlimited(
+        &mut self,
+        lua: &Lua,
+        argv: MultiValue,
+    ) -> mlua::Result<(Value, bool)> {
         let failed = |lua: &Lua, err: &[u8]| -> mlua::Result<(Value, bool)> {
             let t = convert::error_table(lua, err)?;
             t.raw_set("ignore_error_stats_update", true)?;
