@@ -282,3 +282,102 @@ fn tracking_shows_in_client_list_and_info() {
         },
     );
 }
+
+/// Sends a command and reads frames up to its reply: returns the keys of the invalidation
+/// pushes that came first, and the reply.
+fn cmd_with_pushes(c: &mut RawConn, args: &[&str]) -> (Vec<String>, String) {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    c.send_cmd(&args);
+    let mut keys = Vec::new();
+    loop {
+        let frame = String::from_utf8(c.read_reply()).unwrap();
+        let Some(rest) = frame.strip_prefix(">2\r\n$10\r\ninvalidate\r\n*") else {
+            return (keys, frame);
+        };
+        // `*<n>\r\n` then `$<len>\r\n<key>\r\n` per key.
+        let lines: Vec<&str> = rest.split("\r\n").collect();
+        keys.extend(
+            lines[1..]
+                .chunks(2)
+                .filter(|p| p.len() == 2)
+                .map(|p| p[1].to_string()),
+        );
+    }
+}
+
+/// `tracking-table-max-keys`: past the limit, random keys are forgotten before the next
+/// command and their readers told, as with redis-server (which keys is random on both).
+#[test]
+fn tracking_table_keeps_to_its_limit() {
+    let tessera = TestServer::start(&[]);
+    let redis = TestServer::start_redis();
+    let run = |port: u16| {
+        let mut a = RawConn::connect(port);
+        let mut b = RawConn::connect(port);
+        for c in [&mut a, &mut b] {
+            c.cmd_str(&["HELLO", "3"]);
+            c.cmd_str(&["CLIENT", "TRACKING", "on"]);
+        }
+        assert_eq!(
+            a.cmd_str(&["CONFIG", "SET", "tracking-table-max-keys", "5"]),
+            "+OK\r\n"
+        );
+        // b reads three keys a reads too: forgetting one of them tells both.
+        for k in ["k0", "k1", "k2"] {
+            assert_eq!(
+                cmd_with_pushes(&mut b, &["GET", k]),
+                (vec![], "_\r\n".into())
+            );
+        }
+        let mut heard_a = Vec::new();
+        for i in 0..10 {
+            let (keys, reply) = cmd_with_pushes(&mut a, &["GET", &format!("k{i}")]);
+            assert_eq!(reply, "_\r\n");
+            heard_a.extend(keys);
+        }
+        let (keys, info) = cmd_with_pushes(&mut a, &["INFO", "stats"]);
+        heard_a.extend(keys);
+        let total = |info: &str, field: &str| -> usize {
+            let line = info.lines().find(|l| l.starts_with(field)).unwrap();
+            line[field.len() + 1..].parse().unwrap()
+        };
+        let keys = total(&info, "tracking_total_keys");
+        // b's invalidations are waiting on its connection; a PING collects them.
+        let (heard_b, _) = cmd_with_pushes(&mut b, &["PING"]);
+        let forgotten_b = heard_a
+            .iter()
+            .filter(|k| ["k0", "k1", "k2"].contains(&k.as_str()));
+        assert_eq!(
+            {
+                let mut f: Vec<&String> = forgotten_b.collect();
+                f.sort();
+                f
+            },
+            {
+                let mut h: Vec<&String> = heard_b.iter().collect();
+                h.sort();
+                h
+            },
+            "b hears exactly the forgotten keys it read"
+        );
+        let mut distinct = heard_a.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), heard_a.len(), "a key is forgotten once");
+        // Limit 0: no limit.
+        a.cmd_str(&["CONFIG", "SET", "tracking-table-max-keys", "0"]);
+        for i in 10..20 {
+            cmd_with_pushes(&mut a, &["GET", &format!("k{i}")]);
+        }
+        let (more, info) = cmd_with_pushes(&mut a, &["INFO", "stats"]);
+        (
+            heard_a.len(),
+            keys,
+            more.len(),
+            total(&info, "tracking_total_keys"),
+        )
+    };
+    let got = run(tessera.port);
+    assert_eq!(got, (5, 5, 0, 15));
+    assert_eq!(got, run(redis.port));
+}

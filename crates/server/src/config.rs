@@ -106,6 +106,9 @@ pub struct Config {
     /// The ACL file `ACL LOAD` reads and `ACL SAVE` writes; loaded at startup.
     pub aclfile: Option<PathBuf>,
     pub acllog_max_len: usize,
+    /// Keys the client-side caching table remembers before it forgets random ones (0: no
+    /// limit).
+    pub tracking_table_max_keys: usize,
     /// `allchannels` or `resetchannels`: the channels new users may use.
     pub acl_pubsub_default: String,
     /// The file this configuration was read from (`CONFIG REWRITE` writes it back).
@@ -181,6 +184,7 @@ impl Default for Config {
             protected_mode: true,
             aclfile: None,
             acllog_max_len: 128,
+            tracking_table_max_keys: 1_000_000,
             acl_pubsub_default: "resetchannels".into(),
             config_file: None,
         }
@@ -489,6 +493,10 @@ impl Config {
                     .unwrap_or_default(),
             ),
             ("acllog-max-len", self.acllog_max_len.to_string()),
+            (
+                "tracking-table-max-keys",
+                self.tracking_table_max_keys.to_string(),
+            ),
             ("acl-pubsub-default", self.acl_pubsub_default.clone()),
         ]
     }
@@ -656,6 +664,7 @@ impl Config {
             }
             "protected-mode" => self.protected_mode = yes_no(value)?,
             "acllog-max-len" => self.acllog_max_len = num(value)?,
+            "tracking-table-max-keys" => self.tracking_table_max_keys = num(value)?,
             "acl-pubsub-default" => {
                 let v = value.to_ascii_lowercase();
                 if v != "allchannels" && v != "resetchannels" {

@@ -293,6 +293,7 @@ impl Server {
     #[inline]
     pub(crate) fn execute(&mut self, tok: usize, out: &mut Vec<u8>, args: &Args<'_>) {
         self.tracking_enter(tok);
+        self.tracking_limit(out);
         self.execute_request(tok, out, args);
         self.tracking_leave(out);
     }

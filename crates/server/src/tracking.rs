@@ -3,7 +3,9 @@
 //! RESP2 client a connection redirects to), broadcast mode by key prefix, and
 //! `CLIENT TRACKING | CACHING | GETREDIR | TRACKINGINFO`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
 
 use tessera_protocol::command::{CommandSpec, flag};
 use tessera_protocol::{Args, Reply};
@@ -43,8 +45,11 @@ enum Payload<'a> {
 
 #[derive(Default)]
 pub struct Tracking {
-    /// Keys read by tracking clients, with those clients' ids.
-    table: HashMap<Vec<u8>, Vec<u64>>,
+    /// Keys read by tracking clients, with those clients' ids (indexed, so the limit can
+    /// pick a random key).
+    table: IndexMap<Vec<u8>, Vec<u64>>,
+    /// Turns in a row that found the table over `tracking-table-max-keys` after their effort.
+    over_limit: u32,
     /// Entries of `table` over all keys (`tracking_total_items`).
     items: usize,
     prefixes: BTreeMap<Vec<u8>, Bcast>,
@@ -204,10 +209,22 @@ impl Server {
                 }
             }
         }
-        let Some(ids) = self.tracking.table.remove(key) else {
+        let Some(ids) = self.tracking.table.swap_remove(key) else {
             return;
         };
+        self.invalidate_readers(key, ids, None);
+    }
+
+    /// Tells the clients in `ids` that `key` is no longer valid. The client running a command
+    /// hears it after its reply, or in `before_reply` when that is given.
+    fn invalidate_readers(
+        &mut self,
+        key: &[u8],
+        ids: Vec<u64>,
+        before_reply: Option<&mut Vec<u8>>,
+    ) {
         self.tracking.items -= ids.len();
+        let mut before_reply = before_reply;
         for id in ids {
             let Some(&t) = self.client_ids.get(&id) else {
                 continue;
@@ -222,10 +239,49 @@ impl Server {
                 if tr.noloop {
                     continue;
                 }
-                self.tracking.pending.push(Some(key.to_vec()));
+                match before_reply.as_deref_mut() {
+                    Some(out) => self.send_tracking(t, Payload::Keys(&[key]), Some(out)),
+                    None => self.tracking.pending.push(Some(key.to_vec())),
+                }
             } else {
                 self.send_tracking(t, Payload::Keys(&[key]), None);
             }
+        }
+    }
+
+    /// Keeps the table within `tracking-table-max-keys` before a command runs, as Redis's
+    /// `trackingLimitUsedSlots`: random keys are forgotten and their readers told, as if they
+    /// had changed (broadcast prefixes are not told). Each call forgets at most 100 keys per
+    /// call in a row that found the table still over.
+    #[inline]
+    pub(crate) fn tracking_limit(&mut self, out: &mut Vec<u8>) {
+        let max = self.config.tracking_table_max_keys;
+        if max > 0 && self.tracking.table.len() > max {
+            self.forget_tracked_keys(max, out);
+        } else {
+            self.tracking.over_limit = 0;
+        }
+    }
+
+    #[cold]
+    fn forget_tracked_keys(&mut self, max: usize, out: &mut Vec<u8>) {
+        let effort = 100 * (self.tracking.over_limit as usize + 1);
+        for _ in 0..effort {
+            let len = self.tracking.table.len();
+            if len <= max {
+                self.tracking.over_limit = 0;
+                return;
+            }
+            let i = rand::random_range(0..len);
+            let Some((key, ids)) = self.tracking.table.swap_remove_index(i) else {
+                break;
+            };
+            self.invalidate_readers(&key, ids, Some(out));
+        }
+        if self.tracking.table.len() > max {
+            self.tracking.over_limit = self.tracking.over_limit.saturating_add(1);
+        } else {
+            self.tracking.over_limit = 0;
         }
     }
 
