@@ -11,6 +11,7 @@
 //! This crate depends on no runtime and on no other Tessera crate: it never sees a socket or the
 //! keyspace (invariant 7 of the architecture).
 
+pub mod cluster;
 pub mod command;
 pub mod glob;
 pub mod num;
