@@ -23,7 +23,7 @@ fn free_port_range(n: u16) -> [u16; 2] {
     }
 }
 
-struct Member {
+pub(crate) struct Member {
     id: u64,
     port: u16,
     dir: PathBuf,
@@ -112,11 +112,11 @@ impl Member {
         }
     }
 
-    fn get(&self, path: &str) -> Result<Value, (u16, Value)> {
+    pub(crate) fn get(&self, path: &str) -> Result<Value, (u16, Value)> {
         self.call(reqwest::Method::GET, path, None)
     }
 
-    fn post(&self, path: &str, body: Value) -> Result<Value, (u16, Value)> {
+    pub(crate) fn post(&self, path: &str, body: Value) -> Result<Value, (u16, Value)> {
         self.call(reqwest::Method::POST, path, Some(body))
     }
 
@@ -185,7 +185,7 @@ fn database(name: &str, ports: Option<u16>) -> Value {
 }
 
 /// Starts `n` members: the first initializes the cluster, the others join it with `--join`.
-fn cluster(n: u64, dir: &std::path::Path) -> Vec<Member> {
+pub(crate) fn cluster(n: u64, dir: &std::path::Path) -> Vec<Member> {
     let ports = free_port_range(40);
     let shard_ports = vec![
         "--shard-ports".to_string(),

@@ -5,6 +5,7 @@ mod support;
 
 mod acl;
 mod blocking;
+mod cluster;
 mod collections;
 mod control;
 mod differential;

@@ -49,6 +49,10 @@ struct Spec {
     maxmemory: u64,
     eviction: String,
     password: Option<String>,
+    /// This member's API address and the admin token: the shard watches the configuration
+    /// there (cluster mode).
+    control: String,
+    token: String,
 }
 
 impl Spec {
@@ -77,6 +81,11 @@ impl Spec {
             masterauth: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             replicaof: Option<&'a str>,
+            cluster_enabled: bool,
+            cluster_control: &'a str,
+            cluster_token: &'a str,
+            cluster_database: &'a str,
+            cluster_announce_ip: &'a str,
         }
         let (appendonly, appendfsync, save) = match self.persistence {
             Persistence::None => (false, "everysec", ""),
@@ -97,13 +106,23 @@ impl Spec {
             requirepass: self.password.as_deref(),
             masterauth: self.password.as_deref(),
             replicaof: self.replicaof.as_deref(),
+            cluster_enabled: true,
+            cluster_control: &self.control,
+            cluster_token: &self.token,
+            cluster_database: &self.database,
+            cluster_announce_ip: &self.bind,
         })
         .map_err(|e| format!("writing the shard's configuration: {e}"))
     }
 }
 
 /// The processes this machine should run, by key.
-fn desired(cfg: &ClusterConfig, me: MachineId) -> BTreeMap<String, Spec> {
+fn desired(
+    cfg: &ClusterConfig,
+    me: MachineId,
+    control: &str,
+    token: &str,
+) -> BTreeMap<String, Spec> {
     let mut out = BTreeMap::new();
     for s in cfg.shards.values() {
         let Some(db) = cfg.databases.get(&s.database) else {
@@ -130,6 +149,8 @@ fn desired(cfg: &ClusterConfig, me: MachineId) -> BTreeMap<String, Spec> {
                 maxmemory: db.memory / u64::from(db.shard_count.max(1)),
                 eviction: db.eviction.clone(),
                 password: db.password.clone(),
+                control: control.to_string(),
+                token: token.to_string(),
             };
             out.insert(spec.key(), spec);
         }
@@ -172,7 +193,7 @@ pub async fn run(node: Arc<Node>, dir: PathBuf, server_bin: PathBuf) {
     let mut rx = node.config.clone();
     loop {
         let cfg = rx.borrow_and_update().clone();
-        let want = desired(&cfg, node.id);
+        let want = desired(&cfg, node.id, &node.me.api, &node.token);
         // Gone or changed: stop it. (Until failover switches roles in place, a role change
         // restarts the process with its new configuration; its data stays in its folder.)
         let stale: Vec<String> = procs
@@ -380,6 +401,8 @@ mod tests {
             maxmemory: 1 << 30,
             eviction: "allkeys-lru".into(),
             password: Some(password.clone()),
+            control: "10.0.0.1:7400".into(),
+            token: "t\"k".into(),
         };
         let text = spec.toml(Path::new("/data/shards/3-7100")).unwrap();
         let v: toml::Table = toml::from_str(&text).unwrap();
@@ -388,6 +411,11 @@ mod tests {
         assert_eq!(v["replicaof"].as_str(), Some("10.0.0.1 7101"));
         assert_eq!(v["appendfsync"].as_str(), Some("always"));
         assert_eq!(v["maxmemory-policy"].as_str(), Some("allkeys-lru"));
+        assert_eq!(v["cluster-enabled"].as_bool(), Some(true));
+        assert_eq!(v["cluster-control"].as_str(), Some("10.0.0.1:7400"));
+        assert_eq!(v["cluster-token"].as_str(), Some("t\"k"));
+        assert_eq!(v["cluster-database"].as_str(), Some("db"));
+        assert_eq!(v["cluster-announce-ip"].as_str(), Some("127.0.0.1"));
         assert_eq!(
             v["pidfile"].as_str(),
             Some("/data/shards/3-7100/server.pid")

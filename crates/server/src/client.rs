@@ -89,6 +89,10 @@ pub struct Client {
     pub is_local: bool,
     /// The link to this shard's primary: its commands are the replication stream.
     pub is_master: bool,
+    /// READONLY (cluster mode): reads of this shard's slots are served on a replica.
+    pub readonly: bool,
+    /// ASKING (cluster mode): the next command may use a slot being imported.
+    pub asking: bool,
     /// Set by REPLCONF, PSYNC or SYNC: the client is (becoming) a replica.
     pub replica: Option<Box<crate::repl::primary::ReplicaState>>,
     /// Waiting in WAIT.
@@ -144,6 +148,8 @@ impl Client {
             last_cmd: "NULL",
             is_local: addr.ip().is_loopback(),
             is_master: false,
+            readonly: false,
+            asking: false,
             replica: None,
             wait_acks: None,
         }

@@ -109,6 +109,17 @@ pub struct Config {
     /// Keys the client-side caching table remembers before it forgets random ones (0: no
     /// limit).
     pub tracking_table_max_keys: usize,
+    /// Cluster mode (issue 8): the shard learns its slots from the control group.
+    pub cluster_enabled: bool,
+    /// Control members' API addresses (`host:port`, comma-separated) to watch.
+    pub cluster_control: String,
+    /// The control group's admin token.
+    pub cluster_token: Option<String>,
+    /// The database this shard belongs to, by name.
+    pub cluster_database: String,
+    /// The host this shard is known by in the configuration (its machine's host); `bind`'s
+    /// first address when empty.
+    pub cluster_announce_ip: String,
     /// `allchannels` or `resetchannels`: the channels new users may use.
     pub acl_pubsub_default: String,
     /// The file this configuration was read from (`CONFIG REWRITE` writes it back).
@@ -185,6 +196,11 @@ impl Default for Config {
             aclfile: None,
             acllog_max_len: 128,
             tracking_table_max_keys: 1_000_000,
+            cluster_enabled: false,
+            cluster_control: String::new(),
+            cluster_token: None,
+            cluster_database: String::new(),
+            cluster_announce_ip: String::new(),
             acl_pubsub_default: "resetchannels".into(),
             config_file: None,
         }
@@ -498,6 +514,14 @@ impl Config {
                 self.tracking_table_max_keys.to_string(),
             ),
             ("acl-pubsub-default", self.acl_pubsub_default.clone()),
+            ("cluster-enabled", b(self.cluster_enabled)),
+            ("cluster-control", self.cluster_control.clone()),
+            (
+                "cluster-token",
+                self.cluster_token.clone().unwrap_or_default(),
+            ),
+            ("cluster-database", self.cluster_database.clone()),
+            ("cluster-announce-ip", self.cluster_announce_ip.clone()),
         ]
     }
 
@@ -675,7 +699,10 @@ impl Config {
             // Set in the file or with REPLICAOF, as in Redis.
             "replicaof" | "slaveof" => return Err("unknown".into()),
             "port" | "bind" | "enable-debug-command" | "dir" | "logfile" | "pidfile"
-            | "databases" | "aclfile" => return Err("can't set immutable config".into()),
+            | "databases" | "aclfile" | "cluster-enabled" | "cluster-control" | "cluster-token"
+            | "cluster-database" | "cluster-announce-ip" => {
+                return Err("can't set immutable config".into());
+            }
             _ => return Err("unknown".into()),
         }
         Ok(())
@@ -703,6 +730,7 @@ impl Config {
                 | "repl-diskless-sync"
                 | "replica-read-only"
                 | "replica-serve-stale-data"
+                | "cluster-enabled"
                 | "protected-mode" => (value == "yes").to_string(),
                 "bind"
                 | "aclfile"
@@ -720,6 +748,10 @@ impl Config {
                 | "replicaof"
                 | "masterauth"
                 | "masteruser"
+                | "cluster-control"
+                | "cluster-token"
+                | "cluster-database"
+                | "cluster-announce-ip"
                 | "latency-tracking-info-percentiles"
                 | "client-output-buffer-limit" => {
                     format!("{value:?}")

@@ -212,6 +212,11 @@ impl Commands {
         }
     }
 
+    /// The spec of the command (or subcommand) a request names.
+    pub fn spec_of(&self, args: &Args<'_>) -> Option<&'static CommandSpec> {
+        self.lookup(args).ok().map(|i| self.entries[i].spec)
+    }
+
     /// The specs of every implemented top-level command (`COMMAND`, `COMMAND COUNT`).
     pub fn specs(&self) -> impl Iterator<Item = &'static CommandSpec> + '_ {
         self.by_name.values().map(|&i| self.entries[i].spec)
@@ -330,6 +335,12 @@ impl Server {
         {
             let text = self.acl_refusal(tok, spec, args, denied);
             self.reject(tok, out, Some(idx), &text);
+            return;
+        }
+        if self.cluster.enabled
+            && let Some(redirect) = self.cluster_refusal(tok, spec, args)
+        {
+            self.cluster_reject(tok, out, idx, &redirect.text());
             return;
         }
         let c = &self.clients[tok];
@@ -725,6 +736,21 @@ impl Server {
     /// Replies to a request refused before running, counting it as Redis does; inside MULTI
     /// the transaction is flagged so EXEC aborts, and a refused EXEC discards the transaction
     /// with the reason (Redis's `execCommandAbort`).
+    /// A request this shard does not serve (cluster mode): EXEC discards the transaction, a
+    /// queued command flags it, and the client gets the redirection itself, as in Redis.
+    fn cluster_reject(&mut self, tok: usize, out: &mut Vec<u8>, idx: usize, text: &str) {
+        let entry = &mut self.commands.entries[idx];
+        entry.stats.rejected_calls += 1;
+        if entry.spec.name == "exec" {
+            self.clients[tok].multi = None;
+            self.unwatch_all(tok);
+        } else if let Some(m) = self.clients[tok].multi.as_mut() {
+            m.aborted = true;
+        }
+        self.count_error_text(text);
+        Reply::new(out, self.clients[tok].resp3).error(text);
+    }
+
     fn reject(&mut self, tok: usize, out: &mut Vec<u8>, idx: Option<usize>, text: &str) {
         let mut exec_abort = None;
         if let Some(idx) = idx {

@@ -12,6 +12,7 @@ pub mod acl;
 pub mod blocking;
 pub mod checkpoint;
 pub mod client;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod dispatch;

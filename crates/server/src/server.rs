@@ -133,6 +133,7 @@ pub struct Server {
     pub acl: crate::acl::Acl,
     /// Client-side caching: tracked keys and prefixes.
     pub tracking: crate::tracking::Tracking,
+    pub cluster: crate::cluster::Cluster,
     /// Client ids to their tokens.
     pub client_ids: HashMap<u64, usize>,
     pub persist: crate::persist::Persistence,
@@ -264,6 +265,7 @@ impl Server {
         let mut server = Server {
             acl,
             tracking: Default::default(),
+            cluster: crate::cluster::Cluster::start(&config),
             client_ids: HashMap::new(),
             db,
             clients: Slab::with_capacity(64),
@@ -881,6 +883,9 @@ impl Server {
         }
         if self.notify_flags != 0 {
             self.publish_events(usize::MAX, &mut Vec::new());
+        }
+        if self.cluster.enabled {
+            self.cluster.take_updates();
         }
         if self.tracking.clients > 0 {
             self.tracking_broadcast();

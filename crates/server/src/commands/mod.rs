@@ -4,6 +4,7 @@
 
 pub mod acl;
 pub mod bitmaps;
+pub mod cluster;
 pub mod connection;
 pub mod geo;
 pub mod hashes;
@@ -47,6 +48,19 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("acl|users", acl::acl),
     ("acl|whoami", acl::acl),
     ("quit", connection::quit),
+    // cluster
+    ("cluster|countkeysinslot", cluster::cluster),
+    ("cluster|getkeysinslot", cluster::cluster),
+    ("cluster|help", cluster::cluster),
+    ("cluster|info", cluster::cluster),
+    ("cluster|keyslot", cluster::cluster),
+    ("cluster|myid", cluster::cluster),
+    ("cluster|nodes", cluster::cluster),
+    ("cluster|shards", cluster::cluster),
+    ("cluster|slots", cluster::cluster),
+    ("asking", cluster::asking),
+    ("readonly", cluster::readonly),
+    ("readwrite", cluster::readwrite),
     ("reset", connection::reset),
     ("select", connection::select),
     ("client|id", connection::client),

@@ -13,6 +13,18 @@ use tessera_protocol::Args;
 use crate::dispatch::{Call, CmdError, CmdResult};
 use crate::server::Server;
 
+/// A queued command's arguments as one buffer and its spans, for [`Args::from_parts`].
+pub(crate) fn flatten(parts: &[Vec<u8>]) -> (Vec<u8>, Vec<(u32, u32)>) {
+    let mut buf = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    let mut spans = Vec::with_capacity(parts.len());
+    for p in parts {
+        let start = buf.len() as u32;
+        buf.extend_from_slice(p);
+        spans.push((start, buf.len() as u32));
+    }
+    (buf, spans)
+}
+
 /// A transaction being queued.
 #[derive(Debug, Default)]
 pub struct MultiState {
@@ -166,13 +178,7 @@ pub fn exec(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult 
     s.in_exec = Some(tok);
     s.effects.begin_exec();
     for parts in &state.queue {
-        let mut buf = Vec::new();
-        let mut spans = Vec::with_capacity(parts.len());
-        for p in parts {
-            let start = buf.len() as u32;
-            buf.extend_from_slice(p);
-            spans.push((start, buf.len() as u32));
-        }
+        let (buf, spans) = flatten(parts);
         s.execute(tok, call.out, &Args::from_parts(&buf, &spans));
         // A command in the transaction may change the protocol (HELLO).
         call.resp3 = s.clients.get(tok).is_some_and(|c| c.resp3);

@@ -1,0 +1,295 @@
+//! Cluster mode (issue 8, `docs/CLUSTER.md`): the shard learns its database's topology from the
+//! control group, redirects keys it does not serve as Redis Cluster does (`-MOVED`,
+//! `-CROSSSLOT`, `-CLUSTERDOWN`), and answers the CLUSTER commands cluster-aware clients use.
+//!
+//! A watcher thread long-polls the control group's `GET /v1/config?after=EPOCH` and sends each
+//! newer topology to the loop, which takes it in `before_sleep`; an older epoch never replaces
+//! a newer one.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Duration;
+
+use tessera_protocol::cluster::{Node, ShardView, Topology};
+use tessera_protocol::command::flag;
+use tessera_protocol::{Args, CommandSpec, key_hash_slot};
+
+use crate::config::Config;
+use crate::server::Server;
+
+/// How long one watch request waits at the control member for a change.
+const WATCH_WAIT_MS: u64 = 30_000;
+
+#[derive(Default)]
+pub struct Cluster {
+    pub enabled: bool,
+    /// The newest topology, `None` before the first.
+    pub topology: Option<Arc<Topology>>,
+    /// Where this shard is in `topology`: its shard's index and whether it is the primary.
+    pub me: Option<Me>,
+    updates: Option<Receiver<Topology>>,
+    /// This process's `host` and `port` as the configuration names them.
+    host: String,
+    port: u16,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Me {
+    pub shard: usize,
+    pub primary: bool,
+    pub node: usize,
+}
+
+/// Why a command is not served here.
+pub enum Redirect {
+    Moved(u16, String),
+    CrossSlot,
+    Down(&'static str),
+}
+
+impl Redirect {
+    pub fn text(&self) -> String {
+        match self {
+            Redirect::Moved(slot, addr) => format!("MOVED {slot} {addr}"),
+            Redirect::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot".into(),
+            Redirect::Down(why) => format!("CLUSTERDOWN {why}"),
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts watching the control group when cluster mode is on.
+    pub fn start(config: &Config) -> Cluster {
+        if !config.cluster_enabled {
+            return Cluster::default();
+        }
+        let host = if config.cluster_announce_ip.is_empty() {
+            config
+                .bind
+                .split_whitespace()
+                .next()
+                .unwrap_or("127.0.0.1")
+                .to_string()
+        } else {
+            config.cluster_announce_ip.clone()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let members: Vec<String> = config
+            .cluster_control
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(String::from)
+            .collect();
+        let token = config.cluster_token.clone();
+        let database = config.cluster_database.clone();
+        if members.is_empty() {
+            tracing::warn!("cluster-enabled without cluster-control: the cluster stays down");
+        } else if let Err(e) = std::thread::Builder::new()
+            .name("cluster-watch".into())
+            .spawn(move || watch(members, token, database, tx))
+        {
+            tracing::warn!("cannot start the cluster watcher: {e}");
+        }
+        Cluster {
+            enabled: true,
+            topology: None,
+            me: None,
+            updates: Some(rx),
+            host,
+            port: config.port,
+        }
+    }
+
+    /// Takes the newest topology the watcher sent, if it is newer than the one held.
+    pub fn take_updates(&mut self) {
+        let Some(rx) = &self.updates else {
+            return;
+        };
+        let mut newest = None;
+        while let Ok(t) = rx.try_recv() {
+            newest = Some(t);
+        }
+        let Some(t) = newest else {
+            return;
+        };
+        if self
+            .topology
+            .as_ref()
+            .is_some_and(|old| old.epoch >= t.epoch)
+        {
+            return;
+        }
+        self.me = t.shards.iter().enumerate().find_map(|(i, s)| {
+            s.nodes()
+                .position(|n| n.port == self.port && n.host == self.host)
+                .map(|node| Me {
+                    shard: i,
+                    primary: node == 0,
+                    node,
+                })
+        });
+        if self.me.is_none() {
+            tracing::warn!(
+                "the configuration at epoch {} does not place {}:{} in database '{}'",
+                t.epoch,
+                self.host,
+                self.port,
+                t.database
+            );
+        }
+        tracing::info!("cluster configuration epoch {}", t.epoch);
+        self.topology = Some(Arc::new(t));
+    }
+
+    /// This shard and node in the topology.
+    pub fn myself(&self) -> Option<(&ShardView, &Node)> {
+        let t = self.topology.as_ref()?;
+        let me = self.me?;
+        let s = &t.shards[me.shard];
+        Some((s, s.nodes().nth(me.node)?))
+    }
+
+    /// Where the keys of a request go: `Ok` when this shard serves them. `slots` are the slots
+    /// of the request's keys (all of a transaction's at EXEC); `read` is a read-only command
+    /// from a READONLY connection, which a replica serves for its own shard's slots.
+    pub fn route(
+        &self,
+        slots: impl Iterator<Item = u16>,
+        read: bool,
+        asking: bool,
+    ) -> Result<(), Redirect> {
+        let mut slot = None;
+        for s in slots {
+            match slot {
+                None => slot = Some(s),
+                Some(first) if first != s => return Err(Redirect::CrossSlot),
+                Some(_) => {}
+            }
+        }
+        let Some(slot) = slot else {
+            return Ok(());
+        };
+        let (Some(t), Some(me)) = (&self.topology, self.me) else {
+            return Err(Redirect::Down("The cluster is down"));
+        };
+        let Some(owner) = t.owner(slot) else {
+            return Err(Redirect::Down("Hash slot not served"));
+        };
+        let mine = t.shards[me.shard].id == owner.id;
+        if mine && (me.primary || read) {
+            return Ok(());
+        }
+        // ASK targets are served once an importing slot exists (slot migrations, not yet).
+        let _ = asking;
+        Err(Redirect::Moved(slot, owner.primary.addr()))
+    }
+}
+
+/// Long-polls the control members in turn, sending each newer topology of `database`.
+fn watch(members: Vec<String>, token: Option<String>, database: String, tx: Sender<Topology>) {
+    let client = match reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(WATCH_WAIT_MS + 10_000))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("cannot make the cluster watcher's HTTP client: {e}");
+            return;
+        }
+    };
+    let mut epoch = 0u64;
+    let mut member = 0usize;
+    let mut failures = 0u32;
+    loop {
+        let url = format!(
+            "http://{}/v1/config?after={epoch}&wait_ms={WATCH_WAIT_MS}",
+            members[member % members.len()]
+        );
+        let mut req = client.get(&url);
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        let body = req
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.bytes());
+        match body {
+            Ok(body) => match Topology::from_config_json(&body, &database) {
+                Ok(t) => {
+                    failures = 0;
+                    if t.epoch > epoch {
+                        epoch = t.epoch;
+                        if tx.send(t).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The database may not exist yet (or any more): ask again after a while.
+                    if failures.is_multiple_of(30) {
+                        tracing::warn!("cluster configuration: {e}");
+                    }
+                    failures += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            },
+            Err(e) => {
+                if failures.is_multiple_of(30) {
+                    tracing::warn!("watching the control group at {url}: {e}");
+                }
+                failures += 1;
+                member += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+impl Server {
+    /// The verify step's cluster check (Redis's `getNodeByQuery`): `None` when this shard
+    /// serves the request. EXEC checks the keys of every queued command.
+    pub(crate) fn cluster_refusal(
+        &self,
+        tok: usize,
+        spec: &'static CommandSpec,
+        args: &Args<'_>,
+    ) -> Option<Redirect> {
+        let c = &self.clients[tok];
+        if c.is_master {
+            return None;
+        }
+        let read = c.readonly && !spec.has(flag::WRITE);
+        let asking = c.asking;
+        if spec.name == "exec" {
+            let queue = c.multi.as_ref().map(|m| m.queue.as_slice()).unwrap_or(&[]);
+            let mut slots = Vec::new();
+            let mut writes = false;
+            for cmd in queue {
+                let (buf, spans) = crate::commands::transactions::flatten(cmd);
+                let args = Args::from_parts(&buf, &spans);
+                let Some(spec) = self.commands.spec_of(&args) else {
+                    continue;
+                };
+                writes |= spec.has(flag::WRITE);
+                for (pos, _) in spec.key_positions(&args).unwrap_or_default() {
+                    slots.push(key_hash_slot(args.get(pos)));
+                }
+            }
+            let read = c.readonly && !writes;
+            return self.cluster.route(slots.into_iter(), read, asking).err();
+        }
+        if spec.key_specs.is_empty() {
+            return None;
+        }
+        let keys = spec.key_positions(args).unwrap_or_default();
+        self.cluster
+            .route(
+                keys.iter().map(|&(pos, _)| key_hash_slot(args.get(pos))),
+                read,
+                asking,
+            )
+            .err()
+    }
+}
