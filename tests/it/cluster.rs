@@ -151,6 +151,47 @@ fn shards_redirect_and_cluster_clients_follow() {
     c.cmd_str(&["SET", "{t}a", "3"]);
     c.cmd_str(&["GET", "{t}b"]);
     assert_eq!(c.cmd_str(&["EXEC"]), "*2\r\n+OK\r\n$1\r\n2\r\n");
+    // Scripts: undeclared keys must be local and, without allow-cross-slot-keys, in the slot
+    // of the declared (or first) keys.
+    let t_slot = slot_of(&mut conns[0], "{t}");
+    let mut local_other = None;
+    let mut remote = None;
+    for k in 0..1000 {
+        let key = format!("probe:{k}");
+        let slot = slot_of(&mut conns[0], &key);
+        if owner_of(slot) == tagged && slot != t_slot {
+            local_other.get_or_insert(key);
+        } else if owner_of(slot) != tagged {
+            remote.get_or_insert(key);
+        }
+    }
+    let (local_other, remote) = (local_other.unwrap(), remote.unwrap());
+    let c = &mut conns[i];
+    assert_eq!(
+        c.cmd_str(&["EVAL", "return redis.call('get', KEYS[1])", "1", "{t}a"]),
+        "$1\r\n3\r\n"
+    );
+    let body = format!("return redis.call('get', '{remote}')");
+    assert!(
+        c.cmd_str(&["EVAL", &body, "0"])
+            .starts_with("-ERR Script attempted to access a non local key in a cluster node")
+    );
+    let body = format!("redis.call('get', KEYS[1]) return redis.call('get', '{local_other}')");
+    assert!(
+        c.cmd_str(&["EVAL", &body, "1", "{t}a"])
+            .starts_with("-ERR Script attempted to access keys that do not hash to the same slot")
+    );
+    let body = format!("#!lua flags=allow-cross-slot-keys\n{body}");
+    assert_eq!(c.cmd_str(&["EVAL", &body, "1", "{t}a"]), "$-1\r\n");
+    assert_eq!(
+        c.cmd_str(&["EVAL", "#!lua flags=no-cluster\nreturn 1", "0"]),
+        "-ERR Can not run script on cluster, 'no-cluster' flag is set.\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["EVAL", "return 1", "2", "a", "b"]),
+        "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+
     // Replicas: MOVED to the primary, unless READONLY for a read of their own shard.
     let replica_of_tagged = replicas[i];
     let mut r = RawConn::connect(replica_of_tagged);

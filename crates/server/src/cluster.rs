@@ -248,6 +248,53 @@ fn watch(members: Vec<String>, token: Option<String>, database: String, tx: Send
 }
 
 impl Server {
+    /// The cluster check of a command a script runs (Redis's `scriptVerifyClusterState`): its
+    /// keys must be served here and, unless the script allows cross-slot keys, stay in the
+    /// slot of the keys it declared (or first touched).
+    pub(crate) fn script_cluster_refusal(
+        &mut self,
+        tok: usize,
+        spec: &'static CommandSpec,
+        args: &Args<'_>,
+        script_flags: u32,
+    ) -> Option<&'static str> {
+        let c = self.clients.get(tok)?;
+        if c.is_master || spec.key_specs.is_empty() {
+            return None;
+        }
+        let read = c.readonly && !spec.has(flag::WRITE);
+        let slots: Vec<u16> = spec
+            .key_positions(args)
+            .unwrap_or_default()
+            .iter()
+            .map(|&(pos, _)| key_hash_slot(args.get(pos)))
+            .collect();
+        match self.cluster.route(slots.iter().copied(), read, c.asking) {
+            Ok(()) => {}
+            Err(Redirect::Down(_)) => {
+                return Some("ERR Script attempted to execute a command while the cluster is down");
+            }
+            Err(_) => {
+                return Some("ERR Script attempted to access a non local key in a cluster node");
+            }
+        }
+        let &slot = slots.first()?;
+        if script_flags & crate::scripting::flags::ALLOW_CROSS_SLOT != 0 {
+            return None;
+        }
+        let running = self.scripting.running.as_mut()?;
+        match running.slot {
+            None => running.slot = Some(slot),
+            Some(s) if s != slot => {
+                return Some(
+                    "ERR Script attempted to access keys that do not hash to the same slot",
+                );
+            }
+            Some(_) => {}
+        }
+        None
+    }
+
     /// The verify step's cluster check (Redis's `getNodeByQuery`): `None` when this shard
     /// serves the request. EXEC checks the keys of every queued command.
     pub(crate) fn cluster_refusal(

@@ -609,6 +609,11 @@ impl Server {
                 r.wrote = true;
             }
         }
+        if self.cluster.enabled
+            && let Some(text) = self.script_cluster_refusal(tok, spec, args, flags)
+        {
+            return Err(Cow::Borrowed(text));
+        }
         let started = Instant::now();
         let mut call = Call {
             client: tok,
@@ -697,6 +702,10 @@ impl Server {
             && !spec.name.starts_with("client|")
         {
             t.caching = false;
+        }
+        // ASKING applies to the next command only (MULTI's queue keeps it), as in Redis.
+        if client.asking && client.multi.is_none() && spec.name != "asking" {
+            client.asking = false;
         }
         match client.reply_mode {
             ReplyMode::On => {}

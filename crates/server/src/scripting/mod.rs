@@ -104,6 +104,9 @@ pub struct Running {
     pub effects_mark: u64,
     /// A function (FCALL), for FUNCTION STATS; `None` for a script.
     pub function: Option<RunningFunction>,
+    /// Cluster mode: the slot of the keys the script declared or first touched (Redis's
+    /// `original_client->slot`); its other commands must stay in it.
+    pub slot: Option<u16>,
 }
 
 /// The function that is running, as FUNCTION STATS shows it.
@@ -1002,6 +1005,8 @@ impl Server {
             busy: false,
             kill: false,
             effects_mark: self.effects.offset,
+            slot: (self.cluster.enabled && numkeys > 0)
+                .then(|| tessera_protocol::key_hash_slot(args.get(3))),
             function: function.map(|name| RunningFunction {
                 name,
                 command: args.iter().map(<[u8]>::to_vec).collect(),
@@ -1127,6 +1132,11 @@ impl Server {
         read_only: bool,
         oom: bool,
     ) -> CmdResult {
+        if script_flags & flags::NO_CLUSTER != 0 && self.cluster.enabled {
+            return Err(CmdError::msg(
+                "ERR Can not run script on cluster, 'no-cluster' flag is set.",
+            ));
+        }
         if let Some(text) =
             self.replication_refusal(tok, !read_only, script_flags & flags::ALLOW_STALE != 0)
         {
