@@ -111,6 +111,8 @@ fn shards_redirect_and_cluster_clients_follow() {
         assert!(mine[0].starts_with(&id), "{nodes}");
         assert_eq!(nodes.lines().filter(|l| l.len() > 40).count(), 6, "{nodes}");
         assert!(ids.insert(id, port).is_none());
+        // The control group's admin token stays out of CONFIG GET.
+        assert_eq!(c.cmd_str(&["CONFIG", "GET", "cluster-token"]), "*0\r\n");
         let shards = c.cmd_str(&["CLUSTER", "SHARDS"]);
         assert_eq!(shards.matches("$4\r\nrole\r\n").count(), 6, "{shards}");
     }
@@ -278,6 +280,7 @@ fn cluster_commands_without_cluster_mode() {
         &["READONLY"],
         &["ASKING"],
         &["CLUSTER", "NOSUCH"],
+        &["CLUSTER", "HELP"],
     ] {
         let a = RawConn::connect(tessera.port).cmd_str(args);
         let b = RawConn::connect(redis.port).cmd_str(args);

@@ -304,8 +304,13 @@ async fn start(p: &mut Proc, server_bin: &Path) -> Result<tokio::process::Child,
         .map_err(|e| format!("creating {}: {e}", p.dir.display()))?;
     let conf = p.dir.join("tessera.toml");
     stop_leftover(&p.dir.join("server.pid"), &conf).await;
+    // The file holds the admin token: readable by this user only, as `admin-token` is.
     tokio::fs::write(&conf, p.spec.toml(&p.dir)?)
         .await
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))
+        })
         .map_err(|e| format!("writing {}: {e}", conf.display()))?;
     let log_path = p.dir.join("server.log");
     let log = std::fs::OpenOptions::new()

@@ -263,13 +263,9 @@ impl Server {
             return None;
         }
         let read = c.readonly && !spec.has(flag::WRITE);
-        let slots: Vec<u16> = spec
-            .key_positions(args)
-            .unwrap_or_default()
-            .iter()
-            .map(|&(pos, _)| key_hash_slot(args.get(pos)))
-            .collect();
-        match self.cluster.route(slots.iter().copied(), read, c.asking) {
+        let keys = spec.key_positions(args).unwrap_or_default();
+        let slot_of = |&(pos, _): &(usize, usize)| key_hash_slot(args.get(pos));
+        match self.cluster.route(keys.iter().map(slot_of), read, c.asking) {
             Ok(()) => {}
             Err(Redirect::Down(_)) => {
                 return Some("ERR Script attempted to execute a command while the cluster is down");
@@ -278,7 +274,7 @@ impl Server {
                 return Some("ERR Script attempted to access a non local key in a cluster node");
             }
         }
-        let &slot = slots.first()?;
+        let slot = keys.first().map(slot_of)?;
         if script_flags & crate::scripting::flags::ALLOW_CROSS_SLOT != 0 {
             return None;
         }

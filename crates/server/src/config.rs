@@ -113,7 +113,7 @@ pub struct Config {
     pub cluster_enabled: bool,
     /// Control members' API addresses (`host:port`, comma-separated) to watch.
     pub cluster_control: String,
-    /// The control group's admin token.
+    /// The control group's admin token. Not shown by CONFIG GET: it administers the cluster.
     pub cluster_token: Option<String>,
     /// The database this shard belongs to, by name.
     pub cluster_database: String,
@@ -516,10 +516,6 @@ impl Config {
             ("acl-pubsub-default", self.acl_pubsub_default.clone()),
             ("cluster-enabled", b(self.cluster_enabled)),
             ("cluster-control", self.cluster_control.clone()),
-            (
-                "cluster-token",
-                self.cluster_token.clone().unwrap_or_default(),
-            ),
             ("cluster-database", self.cluster_database.clone()),
             ("cluster-announce-ip", self.cluster_announce_ip.clone()),
         ]
@@ -749,7 +745,6 @@ impl Config {
                 | "masterauth"
                 | "masteruser"
                 | "cluster-control"
-                | "cluster-token"
                 | "cluster-database"
                 | "cluster-announce-ip"
                 | "latency-tracking-info-percentiles"
@@ -759,6 +754,10 @@ impl Config {
                 _ => value,
             };
             text.push_str(&format!("{name} = {rendered}\n"));
+        }
+        // The control group's admin token is kept, though CONFIG GET does not show it.
+        if let Some(token) = &self.cluster_token {
+            text.push_str(&format!("cluster-token = {token:?}\n"));
         }
         std::fs::write(path, text).map_err(|e| format!("Rewriting config file: {e}"))
     }

@@ -221,10 +221,9 @@ impl Server {
         &mut self,
         key: &[u8],
         ids: Vec<u64>,
-        before_reply: Option<&mut Vec<u8>>,
+        mut before_reply: Option<&mut Vec<u8>>,
     ) {
         self.tracking.items -= ids.len();
-        let mut before_reply = before_reply;
         for id in ids {
             let Some(&t) = self.client_ids.get(&id) else {
                 continue;

@@ -25,6 +25,7 @@ fn slot_arg(arg: &[u8]) -> Result<u16, CmdError> {
 }
 
 pub fn cluster(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    enabled(s)?;
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
     if sub == "help" {
         let lines = [
@@ -57,7 +58,6 @@ pub fn cluster(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         }
         return Ok(());
     }
-    enabled(s)?;
     match sub.as_str() {
         "keyslot" => {
             call.reply().int(i64::from(key_hash_slot(args.get(2))));
