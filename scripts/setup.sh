@@ -4,7 +4,7 @@
 #
 #   - Debian packages: redis-server and redis-tools (the oracle and redis-benchmark for tests and
 #     benchmarks), netcat, python3 (benchmark harness), libclang-dev (bindgen, for RocksDB from
-#     the persistence issue on).
+#     the persistence issue on), nutcracker (twemproxy, the proxy benchmark's baseline).
 #   - librocksdb.a, built once per machine into ~/.cache/tessera (scripts/rocksdb.sh).
 #   - A cargo target directory outside the clone ($CARGO_TARGET_DIR, default
 #     ~/.cache/tessera/target), reused by every build on this machine, CI included.
@@ -16,6 +16,8 @@ command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+# twemproxy, the baseline of the proxy benchmark (bench/proxy.py).
+[ -x /usr/sbin/nutcracker ] || need+=(nutcracker)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""

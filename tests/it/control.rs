@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::{free_port, tessera_bin, wait_for};
 
-const TOKEN: &str = "test-token";
+pub(crate) const TOKEN: &str = "test-token";
 
 /// A range of `n` loopback ports that are free now (for shard processes).
 fn free_port_range(n: u16) -> [u16; 2] {
@@ -80,7 +80,7 @@ impl Member {
         );
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 

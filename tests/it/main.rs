@@ -16,6 +16,7 @@ mod keys;
 mod notifications;
 mod persistence;
 mod protocol;
+mod proxy;
 mod pubsub;
 mod replication;
 mod scripting;

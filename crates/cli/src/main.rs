@@ -38,6 +38,8 @@ enum Command {
     ImportRdb(import::ImportArgs),
     /// Run a control group member (one per machine): cluster configuration, supervision, REST API.
     Control(Box<control::ControlArgs>),
+    /// Run a database's proxy: one endpoint routing to its shards by hash slot.
+    Proxy(ProxyArgs),
     /// Cluster administration: init, status, join, leave.
     Cluster {
         #[command(flatten)]
@@ -52,6 +54,31 @@ enum Command {
         #[command(subcommand)]
         cmd: control::DbCmd,
     },
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// The database to serve.
+    #[arg(long)]
+    database: String,
+    /// Control members' API addresses (host:port, comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    control: Vec<String>,
+    /// The control group's admin token, to read the configuration.
+    #[arg(long, env = "TESSERA_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Port to listen on (default: the database's endpoint port; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Host the proxy names itself by in CLUSTER SLOTS (default: the bind address).
+    #[arg(long)]
+    announce_host: Option<String>,
+    /// Worker threads (default: the number of CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -128,6 +155,10 @@ fn main() -> anyhow::Result<()> {
         Command::Control(args) => {
             init_logging("info");
             control::run_control(*args)
+        }
+        Command::Proxy(args) => {
+            init_logging("info");
+            run_proxy(args)
         }
         Command::Cluster { target, cmd } => control::run_cluster(target, cmd),
         Command::Db { target, cmd } => control::run_db(target, cmd),
@@ -227,6 +258,27 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     // Tests and scripts that ask for port 0 read the chosen port from this line.
     eprintln!("tessera: listening on {}", server.local_addr());
     server.run()?;
+    Ok(())
+}
+
+fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let proxy = tessera_proxy::Proxy::start(tessera_proxy::Config {
+        bind: args.bind,
+        port: args.port,
+        announce_host: args.announce_host,
+        threads,
+        control: args.control,
+        token: args.token,
+        database: args.database,
+    })?;
+    // Tests and scripts that ask for port 0 read the chosen port from this line.
+    eprintln!("tessera: proxy listening on {}", proxy.local_addr());
+    proxy.wait();
     Ok(())
 }
 

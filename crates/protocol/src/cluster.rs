@@ -56,6 +56,9 @@ impl ShardView {
 pub struct Topology {
     pub epoch: u64,
     pub database: String,
+    /// The database's endpoint port (where its proxy listens) and password, if any.
+    pub port: u16,
+    pub password: Option<String>,
     /// Sorted by shard id.
     pub shards: Vec<ShardView>,
     /// Index into `shards` for each slot, or [`UNASSIGNED`].
@@ -82,6 +85,10 @@ struct MachineJson {
 #[derive(Deserialize)]
 struct DatabaseJson {
     name: String,
+    #[serde(default)]
+    port: u16,
+    #[serde(default)]
+    password: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -118,7 +125,7 @@ impl Topology {
     pub fn from_config_json(json: &[u8], database: &str) -> Result<Topology, String> {
         let cfg: ConfigJson =
             serde_json::from_slice(json).map_err(|e| format!("configuration: {e}"))?;
-        let Some((&db_id, _)) = cfg.databases.iter().find(|(_, d)| d.name == database) else {
+        let Some((&db_id, db)) = cfg.databases.iter().find(|(_, d)| d.name == database) else {
             return Err(format!("configuration: no database named '{database}'"));
         };
         let node = |shard: u64, p: &PlacementJson| -> Result<Node, String> {
@@ -154,7 +161,28 @@ impl Topology {
                 slots,
             });
         }
-        Ok(Topology::new(cfg.epoch, database, shards))
+        let mut t = Topology::new(cfg.epoch, database, shards);
+        t.port = db.port;
+        t.password = db.password.clone();
+        Ok(t)
+    }
+
+    /// The view a proxy gives cluster-aware clients: one node, the proxy at `host:port`,
+    /// serving every slot of `database`.
+    pub fn single_node(epoch: u64, database: &str, host: &str, port: u16) -> Topology {
+        let node = Node {
+            id: hex_id(&format!("proxy:{database}:{host}:{port}")),
+            host: host.to_string(),
+            port,
+        };
+        let shard = ShardView {
+            id: 0,
+            shard_id: hex_id(&format!("proxy-shard:{database}:{host}:{port}")),
+            primary: node,
+            replicas: Vec::new(),
+            slots: vec![(0, (SLOTS - 1) as u16)],
+        };
+        Topology::new(epoch, database, vec![shard])
     }
 
     /// A topology of `shards` (sorted by id here).
@@ -171,6 +199,8 @@ impl Topology {
         Topology {
             epoch,
             database: database.to_string(),
+            port: 0,
+            password: None,
             shards,
             owner,
         }
@@ -181,6 +211,31 @@ impl Topology {
     pub fn owner(&self, slot: u16) -> Option<&ShardView> {
         self.shards
             .get(usize::from(*self.owner.get(usize::from(slot))?))
+    }
+
+    /// The index in `shards` of the shard serving `slot`.
+    #[inline]
+    pub fn owner_index(&self, slot: u16) -> Option<usize> {
+        match *self.owner.get(usize::from(slot))? {
+            UNASSIGNED => None,
+            i => Some(usize::from(i)),
+        }
+    }
+
+    /// `CLUSTER INFO`'s text, Redis Cluster's fields; `ok` when the node serves its slots.
+    pub fn info_text(&self, ok: bool) -> String {
+        let assigned = self.assigned_slots();
+        let nodes = self.known_nodes();
+        let size = self.shards.iter().filter(|s| !s.slots.is_empty()).count();
+        let epoch = self.epoch;
+        format!(
+            "cluster_enabled:1\r\ncluster_state:{}\r\ncluster_slots_assigned:{assigned}\r\ncluster_slots_ok:{assigned}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{nodes}\r\ncluster_size:{size}\r\ncluster_current_epoch:{epoch}\r\ncluster_my_epoch:{epoch}\r\ncluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\ntotal_cluster_links_buffer_limit_exceeded:0\r\n",
+            if ok && assigned == SLOTS {
+                "ok"
+            } else {
+                "fail"
+            },
+        )
     }
 
     /// The shard with control id `id`.

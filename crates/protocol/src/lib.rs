@@ -13,11 +13,15 @@
 
 pub mod cluster;
 pub mod command;
+pub mod frame;
 pub mod glob;
 pub mod num;
 pub mod parse;
 pub mod reply;
 pub mod slot;
+
+/// The Redis version Tessera answers as (HELLO, INFO, scripts).
+pub const REDIS_VERSION: &str = "7.0.15";
 
 pub use command::{CommandSpec, CommandTable};
 pub use parse::{Args, Limits, ParseError, RequestParser};

@@ -7,8 +7,7 @@
 //! a newer one.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender};
-use std::time::Duration;
+use std::sync::mpsc::Receiver;
 
 use tessera_protocol::cluster::{Node, ShardView, Topology};
 use tessera_protocol::command::flag;
@@ -16,9 +15,6 @@ use tessera_protocol::{Args, CommandSpec, key_hash_slot};
 
 use crate::config::Config;
 use crate::server::Server;
-
-/// How long one watch request waits at the control member for a change.
-const WATCH_WAIT_MS: u64 = 30_000;
 
 #[derive(Default)]
 pub struct Cluster {
@@ -85,9 +81,8 @@ impl Cluster {
         let database = config.cluster_database.clone();
         if members.is_empty() {
             tracing::warn!("cluster-enabled without cluster-control: the cluster stays down");
-        } else if let Err(e) = std::thread::Builder::new()
-            .name("cluster-watch".into())
-            .spawn(move || watch(members, token, database, tx))
+        } else if let Err(e) =
+            tessera_watch::spawn(members, token, database, move |t| tx.send(t).is_ok())
         {
             tracing::warn!("cannot start the cluster watcher: {e}");
         }
@@ -183,67 +178,6 @@ impl Cluster {
         // ASK targets are served once an importing slot exists (slot migrations, not yet).
         let _ = asking;
         Err(Redirect::Moved(slot, owner.primary.addr()))
-    }
-}
-
-/// Long-polls the control members in turn, sending each newer topology of `database`.
-fn watch(members: Vec<String>, token: Option<String>, database: String, tx: Sender<Topology>) {
-    let client = match reqwest::blocking::Client::builder()
-        .timeout(Duration::from_millis(WATCH_WAIT_MS + 10_000))
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("cannot make the cluster watcher's HTTP client: {e}");
-            return;
-        }
-    };
-    let mut epoch = 0u64;
-    let mut member = 0usize;
-    let mut failures = 0u32;
-    loop {
-        let url = format!(
-            "http://{}/v1/config?after={epoch}&wait_ms={WATCH_WAIT_MS}",
-            members[member % members.len()]
-        );
-        let mut req = client.get(&url);
-        if let Some(t) = &token {
-            req = req.bearer_auth(t);
-        }
-        let body = req
-            .send()
-            .and_then(|r| r.error_for_status())
-            .and_then(|r| r.bytes());
-        match body {
-            Ok(body) => match Topology::from_config_json(&body, &database) {
-                Ok(t) => {
-                    failures = 0;
-                    if t.epoch > epoch {
-                        epoch = t.epoch;
-                        if tx.send(t).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    // The database may not exist yet (or any more): ask again after a while.
-                    if failures.is_multiple_of(30) {
-                        tracing::warn!("cluster configuration: {e}");
-                    }
-                    failures += 1;
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            },
-            Err(e) => {
-                if failures.is_multiple_of(30) {
-                    tracing::warn!("watching the control group at {url}: {e}");
-                }
-                failures += 1;
-                member += 1;
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use tessera_protocol::command::{CommandSpec, CommandTable, flag};
+use tessera_protocol::command::{self, CommandSpec, CommandTable, flag};
 use tessera_protocol::{Args, Reply};
 use tessera_storage::OpError;
 
@@ -171,7 +171,7 @@ impl Commands {
             None => None,
         };
         let Some(idx) = idx else {
-            return Err(unknown_command(args));
+            return Err(command::unknown_command(args));
         };
         let entry = &self.entries[idx];
         if entry.spec.is_container() && args.len() >= 2 {
@@ -181,13 +181,7 @@ impl Commands {
                 .iter()
                 .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(sub))
                 .map(|&(_, i)| i)
-                .ok_or_else(|| {
-                    format!(
-                        "ERR unknown subcommand '{}'. Try {} HELP.",
-                        trunc(sub, 128),
-                        String::from_utf8_lossy(name).to_uppercase()
-                    )
-                });
+                .ok_or_else(|| command::unknown_subcommand(name, sub));
         }
         Ok(idx)
     }
@@ -267,29 +261,6 @@ impl Commands {
             e.latency = None;
         }
     }
-}
-
-fn trunc(s: &[u8], n: usize) -> Cow<'_, str> {
-    String::from_utf8_lossy(&s[..s.len().min(n)])
-}
-
-/// Redis's text for an unknown command, with the first arguments quoted.
-fn unknown_command(args: &Args<'_>) -> String {
-    let mut list = String::new();
-    for a in args.iter_from(1) {
-        if list.len() >= 128 {
-            break;
-        }
-        let room = 128 - list.len();
-        list.push('\'');
-        list.push_str(&trunc(a, room));
-        list.push_str("' ");
-    }
-    format!(
-        "ERR unknown command '{}', with args beginning with: {}",
-        trunc(args.get(0), 128),
-        list
-    )
 }
 
 impl Server {

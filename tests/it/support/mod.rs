@@ -103,6 +103,13 @@ impl TestServer {
         Self::spawn_tessera(cmd, Some(dir))
     }
 
+    /// Starts `tessera proxy --port 0` with `args` (database, control members, token).
+    pub fn start_proxy(args: &[&str]) -> TestServer {
+        let mut cmd = Command::new(tessera_bin());
+        cmd.args(["proxy", "--port", "0"]).args(args);
+        Self::spawn_tessera(cmd, None)
+    }
+
     fn spawn_tessera(mut cmd: Command, dir: Option<tempfile::TempDir>) -> TestServer {
         let mut child = cmd
             .stdin(Stdio::null())
@@ -118,7 +125,10 @@ impl TestServer {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("tessera: listening on ")
+                let addr = line
+                    .strip_prefix("tessera: listening on ")
+                    .or_else(|| line.strip_prefix("tessera: proxy listening on "));
+                if let Some(addr) = addr
                     && let Some(tx) = tx.take()
                 {
                     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();

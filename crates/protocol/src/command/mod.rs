@@ -214,6 +214,38 @@ fn sort_store_key(args: &Args<'_>) -> Option<usize> {
     store
 }
 
+fn trunc(s: &[u8], n: usize) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&s[..s.len().min(n)])
+}
+
+/// Redis's error text for an unknown command, with its first arguments quoted.
+pub fn unknown_command(args: &Args<'_>) -> String {
+    let mut list = String::new();
+    for a in args.iter_from(1) {
+        if list.len() >= 128 {
+            break;
+        }
+        let room = 128 - list.len();
+        list.push('\'');
+        list.push_str(&trunc(a, room));
+        list.push_str("' ");
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        trunc(args.get(0), 128),
+        list
+    )
+}
+
+/// Redis's error text for an unknown subcommand `sub` of container command `name`.
+pub fn unknown_subcommand(name: &[u8], sub: &[u8]) -> String {
+    format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        trunc(sub, 128),
+        String::from_utf8_lossy(name).to_uppercase()
+    )
+}
+
 /// The command table, looked up by name.
 pub struct CommandTable {
     by_name: HashMap<&'static str, &'static CommandSpec>,

@@ -1,6 +1,7 @@
 //! CLUSTER, ASKING, READONLY and READWRITE (issue 8): Redis Cluster's replies, made from the
 //! topology the control group gave this shard (`crate::cluster`).
 
+use tessera_protocol::cluster::Topology;
 use tessera_protocol::{Args, key_hash_slot};
 
 use crate::dispatch::{Call, CmdError, CmdResult};
@@ -128,21 +129,10 @@ pub fn cluster(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
 
 /// `CLUSTER INFO`, with Redis Cluster's fields.
 fn cluster_info(s: &Server) -> String {
-    let c = &s.cluster;
-    let (assigned, nodes, size, epoch) = match &c.topology {
-        Some(t) => (
-            t.assigned_slots(),
-            t.known_nodes(),
-            t.shards.iter().filter(|s| !s.slots.is_empty()).count(),
-            t.epoch,
-        ),
-        None => (0, 0, 0, 0),
-    };
-    let ok = c.me.is_some() && assigned == tessera_protocol::SLOTS;
-    format!(
-        "cluster_enabled:1\r\ncluster_state:{}\r\ncluster_slots_assigned:{assigned}\r\ncluster_slots_ok:{assigned}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{nodes}\r\ncluster_size:{size}\r\ncluster_current_epoch:{epoch}\r\ncluster_my_epoch:{epoch}\r\ncluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\ntotal_cluster_links_buffer_limit_exceeded:0\r\n",
-        if ok { "ok" } else { "fail" },
-    )
+    match &s.cluster.topology {
+        Some(t) => t.info_text(s.cluster.me.is_some()),
+        None => Topology::new(0, "", Vec::new()).info_text(false),
+    }
 }
 
 pub fn asking(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult {

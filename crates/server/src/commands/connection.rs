@@ -12,7 +12,7 @@ use crate::repl::primary::Phase;
 use crate::server::{Pause, Server};
 
 /// The Redis version Tessera is compatible with, reported where clients look for it.
-pub const REDIS_VERSION: &str = "7.0.15";
+pub use tessera_protocol::REDIS_VERSION;
 
 /// `PING [message]`
 pub fn ping(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {

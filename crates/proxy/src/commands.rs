@@ -1,0 +1,709 @@
+//! What the proxy does with each command: route it by the slot of its keys, split it by slot,
+//! send it to every shard, send it to any shard, answer it itself, or refuse it.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use tessera_protocol::command::{self, CommandSpec, CommandTable, REDIS_COMMANDS, flag};
+use tessera_protocol::reply::Reply;
+use tessera_protocol::{Args, REDIS_VERSION, SLOTS, key_hash_slot, num};
+
+use crate::merge::{Gather, Merge, SCAN_SHARD_BITS};
+use crate::worker::{Multi, Pending, To, Worker, write_bulk, write_command, write_header};
+
+/// How the proxy serves a command.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// To the shard serving the slot of its keys (they must share one), or any shard when it
+    /// has none.
+    Keyed,
+    /// Split by slot, each part to its shard; the replies merged.
+    Split(Merge),
+    /// To every shard; the replies merged.
+    All(Merge),
+    /// To any one shard.
+    Any,
+    /// SCAN: one shard at a time, the cursor naming the shard.
+    Scan,
+    /// CLUSTER COUNTKEYSINSLOT / GETKEYSINSLOT: to the shard serving the slot argument.
+    SlotArgument,
+    /// Answered by the proxy.
+    Local,
+    /// Not served through the proxy, for the reason given.
+    Refused(&'static str),
+}
+
+/// Commands that need a connection of their own to a shard (issue 8, step 3: pinned
+/// connections are not built yet).
+const NEEDS_PINNING: &str = "it needs a pinned shard connection, which the proxy does not have yet";
+const NOT_THROUGH_PROXY: &str = "it administers one shard process; run it against the shards";
+
+fn classify(spec: &CommandSpec) -> Kind {
+    use Merge::*;
+    match spec.name {
+        "ping" | "echo" | "quit" | "hello" | "auth" | "select" | "reset" | "readonly"
+        | "readwrite" | "asking" | "multi" | "exec" | "discard" | "watch" | "client|setname"
+        | "client|getname" | "client|id" | "cluster|slots" | "cluster|shards" | "cluster|nodes"
+        | "cluster|info" | "cluster|myid" | "cluster|keyslot" => Kind::Local,
+        "cluster|countkeysinslot" | "cluster|getkeysinslot" => Kind::SlotArgument,
+        "mget" => Kind::Split(Mget),
+        "mset" => Kind::Split(AllSucceeded),
+        "del" | "unlink" | "exists" | "touch" => Kind::Split(Sum),
+        "dbsize" | "pubsub|numpat" | "latency|reset" => Kind::All(Sum),
+        "keys" => Kind::All(Concat),
+        "randomkey" => Kind::All(RandomKey),
+        "info" => Kind::All(Info),
+        "scan" => Kind::Scan,
+        "flushall" | "flushdb" | "script|load" | "script|flush" | "function|load"
+        | "function|flush" | "function|delete" | "function|restore" | "config|set"
+        | "config|resetstat" | "config|rewrite" | "save" | "bgsave" | "bgrewriteaof"
+        | "slowlog|reset" | "memory|purge" => Kind::All(AllSucceeded),
+        "script|exists" => Kind::All(And),
+        "script|kill" | "function|kill" => Kind::All(OneSucceeded),
+        "pubsub|channels" | "pubsub|shardchannels" => Kind::All(Union),
+        "pubsub|numsub" | "pubsub|shardnumsub" => Kind::All(SumPairs),
+        "unwatch"
+        | "subscribe"
+        | "psubscribe"
+        | "ssubscribe"
+        | "unsubscribe"
+        | "punsubscribe"
+        | "sunsubscribe"
+        | "monitor"
+        | "wait"
+        | "client|tracking"
+        | "client|caching"
+        | "client|getredir"
+        | "client|trackinginfo"
+        | "client|reply"
+        | "client|list"
+        | "client|kill"
+        | "client|info"
+        | "client|pause"
+        | "client|unpause"
+        | "client|no-evict"
+        | "client|unblock" => Kind::Refused(NEEDS_PINNING),
+        "shutdown" | "replicaof" | "slaveof" | "failover" | "sync" | "psync" | "replconf"
+        | "debug" | "swapdb" => Kind::Refused(NOT_THROUGH_PROXY),
+        name if name.starts_with("module") || name.starts_with("cluster") => {
+            Kind::Refused(NOT_THROUGH_PROXY)
+        }
+        // Users live in each shard process; the proxy has no ACL of its own yet (issue 8).
+        name if name.starts_with("acl") => {
+            Kind::Refused("users are not managed through the proxy yet")
+        }
+        // XREAD and XREADGROUP block only with BLOCK: see `handle`.
+        "xread" | "xreadgroup" => Kind::Keyed,
+        _ if spec.has(flag::BLOCKING) => Kind::Refused(NEEDS_PINNING),
+        _ if spec.key_specs.is_empty() => Kind::Any,
+        _ => Kind::Keyed,
+    }
+}
+
+/// The kind of every command and subcommand, by the address of its spec.
+fn kind_of(spec: &'static CommandSpec) -> Kind {
+    static KINDS: OnceLock<HashMap<usize, Kind, foldhash::fast::RandomState>> = OnceLock::new();
+    let kinds = KINDS.get_or_init(|| {
+        let mut m = HashMap::with_hasher(foldhash::fast::RandomState::default());
+        for c in REDIS_COMMANDS {
+            m.insert(c as *const CommandSpec as usize, classify(c));
+            for s in c.subcommands {
+                m.insert(s as *const CommandSpec as usize, classify(s));
+            }
+        }
+        m
+    });
+    kinds
+        .get(&(spec as *const CommandSpec as usize))
+        .copied()
+        .unwrap_or(Kind::Any)
+}
+
+/// Appends a client's request for a shard: as it came when it came as RESP, re-encoded when
+/// it was an inline command.
+fn write_request(out: &mut Vec<u8>, raw: &[u8], args: &Args<'_>) {
+    if raw.first() == Some(&b'*') {
+        out.extend_from_slice(raw);
+    } else {
+        let parts: Vec<&[u8]> = args.iter().collect();
+        write_command(out, &parts);
+    }
+}
+
+/// The slot of a request's keys: `Ok(None)` for none (or keys the table cannot find: the
+/// shard will explain), CROSSSLOT when they differ.
+fn slot_of(spec: &'static CommandSpec, args: &Args<'_>) -> Result<Option<u16>, &'static str> {
+    // The common case: one key at a fixed place.
+    if spec.first_key > 0 && spec.first_key == spec.last_key && !spec.has(flag::MOVABLEKEYS) {
+        return Ok(args.try_get(spec.first_key as usize).map(key_hash_slot));
+    }
+    let Ok(keys) = spec.key_positions(args) else {
+        return Ok(None);
+    };
+    let mut slot = None;
+    for (pos, _) in keys {
+        let s = key_hash_slot(args.get(pos));
+        match slot {
+            None => slot = Some(s),
+            Some(first) if first != s => {
+                return Err("CROSSSLOT Keys in request don't hash to the same slot");
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(slot)
+}
+
+fn is(a: &[u8], word: &str) -> bool {
+    a.eq_ignore_ascii_case(word.as_bytes())
+}
+
+impl Worker {
+    fn password(&self) -> Option<&str> {
+        self.topology.as_ref()?.password.as_deref()
+    }
+
+    /// Serves one request of client `key`; `raw` is its bytes as they came.
+    pub(crate) fn handle(&mut self, key: usize, args: &Args<'_>, raw: &[u8]) {
+        let Some(mut spec) = CommandTable::redis().get(args.get(0)) else {
+            return self.refuse_queued(key, &command::unknown_command(args));
+        };
+        if spec.is_container() && args.len() >= 2 {
+            match spec.subcommand(args.get(1)) {
+                Some(s) => spec = s,
+                None => {
+                    let text = command::unknown_subcommand(args.get(0), args.get(1));
+                    return self.refuse_queued(key, &text);
+                }
+            }
+        }
+        if !spec.arity_ok(args.len()) {
+            let text = format!("ERR wrong number of arguments for '{}' command", spec.name);
+            return self.refuse_queued(key, &text);
+        }
+        if !self.clients[key].authed && !spec.has(flag::NO_AUTH) {
+            if self.topology.is_none() {
+                return self.refuse_queued(key, "CLUSTERDOWN The cluster is down");
+            }
+            if self.password().is_some() {
+                return self.refuse_queued(key, "NOAUTH Authentication required.");
+            }
+            // Connected before the configuration said there is no password.
+            self.clients[key].authed = true;
+        }
+        let c = &self.clients[key];
+        if c.multi.is_some()
+            && !matches!(
+                spec.name,
+                "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+            )
+        {
+            return self.queue_in_multi(key, spec, args, raw);
+        }
+        match kind_of(spec) {
+            Kind::Keyed => {
+                if matches!(spec.name, "xread" | "xreadgroup")
+                    && args.iter().any(|a| is(a, "block"))
+                {
+                    return self.refuse(key, spec, NEEDS_PINNING);
+                }
+                match slot_of(spec, args) {
+                    Ok(Some(slot)) => self.forward_to_slot(key, slot, raw, args),
+                    Ok(None) => self.forward_to_any(key, raw, args),
+                    Err(e) => self.reply_error(key, e),
+                }
+            }
+            Kind::Split(merge) => self.split(key, spec, args, raw, merge),
+            Kind::All(merge) => self.fan_out(key, raw, args, merge),
+            Kind::Any => self.forward_to_any(key, raw, args),
+            Kind::Scan => self.scan(key, args),
+            Kind::SlotArgument => match num::parse_i64(args.get(2)) {
+                Some(s) if (0..SLOTS as i64).contains(&s) => {
+                    self.forward_to_slot(key, s as u16, raw, args)
+                }
+                _ => self.reply_error(key, "ERR Invalid or out of range slot"),
+            },
+            Kind::Local => self.local(key, spec, args),
+            Kind::Refused(why) => self.refuse(key, spec, why),
+        }
+    }
+
+    fn refuse(&mut self, key: usize, spec: &CommandSpec, why: &str) {
+        let name = spec.name.replace('|', " ").to_uppercase();
+        self.reply_error(
+            key,
+            &format!("ERR {name} is not available through the proxy: {why}"),
+        );
+    }
+
+    /// An error that also dooms the transaction being queued, as Redis's `flagTransaction`.
+    fn refuse_queued(&mut self, key: usize, text: &str) {
+        if let Some(m) = &mut self.clients[key].multi {
+            m.failed = true;
+        }
+        self.reply_error(key, text);
+    }
+
+    fn forward_to_slot(&mut self, key: usize, slot: u16, raw: &[u8], args: &Args<'_>) {
+        let resp3 = self.clients[key].resp3;
+        match self.slot_backend(slot, resp3) {
+            Ok(b) => self.forward(key, b, raw, args),
+            Err(e) => self.reply_error(key, &e),
+        }
+    }
+
+    fn forward_to_any(&mut self, key: usize, raw: &[u8], args: &Args<'_>) {
+        let resp3 = self.clients[key].resp3;
+        match self
+            .any_shard()
+            .map_err(String::from)
+            .and_then(|s| self.shard_backend(s, resp3))
+        {
+            Ok(b) => self.forward(key, b, raw, args),
+            Err(e) => self.reply_error(key, &e),
+        }
+    }
+
+    fn forward(&mut self, key: usize, b: usize, raw: &[u8], args: &Args<'_>) {
+        let (id, seq) = self.expect(key, Pending::Wait);
+        let to = To::Client {
+            key,
+            id,
+            seq,
+            part: 0,
+        };
+        self.send(b, to, 0, |o| write_request(o, raw, args));
+    }
+
+    /// MGET, MSET, DEL, UNLINK, EXISTS, TOUCH: one command per slot of the keys.
+    fn split(
+        &mut self,
+        key: usize,
+        spec: &'static CommandSpec,
+        args: &Args<'_>,
+        raw: &[u8],
+        merge: Merge,
+    ) {
+        let step = if spec.name == "mset" { 2 } else { 1 };
+        if !(args.len() - 1).is_multiple_of(step) {
+            // MSET with a key missing its value (a shard would see CROSSSLOT first).
+            let text = format!("ERR wrong number of arguments for '{}' command", spec.name);
+            return self.reply_error(key, &text);
+        }
+        // (slot, argument positions of its keys)
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        let mut order = Vec::with_capacity(args.len() / step);
+        for pos in (1..args.len()).step_by(step) {
+            let slot = key_hash_slot(args.get(pos));
+            let g = match groups.iter().position(|(s, _)| *s == slot) {
+                Some(g) => g,
+                None => {
+                    groups.push((slot, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            order.push((g as u32, groups[g].1.len() as u32));
+            groups[g].1.push(pos);
+        }
+        if groups.len() == 1 {
+            return self.forward_to_slot(key, groups[0].0, raw, args);
+        }
+        let mut gather = Gather::new(merge, groups.len());
+        if merge == Merge::Mget {
+            gather.order = order;
+        }
+        let (id, seq) = self.expect(key, Pending::Gather(Box::new(gather)));
+        let resp3 = self.clients[key].resp3;
+        let name = args.get(0);
+        for (part, (slot, positions)) in groups.into_iter().enumerate() {
+            let to = To::Client {
+                key,
+                id,
+                seq,
+                part: part as u32,
+            };
+            match self.slot_backend(slot, resp3) {
+                Ok(b) => self.send(b, to, 0, |o| {
+                    write_header(o, b'*', 1 + positions.len() * step);
+                    write_bulk(o, name);
+                    for p in positions {
+                        for i in p..p + step {
+                            write_bulk(o, args.get(i));
+                        }
+                    }
+                }),
+                Err(e) => self.deliver(to, format!("-{e}\r\n").as_bytes()),
+            }
+        }
+    }
+
+    /// A command every shard runs; the replies merged.
+    fn fan_out(&mut self, key: usize, raw: &[u8], args: &Args<'_>, merge: Merge) {
+        let shards = match self.shard_count() {
+            Ok(n) => n,
+            Err(e) => return self.reply_error(key, e),
+        };
+        let (id, seq) = self.expect(key, Pending::Gather(Box::new(Gather::new(merge, shards))));
+        let resp3 = self.clients[key].resp3;
+        for shard in 0..shards {
+            let to = To::Client {
+                key,
+                id,
+                seq,
+                part: shard as u32,
+            };
+            match self.shard_backend(shard, resp3) {
+                Ok(b) => self.send(b, to, 0, |o| write_request(o, raw, args)),
+                Err(e) => self.deliver(to, format!("-{e}\r\n").as_bytes()),
+            }
+        }
+    }
+
+    /// `SCAN cursor ...`: the proxy's cursor is the shard's cursor shifted left, with the
+    /// shard's index in the low bits; a finished shard hands over to the next.
+    fn scan(&mut self, key: usize, args: &Args<'_>) {
+        let shards = match self.shard_count() {
+            Ok(n) => n,
+            Err(e) => return self.reply_error(key, e),
+        };
+        let Some(cursor) = std::str::from_utf8(args.get(1))
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return self.reply_error(key, "ERR invalid cursor");
+        };
+        let shard = (cursor & ((1 << SCAN_SHARD_BITS) - 1)) as usize;
+        if shard >= shards {
+            return self.reply_error(key, "ERR invalid cursor");
+        }
+        let inner = itoa::Buffer::new()
+            .format(cursor >> SCAN_SHARD_BITS)
+            .to_owned();
+        let mut gather = Gather::new(Merge::Scan, 1);
+        gather.scan = (shard, shards);
+        let resp3 = self.clients[key].resp3;
+        let b = match self.shard_backend(shard, resp3) {
+            Ok(b) => b,
+            Err(e) => return self.reply_error(key, &e),
+        };
+        let (id, seq) = self.expect(key, Pending::Gather(Box::new(gather)));
+        let to = To::Client {
+            key,
+            id,
+            seq,
+            part: 0,
+        };
+        let mut parts: Vec<&[u8]> = args.iter().collect();
+        parts[1] = inner.as_bytes();
+        self.send(b, to, 0, |o| write_command(o, &parts));
+    }
+
+    /// A command inside MULTI: checked and kept at the proxy until EXEC.
+    fn queue_in_multi(
+        &mut self,
+        key: usize,
+        spec: &'static CommandSpec,
+        args: &Args<'_>,
+        raw: &[u8],
+    ) {
+        let slot = match kind_of(spec) {
+            Kind::Keyed | Kind::Split(_) => match slot_of(spec, args) {
+                Ok(slot) => slot,
+                Err(e) => return self.refuse_queued(key, e),
+            },
+            Kind::SlotArgument => num::parse_i64(args.get(2))
+                .filter(|s| (0..SLOTS as i64).contains(s))
+                .map(|s| s as u16),
+            Kind::Any => None,
+            Kind::Local if matches!(spec.name, "ping" | "echo") => None,
+            _ => {
+                let name = spec.name.replace('|', " ").to_uppercase();
+                let text = format!("ERR {name} cannot be part of a transaction through the proxy");
+                return self.refuse_queued(key, &text);
+            }
+        };
+        let Some(m) = self.clients[key].multi.as_mut() else {
+            return;
+        };
+        if let Some(s) = slot {
+            match m.slot {
+                Some(first) if first != s => {
+                    return self.refuse_queued(
+                        key,
+                        "CROSSSLOT Keys in request don't hash to the same slot",
+                    );
+                }
+                _ => m.slot = Some(s),
+            }
+        }
+        let before = m.cmds.len();
+        write_request(&mut m.cmds, raw, args);
+        m.lens.push((m.cmds.len() - before) as u32);
+        self.reply_with(key, |r| r.simple("QUEUED"));
+    }
+
+    /// EXEC: the queued commands go to their shard as one block, MULTI ... EXEC, on the
+    /// shared connection (nothing can come between them there); only EXEC's reply is kept.
+    fn exec(&mut self, key: usize) {
+        let Some(m) = self.clients[key].multi.take() else {
+            return self.reply_error(key, "ERR EXEC without MULTI");
+        };
+        if m.failed {
+            return self.reply_error(
+                key,
+                "EXECABORT Transaction discarded because of previous errors.",
+            );
+        }
+        if m.lens.is_empty() {
+            return self.reply_with(key, |r| r.array(0));
+        }
+        let resp3 = self.clients[key].resp3;
+        let backend = match m.slot {
+            Some(slot) => self.slot_backend(slot, resp3),
+            None => self
+                .any_shard()
+                .map_err(String::from)
+                .and_then(|s| self.shard_backend(s, resp3)),
+        };
+        let b = match backend {
+            Ok(b) => b,
+            Err(e) => return self.reply_error(key, &e),
+        };
+        let (id, seq) = self.expect(key, Pending::Wait);
+        self.send(b, To::Discard, 0, |o| write_command(o, &[b"MULTI"]));
+        let mut start = 0;
+        for len in m.lens {
+            let end = start + len as usize;
+            self.send(b, To::Discard, 0, |o| {
+                o.extend_from_slice(&m.cmds[start..end])
+            });
+            start = end;
+        }
+        let to = To::Client {
+            key,
+            id,
+            seq,
+            part: 0,
+        };
+        self.send(b, to, 0, |o| write_command(o, &[b"EXEC"]));
+    }
+
+    /// Commands the proxy answers itself.
+    fn local(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>) {
+        match spec.name {
+            "ping" => match args.try_get(1) {
+                Some(m) => {
+                    let m = m.to_vec();
+                    self.reply_with(key, |r| r.bulk(&m));
+                }
+                None => self.reply_with(key, |r| r.simple("PONG")),
+            },
+            "echo" => {
+                let m = args.get(1).to_vec();
+                self.reply_with(key, |r| r.bulk(&m));
+            }
+            "quit" => {
+                self.reply_with(key, |r| r.ok());
+                self.clients[key].closing = true;
+            }
+            "select" => match num::parse_i64(args.get(1)) {
+                Some(0) => self.reply_with(key, |r| r.ok()),
+                Some(_) => self.reply_error(key, "ERR SELECT is not allowed in cluster mode"),
+                None => self.reply_error(key, "ERR value is not an integer or out of range"),
+            },
+            "readonly" | "readwrite" | "asking" => self.reply_with(key, |r| r.ok()),
+            "auth" => {
+                let (user, pass) = match args.len() {
+                    2 => (None, args.get(1)),
+                    3 => (Some(args.get(1)), args.get(2)),
+                    _ => return self.reply_error(key, "ERR syntax error"),
+                };
+                if user.is_none() && self.password().is_none() {
+                    return self.reply_error(
+                        key,
+                        "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                    );
+                }
+                match self.check_password(user, pass) {
+                    Ok(()) => self.reply_with(key, |r| r.ok()),
+                    Err(e) => self.reply_error(key, e),
+                }
+            }
+            "hello" => self.hello(key, args),
+            "reset" => {
+                let authed = self.password().is_none();
+                let c = &mut self.clients[key];
+                c.multi = None;
+                c.resp3 = false;
+                c.name = None;
+                c.authed = authed;
+                self.reply_with(key, |r| r.simple("RESET"));
+            }
+            "multi" => {
+                let c = &mut self.clients[key];
+                if c.multi.is_some() {
+                    return self.reply_error(key, "ERR MULTI calls can not be nested");
+                }
+                c.multi = Some(Multi::default());
+                self.reply_with(key, |r| r.ok());
+            }
+            "exec" => self.exec(key),
+            "discard" => match self.clients[key].multi.take() {
+                Some(_) => self.reply_with(key, |r| r.ok()),
+                None => self.reply_error(key, "ERR DISCARD without MULTI"),
+            },
+            "watch" => {
+                if self.clients[key].multi.is_some() {
+                    return self.reply_error(key, "ERR WATCH inside MULTI is not allowed");
+                }
+                self.refuse(key, spec, NEEDS_PINNING);
+            }
+            "client|setname" => {
+                let name = args.get(2);
+                if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+                    return self.reply_error(
+                        key,
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    );
+                }
+                self.clients[key].name = (!name.is_empty()).then(|| name.to_vec());
+                self.reply_with(key, |r| r.ok());
+            }
+            "client|getname" => {
+                let name = self.clients[key].name.clone();
+                self.reply_with(key, |r| r.bulk_opt(name.as_deref()));
+            }
+            "client|id" => {
+                let id = self.clients[key].id as i64;
+                self.reply_with(key, |r| r.int(id));
+            }
+            "cluster|keyslot" => {
+                let slot = key_hash_slot(args.get(2));
+                self.reply_with(key, |r| r.int(i64::from(slot)));
+            }
+            "cluster|slots" | "cluster|shards" | "cluster|nodes" | "cluster|info"
+            | "cluster|myid" => self.cluster_view(key, spec.name),
+            other => {
+                tracing::error!("proxy: no local handler for {other}");
+                self.reply_error(key, "ERR proxy: internal error");
+            }
+        }
+    }
+
+    fn check_password(&self, user: Option<&[u8]>, pass: &[u8]) -> Result<(), &'static str> {
+        const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+        if user.is_some_and(|u| u != b"default") {
+            return Err(WRONGPASS);
+        }
+        match self.password() {
+            None => Ok(()),
+            Some(p) if p.as_bytes() == pass => Ok(()),
+            Some(_) => Err(WRONGPASS),
+        }
+    }
+
+    /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`, as a shard answers.
+    fn hello(&mut self, key: usize, args: &Args<'_>) {
+        let mut proto = None;
+        if let Some(v) = args.try_get(1) {
+            match num::parse_i64(v) {
+                Some(v @ 2..=3) => proto = Some(v),
+                Some(_) => return self.reply_error(key, "NOPROTO unsupported protocol version"),
+                None => {
+                    return self.reply_error(
+                        key,
+                        "ERR Protocol version is not an integer or out of range",
+                    );
+                }
+            }
+        }
+        let mut auth = None;
+        let mut setname = None;
+        let mut i = 2;
+        while i < args.len() {
+            let a = args.get(i);
+            if is(a, "auth") && i + 2 < args.len() {
+                auth = Some((args.get(i + 1), args.get(i + 2)));
+                i += 3;
+            } else if is(a, "setname") && i + 1 < args.len() {
+                setname = Some(args.get(i + 1));
+                i += 2;
+            } else {
+                let text = format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(a)
+                );
+                return self.reply_error(key, &text);
+            }
+        }
+        if let Some((user, pass)) = auth {
+            match self.check_password(Some(user), pass) {
+                Ok(()) => self.clients[key].authed = true,
+                Err(e) => return self.reply_error(key, e),
+            }
+        }
+        if !self.clients[key].authed {
+            return self.reply_error(
+                key,
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            );
+        }
+        if let Some(name) = setname {
+            if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+                return self.reply_error(
+                    key,
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
+            self.clients[key].name = (!name.is_empty()).then(|| name.to_vec());
+        }
+        let c = &mut self.clients[key];
+        if let Some(p) = proto {
+            c.resp3 = p == 3;
+        }
+        let id = c.id as i64;
+        self.reply_with(key, |r: &mut Reply<'_>| {
+            r.map(7);
+            r.bulk(b"server");
+            r.bulk(b"redis");
+            r.bulk(b"version");
+            r.bulk(REDIS_VERSION.as_bytes());
+            r.bulk(b"proto");
+            r.int(if r.resp3() { 3 } else { 2 });
+            r.bulk(b"id");
+            r.int(id);
+            r.bulk(b"mode");
+            r.bulk(b"standalone");
+            r.bulk(b"role");
+            r.bulk(b"master");
+            r.bulk(b"modules");
+            r.array(0);
+        });
+    }
+
+    /// CLUSTER SLOTS, SHARDS, NODES, INFO and MYID as a one-node cluster: the proxy serves
+    /// every slot, so cluster-aware clients send everything here.
+    fn cluster_view(&mut self, key: usize, name: &str) {
+        let Some(view) = self.view.take() else {
+            return self.reply_error(key, "CLUSTERDOWN The cluster is down");
+        };
+        let me = &view.shards[0].primary;
+        match name {
+            "cluster|slots" => self.reply_with(key, |r| view.write_slots(r)),
+            "cluster|shards" => self.reply_with(key, |r| view.write_shards(r, |_| 0)),
+            "cluster|nodes" => {
+                let text = view.nodes_text(Some(&me.id));
+                self.reply_with(key, |r| r.verbatim("txt", text.as_bytes()));
+            }
+            "cluster|info" => {
+                let text = view.info_text(true);
+                self.reply_with(key, |r| r.verbatim("txt", text.as_bytes()));
+            }
+            _ => {
+                let id = me.id.clone();
+                self.reply_with(key, |r| r.bulk(id.as_bytes()));
+            }
+        }
+        self.view = Some(view);
+    }
+}

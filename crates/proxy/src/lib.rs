@@ -1,0 +1,222 @@
+//! `tessera proxy`: one endpoint for a database of many shards (issue 8, `docs/CLUSTER.md`).
+//!
+//! Threads each run their own loop (`worker`) with their own listening socket on the same port
+//! (`SO_REUSEPORT`), their own clients and their own connections to the shards. A client's
+//! command is parsed with the protocol crate's parser and command table, routed by the hash
+//! slot of its keys to the primary serving it, and written into that shard's connection with
+//! whatever else is queued for it (one write per loop turn: just-in-time pipelining). Replies
+//! come back in order on each shard connection and are put back in each client's order.
+//! Multi-key commands are split by slot and merged; all-shard commands are fanned out
+//! (`commands`, `merge`).
+//!
+//! A watcher thread (`tessera_watch`) keeps the database's topology from the control group;
+//! workers take a newer one at the top of their next turn.
+
+mod commands;
+mod merge;
+mod worker;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tessera_protocol::cluster::Topology;
+
+/// What a proxy serves and where.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: String,
+    /// Port to listen on; `None`: the database's endpoint port from the configuration.
+    pub port: Option<u16>,
+    /// The host the proxy names itself by in CLUSTER SLOTS / SHARDS / NODES (default: the
+    /// bind address, or 127.0.0.1 when that is a wildcard).
+    pub announce_host: Option<String>,
+    /// Worker threads.
+    pub threads: usize,
+    /// Control members' API addresses (`host:port`), asked in turn.
+    pub control: Vec<String>,
+    /// The control group's admin token, to read the configuration.
+    pub token: Option<String>,
+    /// The database this proxy serves.
+    pub database: String,
+}
+
+/// State the workers share: the newest topology and the wakers to tell them about it.
+pub(crate) struct Shared {
+    topology: Mutex<Option<Arc<Topology>>>,
+    epoch: AtomicU64,
+    wakers: OnceLock<Vec<Arc<mio::Waker>>>,
+    next_client_id: AtomicU64,
+    /// Where clients reach this proxy: `host`, `port`.
+    pub host: String,
+    pub port: OnceLock<u16>,
+    pub database: String,
+}
+
+impl Shared {
+    fn publish(&self, t: Topology) {
+        let epoch = t.epoch;
+        {
+            let mut cur = self.topology.lock().expect("topology lock");
+            if cur.as_ref().is_some_and(|c| c.epoch >= epoch) {
+                return;
+            }
+            *cur = Some(Arc::new(t));
+        }
+        self.epoch.store(epoch, Ordering::Release);
+        tracing::info!("proxy: configuration epoch {epoch}");
+        for w in self.wakers.get().into_iter().flatten() {
+            let _ = w.wake();
+        }
+    }
+
+    /// The newest topology, with its epoch.
+    pub(crate) fn topology(&self) -> Option<Arc<Topology>> {
+        self.topology.lock().expect("topology lock").clone()
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A running proxy: its worker threads serve until the process ends.
+pub struct Proxy {
+    addr: SocketAddr,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts watching the configuration, binds the listening sockets and starts the workers.
+    /// Without a port, the database's endpoint port is taken from the first configuration.
+    pub fn start(config: Config) -> anyhow::Result<Proxy> {
+        if config.control.is_empty() {
+            bail!("the proxy needs at least one control member (--control)");
+        }
+        let host = match &config.announce_host {
+            Some(h) => h.clone(),
+            None if config.bind == "0.0.0.0" || config.bind == "::" => "127.0.0.1".to_string(),
+            None => config.bind.clone(),
+        };
+        let shared = Arc::new(Shared {
+            topology: Mutex::new(None),
+            epoch: AtomicU64::new(0),
+            wakers: OnceLock::new(),
+            next_client_id: AtomicU64::new(1),
+            host,
+            port: OnceLock::new(),
+            database: config.database.clone(),
+        });
+        let watched = Arc::clone(&shared);
+        tessera_watch::spawn(
+            config.control.clone(),
+            config.token.clone(),
+            config.database.clone(),
+            move |t| {
+                watched.publish(t);
+                true
+            },
+        )
+        .context("starting the configuration watcher")?;
+
+        let port = match config.port {
+            Some(p) => p,
+            None => wait_for_port(&shared)?,
+        };
+        let addr = (config.bind.as_str(), port)
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {}", config.bind))?
+            .next()
+            .with_context(|| format!("no address for {}", config.bind))?;
+        let count = config.threads.max(1);
+        let mut listeners = Vec::with_capacity(count);
+        let mut bound = addr;
+        for i in 0..count {
+            let l = listen(bound).with_context(|| format!("listening on {bound}"))?;
+            if i == 0 {
+                bound = l.local_addr()?;
+            }
+            listeners.push(l);
+        }
+        let _ = shared.port.set(bound.port());
+        let mut workers = Vec::with_capacity(count);
+        let mut wakers = Vec::with_capacity(count);
+        for l in listeners {
+            let w = worker::Worker::new(Arc::clone(&shared), l)?;
+            wakers.push(w.waker());
+            workers.push(w);
+        }
+        let _ = shared.wakers.set(wakers);
+        let threads = workers
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
+                std::thread::Builder::new()
+                    .name(format!("proxy-{i}"))
+                    .spawn(move || w.run())
+            })
+            .collect::<Result<_, _>>()
+            .context("starting the worker threads")?;
+        tracing::info!(
+            "proxy for database '{}' listening on {bound} with {count} threads",
+            config.database
+        );
+        Ok(Proxy {
+            addr: bound,
+            threads,
+        })
+    }
+
+    /// Where the proxy listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits for the workers (they run until the process ends).
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits for the first configuration, for the database's endpoint port.
+fn wait_for_port(shared: &Shared) -> anyhow::Result<u16> {
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        if let Some(t) = shared.topology() {
+            if t.port == 0 {
+                bail!("database '{}' has no endpoint port", shared.database);
+            }
+            return Ok(t.port);
+        }
+        if !warned && started.elapsed() > Duration::from_secs(10) {
+            warned = true;
+            tracing::warn!(
+                "proxy: still waiting for the configuration of database '{}'",
+                shared.database
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A listening socket that other threads' sockets share the port of (`SO_REUSEPORT`).
+fn listen(addr: SocketAddr) -> std::io::Result<mio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}

@@ -1,0 +1,1004 @@
+//! One proxy thread: its listening socket, its clients, its connections to the shards, and the
+//! loop that moves requests and replies between them.
+//!
+//! Requests for a shard are appended to that shard connection's output buffer as they are
+//! parsed and written once per loop turn, so every client's command that arrived in the same
+//! turn shares one write (just-in-time pipelining). The buffer keeps each request until its
+//! reply has come back, so a `-MOVED`, `-ASK` or `-TRYAGAIN` reply can be followed by sending
+//! the same bytes elsewhere; replies come back in request order, so the buffer is a FIFO.
+//!
+//! Each client has a queue of the replies it is owed, in request order. A reply that arrives
+//! for the head of the queue is copied straight into the client's output; one that arrives
+//! early (another shard was faster) waits in its entry.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use tessera_protocol::cluster::Topology;
+use tessera_protocol::frame::{self, FrameScanner};
+use tessera_protocol::parse::{Limits, RequestParser};
+use tessera_protocol::reply::Reply;
+
+use crate::Shared;
+use crate::merge::Gather;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const CLIENT_BASE: usize = 2;
+const BACKEND_BASE: usize = 1 << 32;
+/// The size of a connection's first read buffer; it doubles while a request or reply needs it.
+const READ_CHUNK: usize = 16 * 1024;
+/// Replies a client may be owed before the proxy stops reading its requests.
+const MAX_PENDING: usize = 1024;
+/// Redirections (`MOVED`, `ASK`, `TRYAGAIN`) followed for one command before its client gets
+/// the last one.
+const MAX_REDIRECTS: u8 = 5;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a shard connection fails, commands for it fail at once for this long.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+const TRYAGAIN_DELAY: Duration = Duration::from_millis(20);
+
+/// A reply a client is owed, in request order.
+pub(crate) enum Pending {
+    /// One shard's reply, passed through.
+    Wait,
+    /// Several shards' replies, merged.
+    Gather(Box<Gather>),
+    /// A reply that is ready but waits for the ones before it.
+    Done(Vec<u8>),
+}
+
+/// A transaction being queued at the proxy (MULTI ... EXEC): its commands go to the shard as
+/// one block at EXEC.
+#[derive(Default)]
+pub(crate) struct Multi {
+    /// The queued commands, encoded, one after the other; `lens` gives each one's length.
+    pub cmds: Vec<u8>,
+    pub lens: Vec<u32>,
+    /// The slot of the keys so far.
+    pub slot: Option<u16>,
+    /// A command was refused while queueing: EXEC answers EXECABORT.
+    pub failed: bool,
+}
+
+pub(crate) struct Client {
+    pub id: u64,
+    stream: TcpStream,
+    inb: Vec<u8>,
+    filled: usize,
+    parser: Option<RequestParser>,
+    out: Vec<u8>,
+    written: usize,
+    pub queue: VecDeque<Pending>,
+    /// The request sequence number of `queue[0]`.
+    pub head_seq: u64,
+    pub resp3: bool,
+    pub authed: bool,
+    pub name: Option<Vec<u8>>,
+    pub multi: Option<Multi>,
+    /// Close once the replies owed are written (QUIT, a protocol error).
+    pub closing: bool,
+    /// Not read while it is owed `MAX_PENDING` replies.
+    paused: bool,
+    dirty: bool,
+}
+
+/// Where a shard's reply goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum To {
+    /// Part `part` of client `key`'s reply number `seq` (`id` tells a reused slab key apart).
+    Client {
+        key: usize,
+        id: u64,
+        seq: u64,
+        part: u32,
+    },
+    /// Nobody: ASKING, the MULTI and QUEUED replies of a transaction.
+    Discard,
+    /// The connection's own set-up (AUTH, HELLO): an error is logged.
+    Handshake,
+}
+
+#[derive(Clone, Copy)]
+struct Inflight {
+    to: To,
+    /// The request's length in the connection's output buffer.
+    len: u32,
+    redirects: u8,
+}
+
+/// A connection to one shard process, shared by every client of the thread.
+struct Backend {
+    addr: String,
+    resp3: bool,
+    stream: Option<TcpStream>,
+    connected: bool,
+    connect_deadline: Instant,
+    /// Requests: `[head, sent)` written and waiting for replies, `[sent, len)` to write.
+    out: Vec<u8>,
+    head: usize,
+    sent: usize,
+    inb: Vec<u8>,
+    filled: usize,
+    scanner: FrameScanner,
+    inflight: VecDeque<Inflight>,
+    /// Down: commands fail at once until then.
+    retry_at: Option<Instant>,
+    last_error: String,
+    dirty: bool,
+}
+
+/// A command to send again after `-TRYAGAIN`.
+struct Retry {
+    at: Instant,
+    addr: String,
+    resp3: bool,
+    to: To,
+    redirects: u8,
+    req: Vec<u8>,
+}
+
+pub(crate) struct Worker {
+    pub shared: Arc<Shared>,
+    poll: Poll,
+    waker: Arc<Waker>,
+    listener: TcpListener,
+    pub clients: Slab<Client>,
+    backends: Slab<Backend>,
+    by_addr: HashMap<(String, bool), usize>,
+    pub topology: Option<Arc<Topology>>,
+    epoch: u64,
+    /// Per shard of `topology`: its primary's connection, RESP2 and RESP3.
+    routes: Vec<[Option<usize>; 2]>,
+    /// Slots a shard said have moved, until the next topology.
+    moved: HashMap<u16, String>,
+    /// The proxy as cluster-aware clients see it: one node serving every slot.
+    pub view: Option<Topology>,
+    dirty_clients: Vec<usize>,
+    dirty_backends: Vec<usize>,
+    resume: Vec<usize>,
+    retries: Vec<Retry>,
+    /// Round robin over the shards for commands any shard can answer.
+    next_any: usize,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Worker {
+    pub(crate) fn new(shared: Arc<Shared>, mut listener: TcpListener) -> io::Result<Worker> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(Worker {
+            shared,
+            poll,
+            waker,
+            listener,
+            clients: Slab::new(),
+            backends: Slab::new(),
+            by_addr: HashMap::new(),
+            topology: None,
+            epoch: 0,
+            routes: Vec::new(),
+            moved: HashMap::new(),
+            view: None,
+            dirty_clients: Vec::new(),
+            dirty_backends: Vec::new(),
+            resume: Vec::new(),
+            retries: Vec::new(),
+            next_any: 0,
+        })
+    }
+
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.retries.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_millis(5)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!("proxy: poll failed: {e}");
+                return;
+            }
+            self.check_topology();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) if t >= BACKEND_BASE => {
+                        let b = t - BACKEND_BASE;
+                        if ev.is_writable() {
+                            self.backend_writable(b);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.backend_readable(b);
+                        }
+                    }
+                    Token(t) => {
+                        let key = t - CLIENT_BASE;
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.client_readable(key);
+                        }
+                        if ev.is_writable() {
+                            self.mark_client(key);
+                        }
+                    }
+                }
+            }
+            self.timers();
+            self.flush();
+        }
+    }
+
+    fn check_topology(&mut self) {
+        if self.shared.epoch() == self.epoch {
+            return;
+        }
+        let Some(t) = self.shared.topology() else {
+            return;
+        };
+        self.epoch = t.epoch;
+        self.routes = vec![[None, None]; t.shards.len()];
+        self.moved.clear();
+        let port = self.shared.port.get().copied().unwrap_or(t.port);
+        self.view = Some(Topology::single_node(
+            t.epoch,
+            &t.database,
+            &self.shared.host,
+            port,
+        ));
+        self.topology = Some(t);
+    }
+
+    // ---- clients ----
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.clients.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(CLIENT_BASE + key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        tracing::warn!("proxy: cannot register a client: {e}");
+                        continue;
+                    }
+                    let authed = self.topology.as_ref().is_none_or(|t| t.password.is_none());
+                    entry.insert(Client {
+                        id: self.shared.next_client_id(),
+                        stream,
+                        inb: vec![0; READ_CHUNK],
+                        filled: 0,
+                        parser: Some(RequestParser::new(Limits::default())),
+                        out: Vec::new(),
+                        written: 0,
+                        queue: VecDeque::new(),
+                        head_seq: 0,
+                        resp3: false,
+                        authed,
+                        name: None,
+                        multi: None,
+                        closing: false,
+                        paused: false,
+                        dirty: false,
+                    });
+                }
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of file descriptors, most likely: try again on the next event.
+                    tracing::warn!("proxy: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn client_readable(&mut self, key: usize) {
+        loop {
+            let Some(c) = self.clients.get_mut(key) else {
+                return;
+            };
+            if c.paused || c.closing {
+                return;
+            }
+            if c.filled == c.inb.len() {
+                let len = c.inb.len() * 2;
+                c.inb.resize(len, 0);
+            }
+            let room = c.inb.len() - c.filled;
+            match c.stream.read(&mut c.inb[c.filled..]) {
+                Ok(0) => {
+                    self.close_client(key);
+                    return;
+                }
+                Ok(n) => {
+                    c.filled += n;
+                    self.process_input(key);
+                    // A short read emptied the socket: the next bytes bring a new event.
+                    if n < room {
+                        return;
+                    }
+                }
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close_client(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Parses and handles the complete requests in a client's input.
+    fn process_input(&mut self, key: usize) {
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        let inb = std::mem::take(&mut c.inb);
+        let Some(mut parser) = c.parser.take() else {
+            c.inb = inb;
+            return;
+        };
+        let filled = c.filled;
+        let mut pos = 0;
+        while pos < filled {
+            let c = &mut self.clients[key];
+            if c.closing {
+                break;
+            }
+            if c.queue.len() >= MAX_PENDING {
+                c.paused = true;
+                break;
+            }
+            match parser.parse(&inb[pos..filled], c.authed) {
+                Ok(Some(n)) => {
+                    let raw = &inb[pos..pos + n];
+                    let args = parser.args(raw);
+                    if !args.is_empty() {
+                        self.handle(key, &args, raw);
+                    }
+                    pos += n;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.reply_error(key, &format!("ERR {e}"));
+                    self.clients[key].closing = true;
+                    break;
+                }
+            }
+        }
+        let c = &mut self.clients[key];
+        c.inb = inb;
+        c.parser = Some(parser);
+        if pos > 0 {
+            c.inb.copy_within(pos..filled, 0);
+            c.filled = filled - pos;
+        }
+        // A large buffer that held one big request shrinks back.
+        if c.filled == 0 && c.inb.len() > 4 * READ_CHUNK {
+            c.inb.truncate(READ_CHUNK);
+            c.inb.shrink_to_fit();
+        }
+    }
+
+    fn mark_client(&mut self, key: usize) {
+        if let Some(c) = self.clients.get_mut(key)
+            && !c.dirty
+        {
+            c.dirty = true;
+            self.dirty_clients.push(key);
+        }
+    }
+
+    fn flush_client(&mut self, key: usize) {
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        c.dirty = false;
+        while c.written < c.out.len() {
+            match c.stream.write(&c.out[c.written..]) {
+                Ok(0) => break,
+                Ok(n) => c.written += n,
+                Err(e) if would_block(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close_client(key);
+                    return;
+                }
+            }
+        }
+        if c.written == c.out.len() {
+            c.out.clear();
+            c.written = 0;
+            if c.out.capacity() > 1 << 20 {
+                c.out.shrink_to(READ_CHUNK);
+            }
+            if c.closing && c.queue.is_empty() {
+                self.close_client(key);
+            }
+        }
+    }
+
+    fn close_client(&mut self, key: usize) {
+        if let Some(mut c) = self.clients.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    /// Adds a reply the client is owed; returns what a shard's reply to it is addressed to.
+    pub(crate) fn expect(&mut self, key: usize, p: Pending) -> (u64, u64) {
+        let c = &mut self.clients[key];
+        let seq = c.head_seq + c.queue.len() as u64;
+        c.queue.push_back(p);
+        (c.id, seq)
+    }
+
+    /// A reply the proxy makes itself, in its place among the client's replies.
+    pub(crate) fn reply_with(&mut self, key: usize, f: impl FnOnce(&mut Reply<'_>)) {
+        let c = &mut self.clients[key];
+        if c.queue.is_empty() {
+            f(&mut Reply::new(&mut c.out, c.resp3));
+        } else {
+            let mut v = Vec::new();
+            f(&mut Reply::new(&mut v, c.resp3));
+            c.queue.push_back(Pending::Done(v));
+        }
+        self.mark_client(key);
+    }
+
+    pub(crate) fn reply_error(&mut self, key: usize, text: &str) {
+        self.reply_with(key, |r| r.error(text));
+    }
+
+    /// Hands a shard's reply (or an error made for it) to whoever it is for.
+    pub(crate) fn deliver(&mut self, to: To, frame: &[u8]) {
+        let (key, id, seq, part) = match to {
+            To::Client { key, id, seq, part } => (key, id, seq, part),
+            To::Discard => return,
+            To::Handshake => {
+                if frame::is_error(frame) {
+                    tracing::warn!(
+                        "proxy: a shard refused the connection's set-up: {}",
+                        String::from_utf8_lossy(frame).trim_end()
+                    );
+                }
+                return;
+            }
+        };
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        if c.id != id || seq < c.head_seq {
+            return;
+        }
+        let idx = (seq - c.head_seq) as usize;
+        let Some(p) = c.queue.get_mut(idx) else {
+            return;
+        };
+        match p {
+            Pending::Wait if idx == 0 => c.out.extend_from_slice(frame),
+            Pending::Wait => {
+                *p = Pending::Done(frame.to_vec());
+                return;
+            }
+            Pending::Gather(g) => {
+                if !g.add(part, frame) {
+                    return;
+                }
+                let merged = g.finish();
+                if idx > 0 {
+                    *p = Pending::Done(merged);
+                    return;
+                }
+                c.out.extend_from_slice(&merged);
+            }
+            Pending::Done(_) => return,
+        }
+        // The head of the queue was answered: it and the ready replies after it go out.
+        c.queue.pop_front();
+        c.head_seq += 1;
+        while let Some(Pending::Done(_)) = c.queue.front() {
+            if let Some(Pending::Done(r)) = c.queue.pop_front() {
+                c.out.extend_from_slice(&r);
+            }
+            c.head_seq += 1;
+        }
+        if c.paused && c.queue.len() < MAX_PENDING / 2 {
+            c.paused = false;
+            self.resume.push(key);
+        }
+        self.mark_client(key);
+    }
+
+    // ---- shard connections ----
+
+    /// The connection of this thread to the process at `addr`, made on first use.
+    fn backend_at(&mut self, addr: &str, resp3: bool) -> usize {
+        if let Some(&b) = self.by_addr.get(&(addr.to_string(), resp3)) {
+            return b;
+        }
+        let b = self.backends.insert(Backend {
+            addr: addr.to_string(),
+            resp3,
+            stream: None,
+            connected: false,
+            connect_deadline: Instant::now(),
+            out: Vec::new(),
+            head: 0,
+            sent: 0,
+            inb: vec![0; READ_CHUNK],
+            filled: 0,
+            scanner: FrameScanner::new(),
+            inflight: VecDeque::new(),
+            retry_at: None,
+            last_error: String::new(),
+            dirty: false,
+        });
+        self.by_addr.insert((addr.to_string(), resp3), b);
+        b
+    }
+
+    /// Connects `b` if it is not connected: `Err` with the reason when it is down.
+    fn ensure_connected(&mut self, b: usize) -> Result<(), String> {
+        let be = &mut self.backends[b];
+        if be.stream.is_some() {
+            return Ok(());
+        }
+        if let Some(at) = be.retry_at
+            && Instant::now() < at
+        {
+            return Err(be.last_error.clone());
+        }
+        let addr = be.addr.clone();
+        let resolved = addr
+            .parse::<SocketAddr>()
+            .ok()
+            .or_else(|| addr.to_socket_addrs().ok().and_then(|mut a| a.next()));
+        let connected = match resolved {
+            Some(sa) => TcpStream::connect(sa).and_then(|mut s| {
+                self.poll.registry().register(
+                    &mut s,
+                    Token(BACKEND_BASE + b),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(s)
+            }),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "cannot resolve the address",
+            )),
+        };
+        let be = &mut self.backends[b];
+        match connected {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                be.stream = Some(s);
+                be.connected = false;
+                be.connect_deadline = Instant::now() + CONNECT_TIMEOUT;
+                be.retry_at = None;
+            }
+            Err(e) => {
+                be.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
+                be.last_error = format!("ERR proxy: shard {addr} is unreachable ({e})");
+                return Err(be.last_error.clone());
+            }
+        }
+        let password = self.topology.as_ref().and_then(|t| t.password.clone());
+        if let Some(pw) = password {
+            self.send(b, To::Handshake, 0, |o| {
+                write_command(o, &[b"AUTH", pw.as_bytes()]);
+            });
+        }
+        if self.backends[b].resp3 {
+            self.send(b, To::Handshake, 0, |o| write_command(o, &[b"HELLO", b"3"]));
+        }
+        Ok(())
+    }
+
+    /// The connection to the primary of shard `shard` (an index into the topology).
+    pub(crate) fn shard_backend(&mut self, shard: usize, resp3: bool) -> Result<usize, String> {
+        let cached = self
+            .routes
+            .get(shard)
+            .ok_or("CLUSTERDOWN The cluster is down")?[usize::from(resp3)];
+        let b = match cached {
+            Some(b) => b,
+            None => {
+                let addr = self
+                    .topology
+                    .as_ref()
+                    .ok_or("CLUSTERDOWN The cluster is down")?
+                    .shards[shard]
+                    .primary
+                    .addr();
+                let b = self.backend_at(&addr, resp3);
+                self.routes[shard][usize::from(resp3)] = Some(b);
+                b
+            }
+        };
+        self.ensure_connected(b)?;
+        Ok(b)
+    }
+
+    /// The connection to the primary serving `slot`.
+    pub(crate) fn slot_backend(&mut self, slot: u16, resp3: bool) -> Result<usize, String> {
+        if !self.moved.is_empty()
+            && let Some(addr) = self.moved.get(&slot).cloned()
+        {
+            let b = self.backend_at(&addr, resp3);
+            self.ensure_connected(b)?;
+            return Ok(b);
+        }
+        let t = self
+            .topology
+            .as_ref()
+            .ok_or("CLUSTERDOWN The cluster is down")?;
+        let shard = t
+            .owner_index(slot)
+            .ok_or("CLUSTERDOWN Hash slot not served")?;
+        self.shard_backend(shard, resp3)
+    }
+
+    /// The number of shards, or the error for a cluster without a configuration yet.
+    pub(crate) fn shard_count(&self) -> Result<usize, &'static str> {
+        match &self.topology {
+            Some(t) if !t.shards.is_empty() => Ok(t.shards.len()),
+            _ => Err("CLUSTERDOWN The cluster is down"),
+        }
+    }
+
+    /// A shard for commands any shard answers, in turn.
+    pub(crate) fn any_shard(&mut self) -> Result<usize, &'static str> {
+        let n = self.shard_count()?;
+        self.next_any = (self.next_any + 1) % n;
+        Ok(self.next_any)
+    }
+
+    /// Queues a request on connection `b`; `write` appends its bytes.
+    pub(crate) fn send(
+        &mut self,
+        b: usize,
+        to: To,
+        redirects: u8,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let be = &mut self.backends[b];
+        let before = be.out.len();
+        write(&mut be.out);
+        let len = (be.out.len() - before) as u32;
+        be.inflight.push_back(Inflight { to, len, redirects });
+        if !be.dirty {
+            be.dirty = true;
+            self.dirty_backends.push(b);
+        }
+    }
+
+    fn backend_writable(&mut self, b: usize) {
+        let Some(be) = self.backends.get_mut(b) else {
+            return;
+        };
+        let Some(stream) = &be.stream else {
+            return;
+        };
+        if !be.connected {
+            if let Ok(Some(e)) | Err(e) = stream.take_error() {
+                self.fail_backend(b, &e.to_string());
+                return;
+            }
+            match stream.peer_addr() {
+                Ok(_) => be.connected = true,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    self.fail_backend(b, &e.to_string());
+                    return;
+                }
+            }
+        }
+        self.flush_backend(b);
+    }
+
+    fn flush_backend(&mut self, b: usize) {
+        let be = &mut self.backends[b];
+        be.dirty = false;
+        if !be.connected {
+            return;
+        }
+        let Some(stream) = &mut be.stream else {
+            return;
+        };
+        let mut failed = None;
+        while be.sent < be.out.len() {
+            match stream.write(&be.out[be.sent..]) {
+                Ok(0) => break,
+                Ok(n) => be.sent += n,
+                Err(e) if would_block(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(why) = failed {
+            self.fail_backend(b, &why);
+        }
+    }
+
+    fn backend_readable(&mut self, b: usize) {
+        loop {
+            let Some(be) = self.backends.get_mut(b) else {
+                return;
+            };
+            let Some(stream) = &mut be.stream else {
+                return;
+            };
+            if be.filled == be.inb.len() {
+                let len = be.inb.len() * 2;
+                be.inb.resize(len, 0);
+            }
+            let room = be.inb.len() - be.filled;
+            match stream.read(&mut be.inb[be.filled..]) {
+                Ok(0) => {
+                    self.fail_backend(b, "the shard closed the connection");
+                    return;
+                }
+                Ok(n) => {
+                    be.filled += n;
+                    if !self.process_replies(b) || n < room {
+                        return;
+                    }
+                }
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail_backend(b, &e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands out the complete replies in `b`'s input; false when the connection failed.
+    fn process_replies(&mut self, b: usize) -> bool {
+        let be = &mut self.backends[b];
+        let inb = std::mem::take(&mut be.inb);
+        let filled = be.filled;
+        let mut pos = 0;
+        let mut ok = true;
+        while pos < filled {
+            match self.backends[b].scanner.scan(&inb[pos..filled]) {
+                Ok(Some(n)) => {
+                    let reply = &inb[pos..pos + n];
+                    pos += n;
+                    if !self.on_reply(b, reply) {
+                        ok = false;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.backends[b].inb = inb;
+                    self.fail_backend(b, &e.to_string());
+                    return false;
+                }
+            }
+        }
+        let be = &mut self.backends[b];
+        be.inb = inb;
+        if !ok {
+            return false;
+        }
+        if pos > 0 {
+            be.inb.copy_within(pos..filled, 0);
+            be.filled = filled - pos;
+        }
+        if be.filled == 0 && be.inb.len() > 4 * READ_CHUNK {
+            be.inb.truncate(READ_CHUNK);
+            be.inb.shrink_to_fit();
+        }
+        true
+    }
+
+    /// One reply from `b`: the answer to its oldest request in flight.
+    fn on_reply(&mut self, b: usize, reply: &[u8]) -> bool {
+        if reply.first() == Some(&b'>') {
+            // A push on a shared connection (nothing subscribes on one): not a reply.
+            return true;
+        }
+        let be = &mut self.backends[b];
+        let Some(inf) = be.inflight.pop_front() else {
+            self.fail_backend(b, "a reply to no request");
+            return false;
+        };
+        let start = be.head;
+        be.head += inf.len as usize;
+        let redirect = matches!(inf.to, To::Client { .. })
+            && inf.redirects < MAX_REDIRECTS
+            && (reply.starts_with(b"-MOVED ")
+                || reply.starts_with(b"-ASK ")
+                || reply.starts_with(b"-TRYAGAIN"));
+        let req = redirect.then(|| be.out[start..be.head].to_vec());
+        if be.head == be.out.len() {
+            be.out.clear();
+            be.head = 0;
+            be.sent = 0;
+        } else if be.head > 64 * 1024 && be.head * 2 > be.out.len() {
+            be.out.drain(..be.head);
+            be.sent -= be.head;
+            be.head = 0;
+        }
+        match req {
+            Some(req) => self.redirect(b, inf, reply, req),
+            None => self.deliver(inf.to, reply),
+        }
+        true
+    }
+
+    /// Follows a `-MOVED`, `-ASK` or `-TRYAGAIN` reply to `req`.
+    fn redirect(&mut self, b: usize, inf: Inflight, reply: &[u8], req: Vec<u8>) {
+        let resp3 = self.backends[b].resp3;
+        let text = String::from_utf8_lossy(&reply[1..reply.len() - 2]).into_owned();
+        let mut words = text.split(' ');
+        let kind = words.next().unwrap_or_default();
+        if kind == "TRYAGAIN" {
+            self.retries.push(Retry {
+                at: Instant::now() + TRYAGAIN_DELAY,
+                addr: self.backends[b].addr.clone(),
+                resp3,
+                to: inf.to,
+                redirects: inf.redirects + 1,
+                req,
+            });
+            return;
+        }
+        let (Some(slot), Some(addr)) = (
+            words.next().and_then(|s| s.parse::<u16>().ok()),
+            words.next(),
+        ) else {
+            self.deliver(inf.to, reply);
+            return;
+        };
+        let asking = kind == "ASK";
+        if !asking {
+            if self.moved.len() > 16384 {
+                self.moved.clear();
+            }
+            self.moved.insert(slot, addr.to_string());
+        }
+        self.resend(addr, resp3, inf.to, inf.redirects + 1, &req, asking);
+    }
+
+    fn resend(&mut self, addr: &str, resp3: bool, to: To, redirects: u8, req: &[u8], asking: bool) {
+        let b = self.backend_at(addr, resp3);
+        if let Err(e) = self.ensure_connected(b) {
+            self.deliver(to, format!("-{e}\r\n").as_bytes());
+            return;
+        }
+        if asking {
+            self.send(b, To::Discard, 0, |o| write_command(o, &[b"ASKING"]));
+        }
+        self.send(b, to, redirects, |o| o.extend_from_slice(req));
+    }
+
+    /// Drops connection `b`: every command in flight on it gets an error (never a guess at
+    /// its reply), and new commands fail until a new connection can be made.
+    fn fail_backend(&mut self, b: usize, why: &str) {
+        let be = &mut self.backends[b];
+        if let Some(mut s) = be.stream.take() {
+            let _ = self.poll.registry().deregister(&mut s);
+        }
+        tracing::warn!("proxy: connection to shard {} failed: {why}", be.addr);
+        be.connected = false;
+        be.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
+        be.last_error = format!("ERR proxy: shard {} is unreachable ({why})", be.addr);
+        let inflight = std::mem::take(&mut be.inflight);
+        let addr = be.addr.clone();
+        let mut offset = be.head;
+        let sent = be.sent;
+        be.out.clear();
+        be.head = 0;
+        be.sent = 0;
+        be.filled = 0;
+        be.scanner = FrameScanner::new();
+        for inf in inflight {
+            let text = if offset < sent {
+                format!(
+                    "-ERR proxy: lost the connection to shard {addr} ({why}); the command may or may not have run\r\n"
+                )
+            } else {
+                format!(
+                    "-ERR proxy: shard {addr} is unreachable ({why}); the command was not run\r\n"
+                )
+            };
+            offset += inf.len as usize;
+            self.deliver(inf.to, text.as_bytes());
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        let late: Vec<usize> = self
+            .backends
+            .iter()
+            .filter(|(_, be)| be.stream.is_some() && !be.connected && now > be.connect_deadline)
+            .map(|(b, _)| b)
+            .collect();
+        for b in late {
+            self.fail_backend(b, "connection timed out");
+        }
+        if self.retries.iter().any(|r| r.at <= now) {
+            let (due, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
+                .into_iter()
+                .partition(|r| r.at <= now);
+            self.retries = later;
+            for r in due {
+                self.resend(&r.addr, r.resp3, r.to, r.redirects, &r.req, false);
+            }
+        }
+    }
+
+    /// The end of a loop turn: clients that may read again are read, then every connection
+    /// with something queued is written, shards first.
+    fn flush(&mut self) {
+        while let Some(key) = self.resume.pop() {
+            self.process_input(key);
+            self.client_readable(key);
+        }
+        let mut list = std::mem::take(&mut self.dirty_backends);
+        for &b in &list {
+            self.flush_backend(b);
+        }
+        list.clear();
+        self.dirty_backends = list;
+        let mut list = std::mem::take(&mut self.dirty_clients);
+        for &key in &list {
+            self.flush_client(key);
+        }
+        list.clear();
+        if self.dirty_clients.is_empty() {
+            self.dirty_clients = list;
+        }
+    }
+}
+
+/// Appends a command in RESP (an array of bulk strings).
+pub(crate) fn write_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    write_header(out, b'*', args.len());
+    for a in args {
+        write_bulk(out, a);
+    }
+}
+
+pub(crate) fn write_header(out: &mut Vec<u8>, kind: u8, n: usize) {
+    out.push(kind);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+pub(crate) fn write_bulk(out: &mut Vec<u8>, a: &[u8]) {
+    write_header(out, b'$', a.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b"\r\n");
+}

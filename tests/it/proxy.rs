@@ -1,0 +1,388 @@
+//! The proxy (issue 8, step 3) in front of a 3-shard database started by a control member:
+//! routing by slot, split and merged multi-key commands, all-shard commands, transactions,
+//! scripts, RESP3, the one-node cluster view, and replies compared with a real redis-server.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::control::{Member, TOKEN, cluster};
+use crate::support::{RawConn, TestServer, free_port, wait_for};
+
+pub(crate) struct ProxiedDb {
+    _members: Vec<Member>,
+    pub primaries: Vec<u16>,
+    pub proxy: TestServer,
+    _dir: tempfile::TempDir,
+}
+
+/// A control member, a database of `shards` shards (with replicas when `replication`), and a
+/// proxy for it with `threads` workers.
+pub(crate) fn proxied_db(shards: u32, replication: bool, threads: usize) -> ProxiedDb {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(1, dir.path());
+    let db = members[0]
+        .post(
+            "/v1/databases",
+            json!({"name": "cache", "port": free_port(), "shards": shards,
+                   "replication": replication, "persistence": "none", "memory": 0}),
+        )
+        .unwrap();
+    let primaries: Vec<u16> = db["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["primary"]["port"].as_u64().unwrap() as u16)
+        .collect();
+    for &port in &primaries {
+        wait_for(Duration::from_secs(30), "the shards to be up", || {
+            redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        });
+    }
+    let control = members[0].addr();
+    let threads = threads.to_string();
+    let proxy = TestServer::start_proxy(&[
+        "--database",
+        "cache",
+        "--control",
+        &control,
+        "--token",
+        TOKEN,
+        "--threads",
+        &threads,
+    ]);
+    let mut c = proxy.raw();
+    wait_for(Duration::from_secs(10), "the proxy to route", || {
+        c.cmd_str(&["SET", "probe", "1"]) == "+OK\r\n"
+    });
+    c.cmd_str(&["DEL", "probe"]);
+    ProxiedDb {
+        _members: members,
+        primaries,
+        proxy,
+        _dir: dir,
+    }
+}
+
+/// Keys of the shard at `port` (read directly, as `EVAL` sees them there).
+fn shard_keys(port: u16) -> usize {
+    let mut c = RawConn::connect(port);
+    c.cmd_str(&["DBSIZE"])
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn int(reply: &str) -> i64 {
+    reply.trim_start_matches(':').trim().parse().unwrap()
+}
+
+/// The bulk strings of an array reply, read with the redis crate's parser.
+fn strings(reply: &[u8]) -> Vec<String> {
+    let v = redis::parse_redis_value(reply).unwrap();
+    let redis::Value::Array(items) = v else {
+        panic!("{v:?}")
+    };
+    items
+        .into_iter()
+        .map(|i| match i {
+            redis::Value::BulkString(b) => String::from_utf8(b).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn proxy_routes_splits_and_merges() {
+    let db = proxied_db(3, false, 2);
+    let mut p = db.proxy.raw();
+
+    // Single-key commands land on their shards; every shard gets a share.
+    for i in 0..300 {
+        assert_eq!(
+            p.cmd_str(&["SET", &format!("k:{i}"), &i.to_string()]),
+            "+OK\r\n"
+        );
+    }
+    let per_shard: Vec<usize> = db.primaries.iter().map(|&s| shard_keys(s)).collect();
+    assert!(per_shard.iter().all(|&n| n > 50), "{per_shard:?}");
+    assert_eq!(per_shard.iter().sum::<usize>(), 300);
+    assert_eq!(p.cmd_str(&["DBSIZE"]), ":300\r\n");
+    assert_eq!(p.cmd_str(&["GET", "k:7"]), "$1\r\n7\r\n");
+
+    // Split commands: the merged reply keeps the request's key order.
+    let reply = p.cmd(&[b"MGET", b"k:1", b"k:2", b"nope", b"k:3", b"k:1"]);
+    assert_eq!(
+        reply,
+        b"*5\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n$1\r\n3\r\n$1\r\n1\r\n"
+    );
+    let mut mset = vec!["MSET".to_string()];
+    for i in 0..50 {
+        mset.push(format!("m:{i}"));
+        mset.push(format!("v{i}"));
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    assert_eq!(p.cmd_str(&mset), "+OK\r\n");
+    let keys: Vec<String> = (0..50).map(|i| format!("m:{i}")).collect();
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    let values = strings(&p.cmd(&mget.iter().map(|s| s.as_bytes()).collect::<Vec<_>>()));
+    assert_eq!(values, (0..50).map(|i| format!("v{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        p.cmd_str(&["EXISTS", "m:1", "m:2", "m:1", "none"]),
+        ":3\r\n"
+    );
+    assert_eq!(p.cmd_str(&["TOUCH", "m:1", "m:2", "none"]), ":2\r\n");
+    assert_eq!(p.cmd_str(&["DEL", "m:1", "m:2", "m:3", "none"]), ":3\r\n");
+    assert_eq!(p.cmd_str(&["UNLINK", "m:4", "m:5"]), ":2\r\n");
+    assert_eq!(p.cmd_str(&["DBSIZE"]), ":345\r\n");
+    assert_eq!(
+        p.cmd_str(&["MSET", "a", "1", "b"]),
+        "-ERR wrong number of arguments for 'mset' command\r\n"
+    );
+    // Multi-key commands that cannot be split: one slot, or CROSSSLOT.
+    assert_eq!(
+        p.cmd_str(&["MSETNX", "x1", "1", "x2", "2"]),
+        "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+    assert_eq!(p.cmd_str(&["MSETNX", "{t}1", "1", "{t}2", "2"]), ":1\r\n");
+    assert_eq!(p.cmd_str(&["RENAME", "{t}1", "{t}3"]), "+OK\r\n");
+
+    // All-shard commands.
+    let all: BTreeSet<String> = strings(&p.cmd(&[b"KEYS", b"k:*"])).into_iter().collect();
+    assert_eq!(all.len(), 300);
+    let mut cursor = "0".to_string();
+    let mut scanned = BTreeSet::new();
+    let mut steps = 0;
+    loop {
+        let reply = p.cmd(&[b"SCAN", cursor.as_bytes(), b"COUNT", b"50"]);
+        let v = redis::parse_redis_value(&reply).unwrap();
+        let redis::Value::Array(parts) = v else {
+            panic!()
+        };
+        let redis::Value::BulkString(c) = &parts[0] else {
+            panic!()
+        };
+        cursor = String::from_utf8(c.clone()).unwrap();
+        let redis::Value::Array(keys) = &parts[1] else {
+            panic!()
+        };
+        for k in keys {
+            let redis::Value::BulkString(k) = k else {
+                panic!()
+            };
+            scanned.insert(String::from_utf8(k.clone()).unwrap());
+        }
+        steps += 1;
+        if cursor == "0" {
+            break;
+        }
+        assert!(steps < 1000);
+    }
+    assert_eq!(scanned.len(), 347);
+    assert!(scanned.is_superset(&all));
+    assert_eq!(p.cmd_str(&["SCAN", "x"]), "-ERR invalid cursor\r\n");
+    let random = p.cmd_str(&["RANDOMKEY"]);
+    assert!(
+        random.starts_with('$') && !random.starts_with("$-1"),
+        "{random}"
+    );
+    let info = p.cmd_str(&["INFO", "keyspace"]);
+    assert!(info.contains("db0:keys=347,expires=0,avg_ttl=0"), "{info}");
+
+    // Scripts: loaded on every shard, so EVALSHA works for keys anywhere.
+    let sha = p.cmd_str(&["SCRIPT", "LOAD", "return redis.call('get', KEYS[1])"]);
+    let sha = sha.lines().nth(1).unwrap().to_string();
+    for i in 0..20 {
+        let key = format!("k:{i}");
+        assert_eq!(
+            p.cmd_str(&["EVALSHA", &sha, "1", &key]),
+            format!("${}\r\n{i}\r\n", i.to_string().len())
+        );
+    }
+    assert_eq!(
+        p.cmd_str(&["SCRIPT", "EXISTS", &sha, "0000"]),
+        "*2\r\n:1\r\n:0\r\n"
+    );
+    assert_eq!(
+        p.cmd_str(&["EVAL", "return 1", "2", "k:1", "k:2"]),
+        "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+
+    // Transactions: queued at the proxy, sent as one block to the slot's shard.
+    assert_eq!(p.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(p.cmd_str(&["SET", "{u}a", "1"]), "+QUEUED\r\n");
+    assert_eq!(p.cmd_str(&["INCR", "{u}a"]), "+QUEUED\r\n");
+    assert_eq!(p.cmd_str(&["MGET", "{u}a", "{u}b"]), "+QUEUED\r\n");
+    assert_eq!(
+        p.cmd_str(&["EXEC"]),
+        "*3\r\n+OK\r\n:2\r\n*2\r\n$1\r\n2\r\n$-1\r\n"
+    );
+    assert_eq!(p.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(p.cmd_str(&["SET", "{u}a", "1"]), "+QUEUED\r\n");
+    assert_eq!(
+        p.cmd_str(&["SET", "{v}a", "1"]),
+        "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+    assert_eq!(
+        p.cmd_str(&["EXEC"]),
+        "-EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+    assert_eq!(p.cmd_str(&["EXEC"]), "-ERR EXEC without MULTI\r\n");
+
+    // Pipelining: 2000 commands in one write, across every shard, replies in order.
+    let mut batch = Vec::new();
+    for i in 0..2000 {
+        if i % 2 == 0 {
+            batch.extend(crate::support::encode(&[
+                b"INCR",
+                format!("c:{}", i % 37).as_bytes(),
+            ]));
+        } else {
+            batch.extend(crate::support::encode(&[
+                b"GET",
+                format!("k:{}", i % 300).as_bytes(),
+            ]));
+        }
+    }
+    p.send(&batch);
+    let mut counters = [0i64; 37];
+    for i in 0..2000 {
+        let reply = String::from_utf8(p.read_reply()).unwrap();
+        if i % 2 == 0 {
+            counters[i % 37] += 1;
+            assert_eq!(int(&reply), counters[i % 37], "reply {i}");
+        } else {
+            let v = (i % 300).to_string();
+            assert_eq!(reply, format!("${}\r\n{v}\r\n", v.len()), "reply {i}");
+        }
+    }
+
+    // Local commands.
+    assert_eq!(p.cmd_str(&["PING"]), "+PONG\r\n");
+    assert_eq!(p.cmd_str(&["ECHO", "hi"]), "$2\r\nhi\r\n");
+    assert_eq!(p.cmd_str(&["SELECT", "0"]), "+OK\r\n");
+    assert_eq!(
+        p.cmd_str(&["SELECT", "1"]),
+        "-ERR SELECT is not allowed in cluster mode\r\n"
+    );
+    assert_eq!(p.cmd_str(&["CLIENT", "SETNAME", "me"]), "+OK\r\n");
+    assert_eq!(p.cmd_str(&["CLIENT", "GETNAME"]), "$2\r\nme\r\n");
+    assert!(
+        p.cmd_str(&["AUTH", "x"])
+            .starts_with("-ERR AUTH <password> called without any password configured")
+    );
+    assert!(
+        p.cmd_str(&["BLPOP", "q", "0"])
+            .starts_with("-ERR BLPOP is not available through the proxy")
+    );
+
+    // RESP3: the client's protocol reaches the shard over a RESP3 connection.
+    assert!(p.cmd_str(&["HELLO", "3"]).starts_with("%7\r\n"));
+    p.cmd_str(&["HSET", "h", "f", "v"]);
+    assert_eq!(p.cmd_str(&["HGETALL", "h"]), "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    assert_eq!(p.cmd_str(&["GET", "nope"]), "_\r\n");
+    assert_eq!(p.cmd_str(&["HELLO", "2"]).chars().next(), Some('*'));
+    assert_eq!(p.cmd_str(&["GET", "nope"]), "$-1\r\n");
+
+    // The proxy is the one node of the cluster it shows: cluster clients work through it.
+    let slots = p.cmd_str(&["CLUSTER", "SLOTS"]);
+    assert!(
+        slots.starts_with(&format!(
+            "*1\r\n*3\r\n:0\r\n:16383\r\n*4\r\n$9\r\n127.0.0.1\r\n:{}\r\n",
+            db.proxy.port
+        )),
+        "{slots}"
+    );
+    assert_eq!(p.cmd_str(&["CLUSTER", "KEYSLOT", "foo"]), ":12182\r\n");
+    let client =
+        redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{}/", db.proxy.port)])
+            .unwrap();
+    let mut cc = client.get_connection().unwrap();
+    for i in 0..100 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("k:{i}"))
+            .query(&mut cc)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+
+    assert_eq!(p.cmd_str(&["FLUSHALL"]), "+OK\r\n");
+    assert_eq!(p.cmd_str(&["DBSIZE"]), ":0\r\n");
+}
+
+/// The same commands through the proxy and against one redis-server give the same replies.
+#[test]
+fn proxy_replies_as_redis() {
+    let db = proxied_db(3, false, 1);
+    let redis = TestServer::start_redis();
+    let mut p = db.proxy.raw();
+    let mut r = redis.raw();
+    let script: &[&[&str]] = &[
+        &["SET", "a", "1"],
+        &["SET", "b", "2", "EX", "100"],
+        &["GET", "a"],
+        &["GETSET", "a", "3"],
+        &["INCRBY", "n", "5"],
+        &["INCRBYFLOAT", "f", "1.5"],
+        &["APPEND", "a", "xyz"],
+        &["STRLEN", "a"],
+        &["MGET", "a", "b", "c", "n", "f"],
+        &["MSET", "a", "1", "c", "3", "d", "4"],
+        &["EXISTS", "a", "b", "c", "d", "e"],
+        &["LPUSH", "l", "1", "2", "3"],
+        &["LRANGE", "l", "0", "-1"],
+        &["RPOPLPUSH", "l", "l"],
+        &["SADD", "s", "x", "y"],
+        &["SISMEMBER", "s", "x"],
+        &["HSET", "h", "f1", "v1", "f2", "v2"],
+        &["HGETALL", "h"],
+        &["ZADD", "z", "1", "a", "2", "b"],
+        &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+        &["XADD", "x", "1-1", "f", "v"],
+        &["XRANGE", "x", "-", "+"],
+        &["TYPE", "z"],
+        &["TTL", "b"],
+        &["OBJECT", "ENCODING", "l"],
+        &["EXPIRE", "a", "100"],
+        &["PERSIST", "a"],
+        &["GET"],
+        &["NOSUCH", "x", "y"],
+        &["CONFIG", "NOSUCH"],
+        &["SET", "a"],
+        &["INCR", "h"],
+        &["EVAL", "return {1, 'two', KEYS[1]}", "1", "a"],
+        &["EVAL", "return 1", "3", "a"],
+        &["DEL", "a", "b", "c", "d", "l", "s", "h", "z", "x", "n", "f"],
+        &["DBSIZE"],
+        &["PING"],
+        &["PING", "hello"],
+        &["ECHO", "x"],
+        &["MULTI"],
+        &["SET", "{x}1", "a"],
+        &["LPUSH", "{x}1", "b"],
+        &["GET", "{x}1"],
+        &["EXEC"],
+        &["MULTI"],
+        &["NOSUCH"],
+        &["EXEC"],
+        &["DISCARD"],
+        &["MULTI"],
+        &["MULTI"],
+        &["DISCARD"],
+    ];
+    let mut diffs = Vec::new();
+    for cmd in script {
+        let a = p.cmd_str(cmd);
+        let b = r.cmd_str(cmd);
+        if a != b {
+            diffs.push(format!("{cmd:?}: proxy {a:?}, redis {b:?}"));
+        }
+    }
+    crate::support::assert_no_diffs(&diffs);
+}
