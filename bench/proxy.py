@@ -17,7 +17,7 @@ redis-benchmark, median of interleaved rounds:
 CPU per request of each process group (proxy, shards, redis-server, nutcracker) comes from /proc.
 
 usage: bench/proxy.py [--rounds 3] [--requests 200000] [--pipeline-requests 1000000]
-                      [--threads N] [--no-build]
+                      [--threads N (default: half the cores)] [--no-build]
 It prints figures; it is not a test and never fails on a figure.
 """
 import argparse
@@ -231,7 +231,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--requests", type=int, default=200000)
     p.add_argument("--pipeline-requests", type=int, default=1000000)
-    p.add_argument("--threads", type=int, default=os.cpu_count())
+    # Half the cores: the shards and redis-benchmark run on the same machine.
+    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     p.add_argument("--no-build", action="store_true")
     args = p.parse_args()
     if not args.no_build:

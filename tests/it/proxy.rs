@@ -2,8 +2,10 @@
 //! routing by slot, split and merged multi-key commands, all-shard commands, transactions,
 //! scripts, RESP3, the one-node cluster view, and replies compared with a real redis-server.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -14,19 +16,25 @@ pub(crate) struct ProxiedDb {
     _members: Vec<Member>,
     pub primaries: Vec<u16>,
     pub proxy: TestServer,
+    pub dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
-/// A control member, a database of `shards` shards (with replicas when `replication`), and a
-/// proxy for it with `threads` workers.
-pub(crate) fn proxied_db(shards: u32, replication: bool, threads: usize) -> ProxiedDb {
+/// A control member, a database of `shards` shards (with replicas when `replication`) kept as
+/// `persistence` says, and a proxy for it with `threads` workers.
+pub(crate) fn proxied_db(
+    shards: u32,
+    replication: bool,
+    persistence: &str,
+    threads: usize,
+) -> ProxiedDb {
     let dir = tempfile::tempdir().unwrap();
     let members = cluster(1, dir.path());
     let db = members[0]
         .post(
             "/v1/databases",
             json!({"name": "cache", "port": free_port(), "shards": shards,
-                   "replication": replication, "persistence": "none", "memory": 0}),
+                   "replication": replication, "persistence": persistence, "memory": 0}),
         )
         .unwrap();
     let primaries: Vec<u16> = db["shards"]
@@ -64,6 +72,7 @@ pub(crate) fn proxied_db(shards: u32, replication: bool, threads: usize) -> Prox
         _members: members,
         primaries,
         proxy,
+        dir: dir.path().to_path_buf(),
         _dir: dir,
     }
 }
@@ -99,7 +108,7 @@ fn strings(reply: &[u8]) -> Vec<String> {
 
 #[test]
 fn proxy_routes_splits_and_merges() {
-    let db = proxied_db(3, false, 2);
+    let db = proxied_db(3, false, "none", 2);
     let mut p = db.proxy.raw();
 
     // Single-key commands land on their shards; every shard gets a share.
@@ -319,7 +328,7 @@ fn proxy_routes_splits_and_merges() {
 /// The same commands through the proxy and against one redis-server give the same replies.
 #[test]
 fn proxy_replies_as_redis() {
-    let db = proxied_db(3, false, 1);
+    let db = proxied_db(3, false, "none", 1);
     let redis = TestServer::start_redis();
     let mut p = db.proxy.raw();
     let mut r = redis.raw();
@@ -385,4 +394,108 @@ fn proxy_replies_as_redis() {
         }
     }
     crate::support::assert_no_diffs(&diffs);
+}
+
+/// SIGKILL of a shard under load through the proxy: commands in flight get errors, never a
+/// wrong reply; commands meanwhile fail fast; traffic resumes once the supervisor has
+/// restarted the shard, with every acknowledged write there.
+#[test]
+fn proxy_survives_a_shard_restart() {
+    let db = proxied_db(3, false, "aof", 2);
+    let port = db.proxy.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut c = RawConn::connect(port);
+                // key -> Some(value) once acknowledged, None while a SET's outcome is unknown
+                let mut written: HashMap<String, Option<String>> = HashMap::new();
+                let (mut ok, mut errors, mut ok_after_error) = (0, 0, 0);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let key = format!("w:{t}:{}", n % 200);
+                    let value = n.to_string();
+                    let reply = c.cmd_str(&["SET", &key, &value]);
+                    if reply == "+OK\r\n" {
+                        written.insert(key.clone(), Some(value));
+                        ok += 1;
+                        if errors > 0 {
+                            ok_after_error += 1;
+                        }
+                    } else {
+                        assert!(
+                            reply.starts_with("-ERR proxy: ")
+                                || reply.starts_with("-LOADING")
+                                || reply.starts_with("-CLUSTERDOWN"),
+                            "unexpected reply to SET: {reply:?}"
+                        );
+                        written.insert(key.clone(), None);
+                        errors += 1;
+                        continue;
+                    }
+                    let reply = c.cmd_str(&["GET", &key]);
+                    if reply.starts_with('-') {
+                        assert!(reply.starts_with("-ERR proxy: "), "{reply:?}");
+                        errors += 1;
+                    } else if let Some(Some(v)) = written.get(&key) {
+                        assert_eq!(reply, format!("${}\r\n{v}\r\n", v.len()), "GET {key}");
+                    }
+                }
+                (ok, errors, ok_after_error, written)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    // Kill the first primary; its supervisor starts it again from its log.
+    let victim = db.primaries[0];
+    let pidfile = std::fs::read_dir(db.dir.join("m1/shards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(&format!("-{victim}")))
+        .unwrap()
+        .join("server.pid");
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let killed = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(Duration::from_secs(30), "the shard to be restarted", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|p| p.trim() != pid)
+            && RawConn::connect_timeout(victim).is_some()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let mut total_errors = 0;
+    let mut check = db.proxy.raw();
+    for w in workers {
+        let (ok, errors, ok_after_error, written) = w.join().unwrap();
+        assert!(ok > 100, "{ok} writes");
+        total_errors += errors;
+        if errors > 0 {
+            assert!(ok_after_error > 0, "traffic resumed after the errors");
+        }
+        // Every acknowledged write is there after the restart.
+        for (key, v) in written {
+            if let Some(v) = v {
+                assert_eq!(
+                    check.cmd_str(&["GET", &key]),
+                    format!("${}\r\n{v}\r\n", v.len())
+                );
+            }
+        }
+    }
+    assert!(
+        total_errors > 0,
+        "the kill was seen ({:?} ago)",
+        killed.elapsed()
+    );
 }

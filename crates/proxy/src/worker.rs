@@ -34,8 +34,10 @@ const CLIENT_BASE: usize = 2;
 const BACKEND_BASE: usize = 1 << 32;
 /// The size of a connection's first read buffer; it doubles while a request or reply needs it.
 const READ_CHUNK: usize = 16 * 1024;
-/// Replies a client may be owed before the proxy stops reading its requests.
+/// Replies a client may be owed, and bytes of replies it has not read, before the proxy stops
+/// reading its requests (it reads again below half of both).
 const MAX_PENDING: usize = 1024;
+const MAX_UNREAD: usize = 8 << 20;
 /// Redirections (`MOVED`, `ASK`, `TRYAGAIN`) followed for one command before its client gets
 /// the last one.
 const MAX_REDIRECTS: u8 = 5;
@@ -206,7 +208,9 @@ impl Worker {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.retries.is_empty() {
+            let timeout = if !self.resume.is_empty() {
+                Duration::ZERO
+            } else if self.retries.is_empty() {
                 Duration::from_millis(100)
             } else {
                 Duration::from_millis(5)
@@ -368,7 +372,7 @@ impl Worker {
             if c.closing {
                 break;
             }
-            if c.queue.len() >= MAX_PENDING {
+            if c.queue.len() >= MAX_PENDING || c.out.len() - c.written > MAX_UNREAD {
                 c.paused = true;
                 break;
             }
@@ -428,6 +432,10 @@ impl Worker {
                     return;
                 }
             }
+        }
+        if c.paused && c.queue.len() < MAX_PENDING / 2 && c.out.len() - c.written < MAX_UNREAD / 2 {
+            c.paused = false;
+            self.resume.push(key);
         }
         if c.written == c.out.len() {
             c.out.clear();
@@ -524,10 +532,6 @@ impl Worker {
                 c.out.extend_from_slice(&r);
             }
             c.head_seq += 1;
-        }
-        if c.paused && c.queue.len() < MAX_PENDING / 2 {
-            c.paused = false;
-            self.resume.push(key);
         }
         self.mark_client(key);
     }

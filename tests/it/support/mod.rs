@@ -273,6 +273,20 @@ impl RawConn {
         }
     }
 
+    /// A connection, or `None` when nothing accepts one within a second.
+    pub fn connect_timeout(port: u16) -> Option<RawConn> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        stream.set_nodelay(true).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        Some(RawConn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
     /// Sends raw bytes.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
