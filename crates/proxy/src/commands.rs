@@ -604,38 +604,14 @@ impl Worker {
 
     /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`, as a shard answers.
     fn hello(&mut self, key: usize, args: &Args<'_>) {
-        let mut proto = None;
-        if let Some(v) = args.try_get(1) {
-            match num::parse_i64(v) {
-                Some(v @ 2..=3) => proto = Some(v),
-                Some(_) => return self.reply_error(key, "NOPROTO unsupported protocol version"),
-                None => {
-                    return self.reply_error(
-                        key,
-                        "ERR Protocol version is not an integer or out of range",
-                    );
-                }
-            }
-        }
-        let mut auth = None;
-        let mut setname = None;
-        let mut i = 2;
-        while i < args.len() {
-            let a = args.get(i);
-            if is(a, "auth") && i + 2 < args.len() {
-                auth = Some((args.get(i + 1), args.get(i + 2)));
-                i += 3;
-            } else if is(a, "setname") && i + 1 < args.len() {
-                setname = Some(args.get(i + 1));
-                i += 2;
-            } else {
-                let text = format!(
-                    "ERR Syntax error in HELLO option '{}'",
-                    String::from_utf8_lossy(a)
-                );
-                return self.reply_error(key, &text);
-            }
-        }
+        let command::HelloArgs {
+            proto,
+            auth,
+            setname,
+        } = match command::parse_hello(args) {
+            Ok(h) => h,
+            Err(e) => return self.reply_error(key, &e),
+        };
         if let Some((user, pass)) = auth {
             match self.check_password(Some(user), pass) {
                 Ok(()) => self.clients[key].authed = true,

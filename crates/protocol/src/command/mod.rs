@@ -246,6 +246,43 @@ pub fn unknown_subcommand(name: &[u8], sub: &[u8]) -> String {
     )
 }
 
+/// The arguments of `HELLO [protover [AUTH username password] [SETNAME clientname]]`.
+#[derive(Debug, Default)]
+pub struct HelloArgs<'a> {
+    pub proto: Option<i64>,
+    pub auth: Option<(&'a [u8], &'a [u8])>,
+    pub setname: Option<&'a [u8]>,
+}
+
+/// Reads HELLO's arguments, with Redis's error texts.
+pub fn parse_hello<'a>(args: &Args<'a>) -> Result<HelloArgs<'a>, String> {
+    let mut hello = HelloArgs::default();
+    if let Some(v) = args.try_get(1) {
+        match crate::num::parse_i64(v) {
+            Some(v @ 2..=3) => hello.proto = Some(v),
+            Some(_) => return Err("NOPROTO unsupported protocol version".into()),
+            None => return Err("ERR Protocol version is not an integer or out of range".into()),
+        }
+    }
+    let mut i = 2;
+    while i < args.len() {
+        let a = args.get(i);
+        if a.eq_ignore_ascii_case(b"auth") && i + 2 < args.len() {
+            hello.auth = Some((args.get(i + 1), args.get(i + 2)));
+            i += 3;
+        } else if a.eq_ignore_ascii_case(b"setname") && i + 1 < args.len() {
+            hello.setname = Some(args.get(i + 1));
+            i += 2;
+        } else {
+            return Err(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(a)
+            ));
+        }
+    }
+    Ok(hello)
+}
+
 /// The command table, looked up by name.
 pub struct CommandTable {
     by_name: HashMap<&'static str, &'static CommandSpec>,

@@ -92,33 +92,11 @@ pub fn auth(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
 pub fn hello(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let mut proto = None;
-    if let Some(v) = args.try_get(1) {
-        let v = int_arg(v)
-            .map_err(|_| CmdError::msg("ERR Protocol version is not an integer or out of range"))?;
-        if !(2..=3).contains(&v) {
-            return Err(CmdError::msg("NOPROTO unsupported protocol version"));
-        }
-        proto = Some(v);
-    }
-    let mut auth = None;
-    let mut setname = None;
-    let mut i = 2;
-    while i < args.len() {
-        let a = args.get(i);
-        if is(a, "auth") && i + 2 < args.len() {
-            auth = Some((args.get(i + 1), args.get(i + 2)));
-            i += 3;
-        } else if is(a, "setname") && i + 1 < args.len() {
-            setname = Some(args.get(i + 1));
-            i += 2;
-        } else {
-            return Err(CmdError::msg(format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(a)
-            )));
-        }
-    }
+    let tessera_protocol::command::HelloArgs {
+        proto,
+        auth,
+        setname,
+    } = tessera_protocol::command::parse_hello(args).map_err(CmdError::msg)?;
     if let Some((user, pass)) = auth {
         authenticate(s, call.client, args, user, pass)?;
     }
