@@ -222,6 +222,25 @@ impl<'a> Reply<'a> {
         }
     }
 
+    /// HELLO's reply: the server's description for client `id` in `role`.
+    pub fn hello(&mut self, id: i64, role: &[u8]) {
+        self.map(7);
+        self.bulk(b"server");
+        self.bulk(b"redis");
+        self.bulk(b"version");
+        self.bulk(crate::REDIS_VERSION.as_bytes());
+        self.bulk(b"proto");
+        self.int(if self.resp3() { 3 } else { 2 });
+        self.bulk(b"id");
+        self.int(id);
+        self.bulk(b"mode");
+        self.bulk(b"standalone");
+        self.bulk(b"role");
+        self.bulk(role);
+        self.bulk(b"modules");
+        self.array(0);
+    }
+
     /// A simple string, or a bulk string when it must carry bytes a status line cannot.
     pub fn status_or_bulk(&mut self, s: &[u8]) {
         if s.iter().any(|&b| b == b'\r' || b == b'\n') {

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use tessera_protocol::command::{self, CommandSpec, CommandTable, REDIS_COMMANDS, flag};
-use tessera_protocol::reply::Reply;
-use tessera_protocol::{Args, REDIS_VERSION, SLOTS, key_hash_slot, num};
+use tessera_protocol::{Args, SLOTS, key_hash_slot, num};
 
 use crate::merge::{Gather, Merge, SCAN_SHARD_BITS};
 use crate::worker::{Multi, Pending, To, Worker, write_bulk, write_command, write_header};
@@ -638,23 +637,7 @@ impl Worker {
             c.resp3 = p == 3;
         }
         let id = c.id as i64;
-        self.reply_with(key, |r: &mut Reply<'_>| {
-            r.map(7);
-            r.bulk(b"server");
-            r.bulk(b"redis");
-            r.bulk(b"version");
-            r.bulk(REDIS_VERSION.as_bytes());
-            r.bulk(b"proto");
-            r.int(if r.resp3() { 3 } else { 2 });
-            r.bulk(b"id");
-            r.int(id);
-            r.bulk(b"mode");
-            r.bulk(b"standalone");
-            r.bulk(b"role");
-            r.bulk(b"master");
-            r.bulk(b"modules");
-            r.array(0);
-        });
+        self.reply_with(key, |r| r.hello(id, b"master"));
     }
 
     /// CLUSTER SLOTS, SHARDS, NODES, INFO and MYID as a one-node cluster: the proxy serves

@@ -119,22 +119,7 @@ pub fn hello(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
     } else {
         b"master"
     };
-    let mut r = call.reply();
-    r.map(7);
-    r.bulk(b"server");
-    r.bulk(b"redis");
-    r.bulk(b"version");
-    r.bulk(REDIS_VERSION.as_bytes());
-    r.bulk(b"proto");
-    r.int(if r.resp3() { 3 } else { 2 });
-    r.bulk(b"id");
-    r.int(id as i64);
-    r.bulk(b"mode");
-    r.bulk(b"standalone");
-    r.bulk(b"role");
-    r.bulk(role);
-    r.bulk(b"modules");
-    r.array(0);
+    call.reply().hello(id as i64, role);
     Ok(())
 }
 
