@@ -290,6 +290,12 @@ fn proxy_routes_splits_and_merges() {
         p.cmd_str(&["BLPOP", "q", "0"])
             .starts_with("-ERR BLPOP is not available through the proxy")
     );
+    assert!(
+        p.cmd_str(&["XREAD", "COUNT", "1", "BLOCK", "0", "STREAMS", "s", "$"])
+            .starts_with("-ERR XREAD is not available through the proxy")
+    );
+    // Without BLOCK (a stream may be named `block`), XREAD is an ordinary read.
+    assert_eq!(p.cmd_str(&["XREAD", "STREAMS", "block", "0"]), "*-1\r\n");
 
     // RESP3: the client's protocol reaches the shard over a RESP3 connection.
     assert!(p.cmd_str(&["HELLO", "3"]).starts_with("%7\r\n"));

@@ -153,6 +153,29 @@ fn slot_of(spec: &'static CommandSpec, args: &Args<'_>) -> Result<Option<u16>, &
     Ok(slot)
 }
 
+/// True for XREAD / XREADGROUP with a BLOCK option (before STREAMS: a stream named `block`
+/// does not count).
+fn stream_read_blocks(args: &Args<'_>) -> bool {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args.get(i);
+        if is(a, "streams") {
+            return false;
+        }
+        if is(a, "block") {
+            return true;
+        }
+        i += if is(a, "group") {
+            3
+        } else if is(a, "count") {
+            2
+        } else {
+            1
+        };
+    }
+    false
+}
+
 fn is(a: &[u8], word: &str) -> bool {
     a.eq_ignore_ascii_case(word.as_bytes())
 }
@@ -180,15 +203,17 @@ impl Worker {
             let text = format!("ERR wrong number of arguments for '{}' command", spec.name);
             return self.refuse_queued(key, &text);
         }
-        if !self.clients[key].authed && !spec.has(flag::NO_AUTH) {
-            if self.topology.is_none() {
-                return self.refuse_queued(key, "CLUSTERDOWN The cluster is down");
-            }
-            if self.password().is_some() {
-                return self.refuse_queued(key, "NOAUTH Authentication required.");
-            }
+        if !self.clients[key].authed && self.open_access() {
             // Connected before the configuration said there is no password.
             self.clients[key].authed = true;
+        }
+        if !self.clients[key].authed && !spec.has(flag::NO_AUTH) {
+            let text = if self.topology.is_none() {
+                "CLUSTERDOWN The cluster is down"
+            } else {
+                "NOAUTH Authentication required."
+            };
+            return self.refuse_queued(key, text);
         }
         let c = &self.clients[key];
         if c.multi.is_some()
@@ -201,9 +226,7 @@ impl Worker {
         }
         match kind_of(spec) {
             Kind::Keyed => {
-                if matches!(spec.name, "xread" | "xreadgroup")
-                    && args.iter().any(|a| is(a, "block"))
-                {
+                if matches!(spec.name, "xread" | "xreadgroup") && stream_read_blocks(args) {
                     return self.refuse(key, spec, NEEDS_PINNING);
                 }
                 match slot_of(spec, args) {
@@ -530,7 +553,7 @@ impl Worker {
             }
             "hello" => self.hello(key, args),
             "reset" => {
-                let authed = self.password().is_none();
+                let authed = self.open_access();
                 let c = &mut self.clients[key];
                 c.multi = None;
                 c.resp3 = false;
@@ -593,6 +616,9 @@ impl Worker {
         const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
         if user.is_some_and(|u| u != b"default") {
             return Err(WRONGPASS);
+        }
+        if self.topology.is_none() {
+            return Err("CLUSTERDOWN The cluster is down");
         }
         match self.password() {
             None => Ok(()),

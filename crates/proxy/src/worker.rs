@@ -278,6 +278,7 @@ impl Worker {
             match self.listener.accept() {
                 Ok((mut stream, _addr)) => {
                     let _ = stream.set_nodelay(true);
+                    let authed = self.open_access();
                     let entry = self.clients.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -288,7 +289,6 @@ impl Worker {
                         tracing::warn!("proxy: cannot register a client: {e}");
                         continue;
                     }
-                    let authed = self.topology.as_ref().is_none_or(|t| t.password.is_none());
                     entry.insert(Client {
                         id: self.shared.next_client_id(),
                         stream,
@@ -663,6 +663,12 @@ impl Worker {
             .owner_index(slot)
             .ok_or("CLUSTERDOWN Hash slot not served")?;
         self.shard_backend(shard, resp3)
+    }
+
+    /// True when clients need no AUTH: the configuration is known and has no password. Before
+    /// the first configuration nobody is let in.
+    pub(crate) fn open_access(&self) -> bool {
+        self.topology.as_ref().is_some_and(|t| t.password.is_none())
     }
 
     /// The number of shards, or the error for a cluster without a configuration yet.
