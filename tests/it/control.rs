@@ -11,7 +11,7 @@ use crate::support::{free_port, tessera_bin, wait_for};
 pub(crate) const TOKEN: &str = "test-token";
 
 /// A range of `n` loopback ports that are free now (for shard processes).
-fn free_port_range(n: u16) -> [u16; 2] {
+pub(crate) fn free_port_range(n: u16) -> [u16; 2] {
     loop {
         let base = free_port();
         if base.checked_add(n).is_none() {
@@ -173,10 +173,12 @@ impl Drop for Member {
     }
 }
 
-fn database(name: &str, ports: Option<u16>) -> Value {
+/// A database with one shard; its endpoint (where the supervisor starts its proxy) on `port`,
+/// else on a free port.
+fn database(name: &str, port: Option<u16>) -> Value {
     json!({
         "name": name,
-        "port": ports,
+        "port": port.unwrap_or_else(free_port),
         "shards": 1,
         "replication": false,
         "persistence": "none",
@@ -445,9 +447,45 @@ fn supervision_and_validation() {
         "the shard process to serve",
         || ping(port),
     );
-    let procs = m.get("/v1/processes").unwrap();
-    let pid = procs[0]["pid"].as_u64().unwrap();
-    assert_eq!(procs[0]["state"], "running");
+    // The database's proxy runs on its endpoint and routes to the shard.
+    let process = |role: &str| -> Value {
+        let all = m.get("/v1/processes").unwrap();
+        let found = all.as_array().unwrap().iter().find(|p| p["role"] == role);
+        found.cloned().unwrap_or(Value::Null)
+    };
+    wait_for(Duration::from_secs(20), "the proxy to serve", || {
+        redis::Client::open(format!("redis://127.0.0.1:{endpoint}/"))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+            .and_then(|mut c| redis::cmd("SET").arg("k").arg("v").query::<String>(&mut c))
+            .is_ok()
+    });
+    assert_eq!(process("proxy")["port"], endpoint);
+    // A second proxy on the same endpoint is refused, not let in to share the port.
+    let mut second = Command::new(tessera_bin())
+        .args(["proxy", "--database", "cache", "--token", TOKEN])
+        .args(["--control", &m.addr(), "--port", &endpoint.to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while second.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = second.kill();
+    let second = second.wait_with_output().unwrap();
+    assert!(
+        !second.status.success()
+            && String::from_utf8_lossy(&second.stderr).contains("listening on"),
+        "{second:?}"
+    );
+    assert_eq!(process("proxy")["shard"], Value::Null);
+    assert_eq!(
+        crate::support::RawConn::connect(port).cmd_str(&["GET", "k"]),
+        "$1\r\nv\r\n"
+    );
+    let primary = process("primary");
+    let pid = primary["pid"].as_u64().unwrap();
+    assert_eq!(primary["state"], "running");
     assert!(
         Command::new("kill")
             .arg("-KILL")
@@ -460,8 +498,8 @@ fn supervision_and_validation() {
         Duration::from_secs(20),
         "the shard process to be restarted",
         || {
-            let p = m.get("/v1/processes").unwrap();
-            p[0]["restarts"] == 1 && p[0]["state"] == "running" && p[0]["pid"].as_u64() != Some(pid)
+            let p = process("primary");
+            p["restarts"] == 1 && p["state"] == "running" && p["pid"].as_u64() != Some(pid)
         },
     );
     wait_for(
@@ -551,6 +589,7 @@ fn supervision_and_validation() {
         .unwrap();
     wait_for(Duration::from_secs(20), "the shard process to stop", || {
         !ping(port)
+            && !ping(endpoint)
             && m.get("/v1/processes")
                 .unwrap()
                 .as_array()
@@ -636,6 +675,8 @@ fn leases_and_admin_cli() {
         "64mb",
         "--persistence",
         "none",
+        "--port",
+        &free_port().to_string(),
     ]);
     assert!(ok, "{err}");
     assert!(

@@ -25,3 +25,4 @@ mod streams;
 mod strings;
 mod tracking;
 mod transactions;
+mod up;

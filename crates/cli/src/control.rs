@@ -54,18 +54,11 @@ pub struct ControlArgs {
 
 pub fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     let memory = parse_memory(&args.memory)?;
-    let shard_ports = match &args.shard_ports {
-        None => None,
-        Some(r) => {
-            let parsed = r
-                .split_once('-')
-                .and_then(|(a, b)| Some([a.parse::<u16>().ok()?, b.parse::<u16>().ok()?]))
-                .filter(|[a, b]| a <= b && *a > 0);
-            Some(parsed.ok_or_else(|| {
-                anyhow::anyhow!("--shard-ports {r:?}: give a range such as 7100-7999")
-            })?)
-        }
-    };
+    let shard_ports = args
+        .shard_ports
+        .as_deref()
+        .map(parse_port_range)
+        .transpose()?;
     let opts = tessera_control::Options {
         id: args.id,
         dir: args.dir,
@@ -89,7 +82,26 @@ pub fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         .block_on(tessera_control::run(opts))
 }
 
-fn parse_memory(s: &str) -> anyhow::Result<u64> {
+/// `--shard-ports 7100-7999`.
+pub(crate) fn parse_port_range(r: &str) -> anyhow::Result<[u16; 2]> {
+    r.split_once('-')
+        .and_then(|(a, b)| Some([a.parse::<u16>().ok()?, b.parse::<u16>().ok()?]))
+        .filter(|[a, b]| a <= b && *a > 0)
+        .ok_or_else(|| anyhow::anyhow!("--shard-ports {r:?}: give a range such as 7100-7999"))
+}
+
+/// `--persistence`: none, aof, aof-always or snapshot.
+pub(crate) fn parse_persistence(p: &str) -> anyhow::Result<Persistence> {
+    Ok(match p {
+        "none" => Persistence::None,
+        "aof" => Persistence::Aof,
+        "aof-always" => Persistence::AofAlways,
+        "snapshot" => Persistence::Snapshot,
+        other => anyhow::bail!("--persistence {other:?}: use none, aof, aof-always or snapshot"),
+    })
+}
+
+pub(crate) fn parse_memory(s: &str) -> anyhow::Result<u64> {
     tessera_server::config::parse_memory(s)
         .ok_or_else(|| anyhow::anyhow!("{s:?} is not a memory size (e.g. 512mb, 4gb)"))
 }
@@ -239,15 +251,7 @@ pub fn run_db(t: Target, cmd: DbCmd) -> anyhow::Result<()> {
             port,
             shards,
             replication,
-            persistence: match persistence.as_str() {
-                "none" => Persistence::None,
-                "aof" => Persistence::Aof,
-                "aof-always" => Persistence::AofAlways,
-                "snapshot" => Persistence::Snapshot,
-                other => {
-                    anyhow::bail!("--persistence {other:?}: use none, aof, aof-always or snapshot")
-                }
-            },
+            persistence: parse_persistence(&persistence)?,
             memory: parse_memory(&memory)?,
             password,
             eviction,

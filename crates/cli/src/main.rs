@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod control;
 mod import;
+mod up;
 use tessera_server::{Config, Server};
 
 #[global_allocator]
@@ -40,6 +41,9 @@ enum Command {
     Control(Box<control::ControlArgs>),
     /// Run a database's proxy: one endpoint routing to its shards by hash slot.
     Proxy(ProxyArgs),
+    /// Start a whole local cluster in the foreground: a control member, shards with replicas
+    /// and a proxy on port 6379. Ctrl-C stops it; run it again to start over the same data.
+    Up(Box<up::UpArgs>),
     /// Cluster administration: init, status, join, leave.
     Cluster {
         #[command(flatten)]
@@ -155,6 +159,10 @@ fn main() -> anyhow::Result<()> {
         Command::Control(args) => {
             init_logging("info");
             control::run_control(*args)
+        }
+        Command::Up(args) => {
+            init_logging("warn");
+            up::run_up(*args)
         }
         Command::Proxy(args) => {
             init_logging("info");

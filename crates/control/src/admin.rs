@@ -372,7 +372,7 @@ fn status_table(s: &Status, procs: &[(u64, Result<Vec<ProcessReport>, ApiError>)
                     rows.push(vec![
                         machine.to_string(),
                         p.database.clone(),
-                        p.shard.to_string(),
+                        p.shard.map_or("-".into(), |s| s.to_string()),
                         p.port.to_string(),
                         p.role.clone(),
                         p.state.clone(),

@@ -37,6 +37,8 @@ pub struct ApiError {
     pub leader: Option<String>,
 }
 
+impl std::error::Error for ApiError {}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({})", self.message, self.code)

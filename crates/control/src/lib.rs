@@ -50,7 +50,7 @@ pub struct Options {
 
 /// Reads the admin token: given, or the one in `<dir>/admin-token`, or a new random one
 /// written there (mode 0600).
-fn admin_token(dir: &std::path::Path, given: Option<String>) -> anyhow::Result<String> {
+pub fn admin_token(dir: &std::path::Path, given: Option<String>) -> anyhow::Result<String> {
     if let Some(t) = given.filter(|t| !t.is_empty()) {
         return Ok(t);
     }
@@ -140,23 +140,30 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Scripts and tests read the address from this line.
     tracing::info!(id, api = %api, "control member listening");
     eprintln!("tessera control: machine {id} listening on {local}");
-    tokio::spawn(supervise::run(
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let supervisor = tokio::spawn(supervise::run(
         node.clone(),
         opts.dir.clone(),
         opts.server_bin.clone(),
+        stop_rx,
     ));
     if let Some(seed) = opts.join.clone() {
         let node = node.clone();
         tokio::spawn(async move { join_at_start(&node, &seed).await });
     }
     let app = api::router(node.clone());
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+    // On SIGINT or SIGTERM: the supervised processes stop first (their configuration watches
+    // end with them), then the API.
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        tracing::info!("stopping the supervised processes");
+        let _ = stop_tx.send(true);
+        let _ = supervisor.await;
     });
     serve.await?;
     tracing::info!("control member stopping");

@@ -136,6 +136,9 @@ impl Proxy {
             .next()
             .with_context(|| format!("no address for {}", config.bind))?;
         let count = config.threads.max(1);
+        if addr.port() != 0 {
+            claim(addr).with_context(|| format!("listening on {addr}"))?;
+        }
         let mut listeners = Vec::with_capacity(count);
         let mut bound = addr;
         for i in 0..count {
@@ -207,6 +210,15 @@ fn wait_for_port(shared: &Shared) -> anyhow::Result<u16> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Fails when something listens on `addr` already, another proxy's `SO_REUSEPORT` sockets
+/// included (which [`listen`] would otherwise join, splitting the clients between the two).
+fn claim(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
 }
 
 /// A listening socket that other threads' sockets share the port of (`SO_REUSEPORT`).
