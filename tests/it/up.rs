@@ -8,7 +8,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::control::free_port_range;
-use crate::support::{free_port, tessera_bin};
+use serde_json::Value;
+
+use crate::support::{free_port, tessera_bin, wait_for};
 
 struct Up {
     child: Child,
@@ -156,29 +158,71 @@ fn up_serves_and_starts_again_with_the_same_data() {
     let before: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
     drop(c);
 
-    // The admin view names the proxy and six shard processes, all running.
+    // The admin view: the proxy and six shard processes, all running, each replica linked
+    // and caught up with its primary's replication offset.
     let token_file = data.join("control").join("admin-token");
-    let status = Command::new(tessera_bin())
-        .args(["cluster", "status", "--api", &format!("127.0.0.1:{api}")])
-        .arg("--token-file")
-        .arg(&token_file)
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout).to_string();
-    let running = status
-        .lines()
-        .filter(|l| l.contains(" running "))
-        .collect::<Vec<_>>();
-    assert_eq!(running.len(), 7, "{status}");
-    assert_eq!(
-        running.iter().filter(|l| l.contains(" proxy ")).count(),
-        1,
-        "{status}"
+    let admin = |args: &[&str]| -> String {
+        let out = Command::new(tessera_bin())
+            .args(args)
+            .args(["--api", &format!("127.0.0.1:{api}")])
+            .arg("--token-file")
+            .arg(&token_file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let caught_up = || {
+        let status: Value = serde_json::from_str(&admin(&["cluster", "status", "--json"])).unwrap();
+        let procs: Vec<Value> = status["processes"][0]["processes"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let running = procs.iter().filter(|p| p["state"] == "running").count();
+        let proxies = procs.iter().filter(|p| p["role"] == "proxy").count();
+        let replicas_ok = procs.iter().filter(|p| p["role"] == "replica").all(|r| {
+            let primary = procs
+                .iter()
+                .find(|p| p["role"] == "primary" && p["shard"] == r["shard"])
+                .unwrap();
+            r["link"] == "up" && r["offset"].as_u64().is_some() && r["offset"] == primary["offset"]
+        });
+        running == 7 && proxies == 1 && replicas_ok
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "every replica to catch up",
+        caught_up,
     );
+    let table = admin(&["cluster", "status"]);
+    for column in ["SLOTS", "OFFSET", "LAG", "LINK", "0-5460", " proxy "] {
+        assert!(table.contains(column), "{column}: {table}");
+    }
+
+    // A second database on the running cluster gets its own endpoint.
+    let second = free_port();
+    admin(&[
+        "db",
+        "create",
+        "second",
+        "--shards",
+        "2",
+        "--port",
+        &second.to_string(),
+    ]);
+    wait_for(Duration::from_secs(30), "the second endpoint", || {
+        Command::new("redis-cli")
+            .args(["-p", &second.to_string(), "SET", "other", "db"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "OK")
+    });
+    assert_eq!(redis_cli(second, &["DBSIZE"]), "1");
+    assert_eq!(redis_cli(port, &["EXISTS", "other"]), "0");
 
     // Ctrl-C stops every process.
     up.interrupt();
     assert!(!listening(port), "the proxy still listens");
+    assert!(!listening(second), "the second proxy still listens");
     for p in shard_ports[0]..=shard_ports[1] {
         assert!(!listening(p), "a shard still listens on {p}");
     }
@@ -219,6 +263,12 @@ fn up_serves_and_starts_again_with_the_same_data() {
         .unwrap();
     assert_eq!(queue, ["a", "b", "c"]);
     assert_eq!(redis_cli(port, &["GET", "greeting"]), "hello");
+    wait_for(Duration::from_secs(30), "the second database", || {
+        Command::new("redis-cli")
+            .args(["-p", &second.to_string(), "GET", "other"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "db")
+    });
     up.interrupt();
 }
 

@@ -14,6 +14,7 @@ use clap::Args;
 use tessera_control::admin::Client;
 use tessera_control::api::{ApiError, DatabaseView};
 use tessera_control::model::DatabaseSpec;
+use tessera_control::probe;
 
 use crate::control::{parse_memory, parse_persistence, parse_port_range};
 
@@ -207,17 +208,29 @@ async fn wait_ready(
 ) -> anyhow::Result<()> {
     let c = Client::new(api, token);
     let started = tokio::time::Instant::now();
-    let primaries: Vec<SocketAddr> = view
+    let primaries: Vec<String> = view
         .shards
         .iter()
-        .map(|s| SocketAddr::new(endpoint.ip(), s.primary.port))
+        .map(|s| SocketAddr::new(endpoint.ip(), s.primary.port).to_string())
         .collect();
+    let ask = |addr: String, args: &'static [&'static str]| async move {
+        probe::request(&addr, password, args, Duration::from_secs(2)).await
+    };
     loop {
         let mut ready = true;
-        for &addr in &primaries {
-            ready = ready && ask(addr, password, &["CLUSTER", "INFO"], "cluster_state:ok").await;
+        for addr in &primaries {
+            let info = ask(addr.clone(), &["CLUSTER", "INFO"]).await;
+            ready = ready
+                && info
+                    .as_deref()
+                    .and_then(probe::text)
+                    .is_some_and(|t| t.contains("cluster_state:ok"));
         }
-        if ready && ask(endpoint, password, &["DBSIZE"], "\n:").await {
+        if ready
+            && ask(endpoint.to_string(), &["DBSIZE"])
+                .await
+                .is_some_and(|r| r.starts_with(b":"))
+        {
             return Ok(());
         }
         for p in c.processes().await.unwrap_or_default() {
@@ -243,43 +256,6 @@ async fn wait_ready(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Sends a command (after AUTH when there is a password) and tells whether the replies, after
-/// a newline, hold `want` within two seconds.
-async fn ask(addr: SocketAddr, password: Option<&str>, cmd: &[&str], want: &str) -> bool {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let exchange = async {
-        let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let mut req = Vec::new();
-        let mut push = |args: &[&str]| {
-            req.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-            for a in args {
-                req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-            }
-        };
-        if let Some(p) = password {
-            push(&["AUTH", p]);
-        }
-        push(cmd);
-        conn.write_all(&req).await.ok()?;
-        let mut got = b"\n".to_vec();
-        let mut buf = [0u8; 4096];
-        loop {
-            if got.windows(want.len()).any(|w| w == want.as_bytes()) {
-                return Some(());
-            }
-            let n = conn.read(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), exchange).await,
-        Ok(Some(()))
-    )
 }
 
 fn banner(view: &DatabaseView, args: &UpArgs, api: &str, spec: &DatabaseSpec) -> String {

@@ -365,31 +365,63 @@ fn status_table(s: &Status, procs: &[(u64, Result<Vec<ProcessReport>, ApiError>)
             .collect();
         out += &db_table(&views);
         out.push('\n');
+        let all: Vec<&ProcessReport> = procs
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flatten()
+            .collect();
         let mut rows = Vec::new();
         for (machine, r) in procs {
-            if let Ok(list) = r {
-                for p in list {
-                    rows.push(vec![
-                        machine.to_string(),
-                        p.database.clone(),
-                        p.shard.map_or("-".into(), |s| s.to_string()),
-                        p.port.to_string(),
-                        p.role.clone(),
-                        p.state.clone(),
-                        p.pid.map_or("-".into(), |x| x.to_string()),
-                        p.restarts.to_string(),
-                    ]);
-                }
+            let Ok(list) = r else { continue };
+            for p in list {
+                let slots = p
+                    .shard
+                    .and_then(|id| s.shards.iter().find(|x| x.id == id))
+                    .map_or("-".into(), |x| {
+                        let ranges: Vec<String> = x
+                            .slots
+                            .iter()
+                            .map(|r| format!("{}-{}", r.start, r.end))
+                            .collect();
+                        ranges.join(",")
+                    });
+                rows.push(vec![
+                    machine.to_string(),
+                    p.database.clone(),
+                    p.shard.map_or("-".into(), |s| s.to_string()),
+                    slots,
+                    p.port.to_string(),
+                    p.role.clone(),
+                    p.state.clone(),
+                    p.pid.map_or("-".into(), |x| x.to_string()),
+                    p.restarts.to_string(),
+                    p.offset.map_or("-".into(), |o| o.to_string()),
+                    lag(p, &all).map_or("-".into(), |l| l.to_string()),
+                    p.link.clone().unwrap_or("-".into()),
+                ]);
             }
         }
         out += &table(
             &[
-                "MACHINE", "DATABASE", "SHARD", "PORT", "ROLE", "STATE", "PID", "RESTARTS",
+                "MACHINE", "DATABASE", "SHARD", "SLOTS", "PORT", "ROLE", "STATE", "PID",
+                "RESTARTS", "OFFSET", "LAG", "LINK",
             ],
             &rows,
         );
     }
     out
+}
+
+/// How many bytes of the replication stream a replica is behind its shard's primary, by the
+/// offsets both reported (a primary's offset read after the replica's may be a little ahead).
+fn lag(p: &ProcessReport, all: &[&ProcessReport]) -> Option<u64> {
+    if p.role != "replica" {
+        return None;
+    }
+    let primary = all
+        .iter()
+        .find(|q| q.role == "primary" && q.database == p.database && q.shard == p.shard)?;
+    Some(primary.offset?.saturating_sub(p.offset?))
 }
 
 fn db_table(dbs: &[DatabaseView]) -> String {

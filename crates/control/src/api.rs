@@ -504,7 +504,7 @@ async fn renew_lease(
 }
 
 async fn processes(State(node): State<Shared>) -> ApiResult<Vec<ProcessReport>> {
-    Ok(Json(crate::supervise::report(&node)))
+    Ok(Json(crate::supervise::report_live(&node).await))
 }
 
 async fn internal_write(

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod model;
 pub mod node;
+pub mod probe;
 pub mod store;
 pub mod supervise;
 

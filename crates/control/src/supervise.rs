@@ -49,6 +49,16 @@ pub struct ProcessReport {
     pub restarts: u32,
     pub last_exit: Option<String>,
     pub log: String,
+    /// Replication offset of a running shard process when it answered INFO: a primary's
+    /// `master_repl_offset`, a replica's `slave_repl_offset` (only in live reports).
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// A replica's `master_link_status`: `up` or `down` (only in live reports).
+    #[serde(default)]
+    pub link: Option<String>,
+    /// Where the process is reached and its password, for the live report.
+    #[serde(skip)]
+    reach: Option<(String, Option<String>)>,
 }
 
 /// What a process should be: everything its command line and configuration file are made
@@ -284,6 +294,12 @@ impl Proc {
                 .join(self.spec.log_name())
                 .to_string_lossy()
                 .into_owned(),
+            offset: None,
+            link: None,
+            reach: match &self.spec {
+                Spec::Shard(s) => Some((format!("{}:{}", s.bind, s.port), s.password.clone())),
+                Spec::Proxy(_) => None,
+            },
         }
     }
 }
@@ -301,6 +317,41 @@ pub fn report(node: &Node) -> Vec<ProcessReport> {
         .lock()
         .expect("process table")
         .clone()
+}
+
+/// The processes as last seen, with each running shard's replication offset and link status
+/// asked of it now (INFO replication; all at once, half a second at most).
+pub async fn report_live(node: &Node) -> Vec<ProcessReport> {
+    let mut reports = report(node);
+    let mut asks = tokio::task::JoinSet::new();
+    for (i, r) in reports.iter().enumerate() {
+        if let (Some((addr, password)), "running") = (r.reach.clone(), r.state.as_str()) {
+            asks.spawn(async move {
+                let reply = crate::probe::request(
+                    &addr,
+                    password.as_deref(),
+                    &["INFO", "replication"],
+                    Duration::from_millis(500),
+                )
+                .await;
+                (i, reply.as_deref().and_then(crate::probe::text))
+            });
+        }
+    }
+    while let Some(Ok((i, info))) = asks.join_next().await {
+        let Some(info) = info else { continue };
+        let r = &mut reports[i];
+        let field = if r.role == "replica" {
+            "slave_repl_offset"
+        } else {
+            "master_repl_offset"
+        };
+        r.offset = crate::probe::info_field(&info, field).and_then(|v| v.parse().ok());
+        if r.role == "replica" {
+            r.link = crate::probe::info_field(&info, "master_link_status").map(str::to_string);
+        }
+    }
+    reports
 }
 
 /// Runs the supervisor: reconciles on every configuration change and every 200 ms, until
