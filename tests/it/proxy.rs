@@ -286,14 +286,6 @@ fn proxy_routes_splits_and_merges() {
         p.cmd_str(&["AUTH", "x"])
             .starts_with("-ERR AUTH <password> called without any password configured")
     );
-    assert!(
-        p.cmd_str(&["BLPOP", "q", "0"])
-            .starts_with("-ERR BLPOP is not available through the proxy")
-    );
-    assert!(
-        p.cmd_str(&["XREAD", "COUNT", "1", "BLOCK", "0", "STREAMS", "s", "$"])
-            .starts_with("-ERR XREAD is not available through the proxy")
-    );
     // Without BLOCK (a stream may be named `block`), XREAD is an ordinary read.
     assert_eq!(p.cmd_str(&["XREAD", "STREAMS", "block", "0"]), "*-1\r\n");
 
@@ -332,6 +324,111 @@ fn proxy_routes_splits_and_merges() {
 }
 
 /// The same commands through the proxy and against one redis-server give the same replies.
+/// A key of the proxied database whose slot is in `range` (the shards' ranges are even).
+fn key_in(p: &mut crate::support::RawConn, range: std::ops::RangeInclusive<i64>) -> String {
+    (0..)
+        .map(|i| format!("key{i}"))
+        .find(|k| range.contains(&int(&p.cmd_str(&["CLUSTER", "KEYSLOT", k]))))
+        .unwrap()
+}
+
+/// Blocking commands and WATCH go over a private connection of the client's: nothing shared
+/// waits behind them, replies stay in order, and a transaction runs where its keys are watched.
+#[test]
+fn proxy_pins_blocking_commands_and_watch() {
+    // One worker thread: every client shares its shard connections.
+    let db = proxied_db(3, false, "none", 1);
+    let mut a = db.proxy.raw();
+    let mut b = db.proxy.raw();
+    let q = key_in(&mut b, 0..=5460);
+    let same_shard = key_in(&mut b, 0..=5460);
+
+    // A blocked BLPOP, with a command pipelined behind it.
+    a.send_cmd(&[b"BLPOP", q.as_bytes(), b"0"]);
+    a.send_cmd(&[b"PING"]);
+    std::thread::sleep(Duration::from_millis(100));
+    // Other clients, on the same shard too, are served meanwhile.
+    for i in 0..50 {
+        let k = format!("{same_shard}{{{q}}}{i}");
+        assert_eq!(b.cmd_str(&["SET", &k, "v"]), "+OK\r\n");
+    }
+    assert_eq!(b.cmd_str(&["GET", &same_shard]), "$-1\r\n");
+    assert_eq!(b.cmd_str(&["RPUSH", &q, "hello"]), ":1\r\n");
+    assert_eq!(
+        a.read_reply(),
+        format!("*2\r\n${}\r\n{q}\r\n$5\r\nhello\r\n", q.len()).as_bytes()
+    );
+    assert_eq!(a.read_reply(), b"+PONG\r\n");
+    // A timeout answers as Redis does; so do the other blocking commands and XREAD BLOCK.
+    assert_eq!(a.cmd_str(&["BLPOP", &q, "0.05"]), "*-1\r\n");
+    assert_eq!(a.cmd_str(&["BZPOPMIN", "z", "0.05"]), "*-1\r\n");
+    a.send_cmd(&[
+        b"XREAD", b"COUNT", b"1", b"BLOCK", b"0", b"STREAMS", b"s", b"$",
+    ]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(b.cmd_str(&["XADD", "s", "*", "f", "v"]).starts_with('$'));
+    let read = String::from_utf8(a.read_reply()).unwrap();
+    assert!(
+        read.starts_with("*1\r\n") && read.contains("\r\nf\r\n"),
+        "{read}"
+    );
+    assert!(
+        a.cmd_str(&["BLPOP", &q, &same_shard, "x", "0"])
+            .starts_with("-CROSSSLOT")
+    );
+
+    // A client that leaves while blocked takes nothing: its private connection is closed.
+    let mut gone = db.proxy.raw();
+    gone.send_cmd(&[b"BLPOP", b"q2", b"0"]);
+    std::thread::sleep(Duration::from_millis(100));
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(b.cmd_str(&["RPUSH", "q2", "x"]), ":1\r\n");
+    assert_eq!(b.cmd_str(&["LLEN", "q2"]), ":1\r\n");
+
+    // WATCH: a change by another client aborts EXEC; none lets it run.
+    let w = q.clone();
+    assert_eq!(a.cmd_str(&["WATCH", &w]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["SET", &w, "1"]), "+QUEUED\r\n");
+    assert_eq!(b.cmd_str(&["SET", &w, "2"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["EXEC"]), "*-1\r\n");
+    assert_eq!(a.cmd_str(&["GET", &w]), "$1\r\n2\r\n");
+    assert_eq!(a.cmd_str(&["WATCH", &w]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["SET", &w, "3"]), "+QUEUED\r\n");
+    assert_eq!(a.cmd_str(&["EXEC"]), "*1\r\n+OK\r\n");
+    // UNWATCH and DISCARD end the watch; EXEC of an empty transaction still checks it.
+    assert_eq!(a.cmd_str(&["WATCH", &w]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["UNWATCH"]), "+OK\r\n");
+    assert_eq!(b.cmd_str(&["SET", &w, "4"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["SET", &w, "5"]), "+QUEUED\r\n");
+    assert_eq!(a.cmd_str(&["EXEC"]), "*1\r\n+OK\r\n");
+    assert_eq!(a.cmd_str(&["WATCH", &w]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["DISCARD"]), "+OK\r\n");
+    assert_eq!(b.cmd_str(&["SET", &w, "6"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["EXEC"]), "*0\r\n");
+    assert_eq!(a.cmd_str(&["WATCH", &w]), "+OK\r\n");
+    assert_eq!(b.cmd_str(&["SET", &w, "7"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["EXEC"]), "*-1\r\n");
+    assert_eq!(a.cmd_str(&["UNWATCH"]), "+OK\r\n");
+    // Watched keys and the transaction on another shard: refused, nothing runs.
+    let far = key_in(&mut b, 10922..=16383);
+    assert_eq!(a.cmd_str(&["WATCH", &w]), "+OK\r\n");
+    assert!(a.cmd_str(&["WATCH", &far]).starts_with("-CROSSSLOT"));
+    assert_eq!(a.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["SET", &far, "x"]), "+QUEUED\r\n");
+    assert!(a.cmd_str(&["EXEC"]).starts_with("-CROSSSLOT"));
+    assert_eq!(a.cmd_str(&["GET", &far]), "$-1\r\n");
+    // After EXEC the watch is over: another shard's keys may be watched.
+    assert_eq!(a.cmd_str(&["WATCH", &far]), "+OK\r\n");
+    assert_eq!(a.cmd_str(&["UNWATCH"]), "+OK\r\n");
+}
+
 #[test]
 fn proxy_replies_as_redis() {
     let db = proxied_db(3, false, "none", 1);

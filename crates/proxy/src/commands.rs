@@ -8,7 +8,7 @@ use tessera_protocol::command::{self, CommandSpec, CommandTable, REDIS_COMMANDS,
 use tessera_protocol::{Args, SLOTS, key_hash_slot, num};
 
 use crate::merge::{Gather, Merge, SCAN_SHARD_BITS};
-use crate::worker::{Multi, Pending, To, Worker, write_bulk, write_command, write_header};
+use crate::worker::{Multi, Pending, To, Watch, Worker, write_bulk, write_command, write_header};
 
 /// How the proxy serves a command.
 #[derive(Clone, Copy, Debug)]
@@ -28,22 +28,27 @@ enum Kind {
     SlotArgument,
     /// Answered by the proxy.
     Local,
+    /// A command that may block: by the slot of its keys, on the client's private connection.
+    Blocking,
     /// Not served through the proxy, for the reason given.
     Refused(&'static str),
 }
 
-/// Commands that need a connection of their own to a shard (issue 8, step 3: pinned
-/// connections are not built yet).
+/// Commands that need a connection of their own to a shard the proxy does not make yet
+/// (issue 8: subscriptions, MONITOR, tracking).
 const NEEDS_PINNING: &str = "it needs a pinned shard connection, which the proxy does not have yet";
+const CROSS_SHARD_WATCH: &str = "CROSSSLOT Keys in request don't hash to the same slot (through the proxy, the keys a client watches and its transaction's keys must be on one shard)";
+const WATCH_LOST: &str = "EXECABORT Transaction discarded: the proxy lost its connection to the shard holding the watched keys";
 const NOT_THROUGH_PROXY: &str = "it administers one shard process; run it against the shards";
 
 fn classify(spec: &CommandSpec) -> Kind {
     use Merge::*;
     match spec.name {
         "ping" | "echo" | "quit" | "hello" | "auth" | "select" | "reset" | "readonly"
-        | "readwrite" | "asking" | "multi" | "exec" | "discard" | "watch" | "client|setname"
-        | "client|getname" | "client|id" | "cluster|slots" | "cluster|shards" | "cluster|nodes"
-        | "cluster|info" | "cluster|myid" | "cluster|keyslot" => Kind::Local,
+        | "readwrite" | "asking" | "multi" | "exec" | "discard" | "watch" | "unwatch"
+        | "client|setname" | "client|getname" | "client|id" | "cluster|slots"
+        | "cluster|shards" | "cluster|nodes" | "cluster|info" | "cluster|myid"
+        | "cluster|keyslot" => Kind::Local,
         "cluster|countkeysinslot" | "cluster|getkeysinslot" => Kind::SlotArgument,
         "mget" => Kind::Split(Mget),
         "mset" => Kind::Split(AllSucceeded),
@@ -61,8 +66,7 @@ fn classify(spec: &CommandSpec) -> Kind {
         "script|kill" | "function|kill" => Kind::All(OneSucceeded),
         "pubsub|channels" | "pubsub|shardchannels" => Kind::All(Union),
         "pubsub|numsub" | "pubsub|shardnumsub" => Kind::All(SumPairs),
-        "unwatch"
-        | "subscribe"
+        "subscribe"
         | "psubscribe"
         | "ssubscribe"
         | "unsubscribe"
@@ -93,6 +97,7 @@ fn classify(spec: &CommandSpec) -> Kind {
         }
         // XREAD and XREADGROUP block only with BLOCK: see `handle`.
         "xread" | "xreadgroup" => Kind::Keyed,
+        _ if spec.has(flag::BLOCKING) && !spec.key_specs.is_empty() => Kind::Blocking,
         _ if spec.has(flag::BLOCKING) => Kind::Refused(NEEDS_PINNING),
         _ if spec.key_specs.is_empty() => Kind::Any,
         _ => Kind::Keyed,
@@ -227,7 +232,7 @@ impl Worker {
         match kind_of(spec) {
             Kind::Keyed => {
                 if matches!(spec.name, "xread" | "xreadgroup") && stream_read_blocks(args) {
-                    return self.refuse(key, spec, NEEDS_PINNING);
+                    return self.blocking(key, spec, args, raw);
                 }
                 match slot_of(spec, args) {
                     Ok(Some(slot)) => self.forward_to_slot(key, slot, raw, args),
@@ -245,8 +250,79 @@ impl Worker {
                 }
                 _ => self.reply_error(key, "ERR Invalid or out of range slot"),
             },
-            Kind::Local => self.local(key, spec, args),
+            Kind::Local => self.local(key, spec, args, raw),
+            Kind::Blocking => self.blocking(key, spec, args, raw),
             Kind::Refused(why) => self.refuse(key, spec, why),
+        }
+    }
+
+    /// A command that may block, on the client's private connection to the shard of its keys:
+    /// the shared connection is never held up, and the client's later commands are answered
+    /// after it, in order.
+    fn blocking(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>, raw: &[u8]) {
+        let slot = match slot_of(spec, args) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return self.refuse(key, spec, NEEDS_PINNING),
+            Err(e) => return self.reply_error(key, e),
+        };
+        match self
+            .slot_addr(slot)
+            .and_then(|addr| self.private_backend(key, &addr))
+        {
+            Ok(b) => self.forward(key, b, raw, args),
+            Err(e) => self.reply_error(key, &e),
+        }
+    }
+
+    /// WATCH: on the client's private connection to the shard of the keys, where EXEC then
+    /// sends the transaction. Every key a client watches must be on one shard.
+    fn watch(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>, raw: &[u8]) {
+        let slot = match slot_of(spec, args) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => {
+                return self.reply_error(key, "ERR wrong number of arguments for 'watch' command");
+            }
+            Err(e) => return self.reply_error(key, e),
+        };
+        let addr = match self.slot_addr(slot) {
+            Ok(a) => a,
+            Err(e) => return self.reply_error(key, &e),
+        };
+        if let Some(w) = self.clients[key].watch
+            && self.backend_addr(w.backend) != addr
+        {
+            return self.reply_error(key, CROSS_SHARD_WATCH);
+        }
+        match self.private_backend(key, &addr) {
+            Ok(b) => {
+                let c = &mut self.clients[key];
+                // A connection lost since an earlier WATCH stays lost: EXEC refuses.
+                let lost = c.watch.is_some_and(|w| w.lost);
+                c.watch = Some(Watch { backend: b, lost });
+                self.forward(key, b, raw, args);
+            }
+            Err(e) => self.reply_error(key, &e),
+        }
+    }
+
+    /// Ends WATCH at the shard (after EXEC the shard has ended it itself); `reply` sends the
+    /// shard's answer to the client, else it is dropped.
+    fn unwatch(&mut self, key: usize, raw: Option<(&[u8], &Args<'_>)>) {
+        let Some(w) = self.clients[key].watch.take() else {
+            if raw.is_some() {
+                self.reply_with(key, |r| r.ok());
+            }
+            return;
+        };
+        match raw {
+            Some((raw, args)) if !w.lost => self.forward(key, w.backend, raw, args),
+            Some(_) => self.reply_with(key, |r| r.ok()),
+            None if !w.lost => {
+                self.send(w.backend, To::Discard, 0, |o| {
+                    write_command(o, &[b"UNWATCH"])
+                });
+            }
+            None => {}
         }
     }
 
@@ -470,19 +546,38 @@ impl Worker {
         let Some(m) = self.clients[key].multi.take() else {
             return self.reply_error(key, "ERR EXEC without MULTI");
         };
+        let watch = self.clients[key].watch;
         if m.failed {
+            self.unwatch(key, None);
             return self.reply_error(
                 key,
                 "EXECABORT Transaction discarded because of previous errors.",
             );
         }
-        if m.lens.is_empty() {
+        if watch.is_some_and(|w| w.lost) {
+            self.unwatch(key, None);
+            return self.reply_error(key, WATCH_LOST);
+        }
+        if m.lens.is_empty() && watch.is_none() {
             return self.reply_with(key, |r| r.array(0));
         }
         let resp3 = self.clients[key].resp3;
-        let backend = match m.slot {
-            Some(slot) => self.slot_backend(slot, resp3),
-            None => self
+        let backend = match (watch, m.slot) {
+            // Watched keys: the transaction runs where they are watched, on that connection.
+            (Some(w), slot) => {
+                let same = slot.is_none_or(|slot| {
+                    self.slot_addr(slot)
+                        .is_ok_and(|a| a == self.backend_addr(w.backend))
+                });
+                if !same {
+                    self.unwatch(key, None);
+                    return self.reply_error(key, CROSS_SHARD_WATCH);
+                }
+                self.clients[key].watch = None;
+                Ok(w.backend)
+            }
+            (None, Some(slot)) => self.slot_backend(slot, resp3),
+            (None, None) => self
                 .any_shard()
                 .map_err(String::from)
                 .and_then(|s| self.shard_backend(s, resp3)),
@@ -511,7 +606,7 @@ impl Worker {
     }
 
     /// Commands the proxy answers itself.
-    fn local(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>) {
+    fn local(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>, raw: &[u8]) {
         match spec.name {
             "ping" => match args.try_get(1) {
                 Some(m) => {
@@ -553,6 +648,7 @@ impl Worker {
             }
             "hello" => self.hello(key, args),
             "reset" => {
+                self.unwatch(key, None);
                 let authed = self.open_access();
                 let c = &mut self.clients[key];
                 c.multi = None;
@@ -571,15 +667,19 @@ impl Worker {
             }
             "exec" => self.exec(key),
             "discard" => match self.clients[key].multi.take() {
-                Some(_) => self.reply_with(key, |r| r.ok()),
+                Some(_) => {
+                    self.unwatch(key, None);
+                    self.reply_with(key, |r| r.ok())
+                }
                 None => self.reply_error(key, "ERR DISCARD without MULTI"),
             },
             "watch" => {
                 if self.clients[key].multi.is_some() {
                     return self.reply_error(key, "ERR WATCH inside MULTI is not allowed");
                 }
-                self.refuse(key, spec, NEEDS_PINNING);
+                self.watch(key, spec, args, raw);
             }
+            "unwatch" => self.unwatch(key, Some((raw, args))),
             "client|setname" => {
                 let name = args.get(2);
                 if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {

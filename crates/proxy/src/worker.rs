@@ -10,6 +10,11 @@
 //! Each client has a queue of the replies it is owed, in request order. A reply that arrives
 //! for the head of the queue is copied straight into the client's output; one that arrives
 //! early (another shard was faster) waits in its entry.
+//!
+//! A command that may block a shard connection (BLPOP and the other blocking commands, XREAD
+//! and XREADGROUP with BLOCK) and WATCH with the transaction after it go over a private
+//! connection of the client's to the shard (made on first use, kept until the client leaves),
+//! so nothing waits behind them on the shared connections.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -84,11 +89,24 @@ pub(crate) struct Client {
     pub authed: bool,
     pub name: Option<Vec<u8>>,
     pub multi: Option<Multi>,
+    /// The client's private shard connections (blocking commands, WATCH).
+    pub private: Vec<usize>,
+    /// WATCH is in force on this private connection.
+    pub watch: Option<Watch>,
     /// Close once the replies owed are written (QUIT, a protocol error).
     pub closing: bool,
     /// Not read while it is owed `MAX_PENDING` replies.
     paused: bool,
     dirty: bool,
+}
+
+/// Keys a client watches, on its private connection `backend`.
+#[derive(Clone, Copy)]
+pub(crate) struct Watch {
+    pub backend: usize,
+    /// The connection failed since WATCH: the shard forgot the watched keys, so EXEC must not
+    /// run the transaction.
+    pub lost: bool,
 }
 
 /// Where a shard's reply goes.
@@ -119,6 +137,8 @@ struct Inflight {
 struct Backend {
     addr: String,
     resp3: bool,
+    /// The client a private connection belongs to; none for a shared one.
+    owner: Option<usize>,
     stream: Option<TcpStream>,
     connected: bool,
     connect_deadline: Instant,
@@ -141,6 +161,7 @@ struct Retry {
     at: Instant,
     addr: String,
     resp3: bool,
+    owner: Option<usize>,
     to: To,
     redirects: u8,
     req: Vec<u8>,
@@ -303,6 +324,8 @@ impl Worker {
                         authed,
                         name: None,
                         multi: None,
+                        private: Vec::new(),
+                        watch: None,
                         closing: false,
                         paused: false,
                         dirty: false,
@@ -452,6 +475,12 @@ impl Worker {
     fn close_client(&mut self, key: usize) {
         if let Some(mut c) = self.clients.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut c.stream);
+            // Closing a private connection ends what blocks there and the shard's WATCH.
+            for b in c.private {
+                if let Some(mut s) = self.backends.try_remove(b).and_then(|be| be.stream) {
+                    let _ = self.poll.registry().deregister(&mut s);
+                }
+            }
         }
     }
 
@@ -543,9 +572,55 @@ impl Worker {
         if let Some(&b) = self.by_addr.get(&(addr.to_string(), resp3)) {
             return b;
         }
-        let b = self.backends.insert(Backend {
+        let b = self.new_backend(addr, resp3, None);
+        self.by_addr.insert((addr.to_string(), resp3), b);
+        b
+    }
+
+    /// Client `key`'s private connection to the process at `addr`, made on first use.
+    pub(crate) fn private_backend(&mut self, key: usize, addr: &str) -> Result<usize, String> {
+        let resp3 = self.clients[key].resp3;
+        let found = self.clients[key].private.iter().copied().find(|&b| {
+            let be = &self.backends[b];
+            be.addr == addr && be.resp3 == resp3
+        });
+        let b = match found {
+            Some(b) => b,
+            None => {
+                let b = self.new_backend(addr, resp3, Some(key));
+                self.clients[key].private.push(b);
+                b
+            }
+        };
+        self.ensure_connected(b)?;
+        Ok(b)
+    }
+
+    /// The address of the primary serving `slot`.
+    pub(crate) fn slot_addr(&self, slot: u16) -> Result<String, String> {
+        if let Some(addr) = self.moved.get(&slot) {
+            return Ok(addr.clone());
+        }
+        let t = self
+            .topology
+            .as_ref()
+            .ok_or("CLUSTERDOWN The cluster is down")?;
+        let shard = t
+            .owner_index(slot)
+            .ok_or("CLUSTERDOWN Hash slot not served")?;
+        Ok(t.shards[shard].primary.addr())
+    }
+
+    /// The address of connection `b`.
+    pub(crate) fn backend_addr(&self, b: usize) -> &str {
+        &self.backends[b].addr
+    }
+
+    fn new_backend(&mut self, addr: &str, resp3: bool, owner: Option<usize>) -> usize {
+        self.backends.insert(Backend {
             addr: addr.to_string(),
             resp3,
+            owner,
             stream: None,
             connected: false,
             connect_deadline: Instant::now(),
@@ -559,9 +634,7 @@ impl Worker {
             retry_at: None,
             last_error: String::new(),
             dirty: false,
-        });
-        self.by_addr.insert((addr.to_string(), resp3), b);
-        b
+        })
     }
 
     /// Connects `b` if it is not connected: `Err` with the reason when it is down.
@@ -877,6 +950,7 @@ impl Worker {
                 at: Instant::now() + TRYAGAIN_DELAY,
                 addr: self.backends[b].addr.clone(),
                 resp3,
+                owner: self.backends[b].owner,
                 to: inf.to,
                 redirects: inf.redirects + 1,
                 req,
@@ -897,15 +971,38 @@ impl Worker {
             }
             self.moved.insert(slot, addr.to_string());
         }
-        self.resend(addr, resp3, inf.to, inf.redirects + 1, &req, asking);
+        let owner = self.backends[b].owner;
+        self.resend(addr, resp3, owner, inf.to, inf.redirects + 1, &req, asking);
     }
 
-    fn resend(&mut self, addr: &str, resp3: bool, to: To, redirects: u8, req: &[u8], asking: bool) {
-        let b = self.backend_at(addr, resp3);
-        if let Err(e) = self.ensure_connected(b) {
-            self.deliver(to, format!("-{e}\r\n").as_bytes());
-            return;
-        }
+    /// Sends a redirected request to `addr`: on the owner's private connection when it came
+    /// from one (a blocking command must not wait on a shared connection).
+    #[allow(clippy::too_many_arguments)]
+    fn resend(
+        &mut self,
+        addr: &str,
+        resp3: bool,
+        owner: Option<usize>,
+        to: To,
+        redirects: u8,
+        req: &[u8],
+        asking: bool,
+    ) {
+        let b = match owner {
+            Some(key) if self.clients.contains(key) => self.private_backend(key, addr),
+            Some(_) => return,
+            None => {
+                let b = self.backend_at(addr, resp3);
+                self.ensure_connected(b).map(|()| b)
+            }
+        };
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                self.deliver(to, format!("-{e}\r\n").as_bytes());
+                return;
+            }
+        };
         if asking {
             self.send(b, To::Discard, 0, |o| write_command(o, &[b"ASKING"]));
         }
@@ -920,6 +1017,14 @@ impl Worker {
             let _ = self.poll.registry().deregister(&mut s);
         }
         tracing::warn!("proxy: connection to shard {} failed: {why}", be.addr);
+        if let Some(key) = be.owner
+            && let Some(c) = self.clients.get_mut(key)
+            && let Some(w) = &mut c.watch
+            && w.backend == b
+        {
+            w.lost = true;
+        }
+        let be = &mut self.backends[b];
         be.connected = false;
         be.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
         be.last_error = format!("ERR proxy: shard {} is unreachable ({why})", be.addr);
@@ -964,7 +1069,7 @@ impl Worker {
                 .partition(|r| r.at <= now);
             self.retries = later;
             for r in due {
-                self.resend(&r.addr, r.resp3, r.to, r.redirects, &r.req, false);
+                self.resend(&r.addr, r.resp3, r.owner, r.to, r.redirects, &r.req, false);
             }
         }
     }
