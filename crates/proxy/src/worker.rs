@@ -601,14 +601,18 @@ impl Worker {
         if let Some(addr) = self.moved.get(&slot) {
             return Ok(addr.clone());
         }
-        let t = self
-            .topology
-            .as_ref()
-            .ok_or("CLUSTERDOWN The cluster is down")?;
-        let shard = t
-            .owner_index(slot)
-            .ok_or("CLUSTERDOWN Hash slot not served")?;
+        let shard = self.slot_owner(slot)?;
+        let t = self.topology.as_ref().expect("a topology owns the slot");
         Ok(t.shards[shard].primary.addr())
+    }
+
+    /// The index of the shard the topology says serves `slot`.
+    fn slot_owner(&self, slot: u16) -> Result<usize, &'static str> {
+        self.topology
+            .as_ref()
+            .ok_or("CLUSTERDOWN The cluster is down")?
+            .owner_index(slot)
+            .ok_or("CLUSTERDOWN Hash slot not served")
     }
 
     /// The address of connection `b`.
@@ -728,13 +732,7 @@ impl Worker {
             self.ensure_connected(b)?;
             return Ok(b);
         }
-        let t = self
-            .topology
-            .as_ref()
-            .ok_or("CLUSTERDOWN The cluster is down")?;
-        let shard = t
-            .owner_index(slot)
-            .ok_or("CLUSTERDOWN Hash slot not served")?;
+        let shard = self.slot_owner(slot)?;
         self.shard_backend(shard, resp3)
     }
 
