@@ -385,6 +385,20 @@ fn proxy_pins_blocking_commands_and_watch() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(b.cmd_str(&["RPUSH", "q2", "x"]), ":1\r\n");
     assert_eq!(b.cmd_str(&["LLEN", "q2"]), ":1\r\n");
+    // One that leaves in the same breath as its command: the proxy goes on serving.
+    // (16384 bytes, the proxy's first read, so it reads on and sees the end in the same turn.)
+    let mut burst = Vec::new();
+    burst.extend_from_slice(b"*2\r\n$4\r\nECHO\r\n$16330\r\n");
+    burst.extend_from_slice(&[b'x'; 16330]);
+    burst.extend_from_slice(b"\r\n*3\r\n$5\r\nBLPOP\r\n$2\r\nq3\r\n$1\r\n0\r\n");
+    assert_eq!(burst.len(), 16384);
+    for _ in 0..20 {
+        let mut brief = db.proxy.raw();
+        brief.send(&burst);
+        brief.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(b.cmd_str(&["PING"]), "+PONG\r\n");
 
     // WATCH: a change by another client aborts EXEC; none lets it run.
     let w = q.clone();

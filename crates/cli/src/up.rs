@@ -156,11 +156,11 @@ async fn set_up(api: &str, token: &str, spec: &DatabaseSpec) -> anyhow::Result<D
     if status.cluster.is_none() {
         retry(|| c.init("local")).await?;
     }
-    match c.database(&spec.name).await {
+    match retry(|| c.database(&spec.name)).await {
         Ok(view) => {
             let d = &view.database;
             if d.shard_count != spec.shards
-                || d.port != spec.port.unwrap_or(d.port)
+                || spec.port != Some(d.port)
                 || d.replication != spec.replication
             {
                 eprintln!(
@@ -220,11 +220,13 @@ async fn wait_ready(
         let mut ready = true;
         for addr in &primaries {
             let info = ask(addr.clone(), &["CLUSTER", "INFO"]).await;
-            ready = ready
-                && info
-                    .as_deref()
-                    .and_then(probe::text)
-                    .is_some_and(|t| t.contains("cluster_state:ok"));
+            ready = info
+                .as_deref()
+                .and_then(probe::text)
+                .is_some_and(|t| t.contains("cluster_state:ok"));
+            if !ready {
+                break;
+            }
         }
         if ready
             && ask(endpoint.to_string(), &["DBSIZE"])
@@ -279,11 +281,6 @@ fn banner(view: &DatabaseView, args: &UpArgs, api: &str, spec: &DatabaseSpec) ->
         },
     );
     for s in &view.shards {
-        let slots: Vec<String> = s
-            .slots
-            .iter()
-            .map(|r| format!("{}-{}", r.start, r.end))
-            .collect();
         let replicas: Vec<String> = s
             .replicas
             .iter()
@@ -293,7 +290,7 @@ fn banner(view: &DatabaseView, args: &UpArgs, api: &str, spec: &DatabaseSpec) ->
             "  shard {:<4} {host}:{} (slots {}){}\n",
             s.id,
             s.primary.port,
-            slots.join(","),
+            s.slots_text(),
             if replicas.is_empty() {
                 String::new()
             } else {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{ApiError, DatabaseView, Epoch, LeaveBody, Status};
-use crate::model::{DatabaseSpec, Machine, Persistence};
+use crate::model::{DatabaseSpec, Machine, Persistence, Shard};
 use crate::supervise::ProcessReport;
 
 /// A REST API client for one member.
@@ -377,14 +377,7 @@ fn status_table(s: &Status, procs: &[(u64, Result<Vec<ProcessReport>, ApiError>)
                 let slots = p
                     .shard
                     .and_then(|id| s.shards.iter().find(|x| x.id == id))
-                    .map_or("-".into(), |x| {
-                        let ranges: Vec<String> = x
-                            .slots
-                            .iter()
-                            .map(|r| format!("{}-{}", r.start, r.end))
-                            .collect();
-                        ranges.join(",")
-                    });
+                    .map_or("-".into(), Shard::slots_text);
                 rows.push(vec![
                     machine.to_string(),
                     p.database.clone(),
@@ -461,11 +454,7 @@ fn shard_table(d: &DatabaseView) -> String {
         .map(|s| {
             vec![
                 s.id.to_string(),
-                s.slots
-                    .iter()
-                    .map(|r| format!("{}-{}", r.start, r.end))
-                    .collect::<Vec<_>>()
-                    .join(","),
+                s.slots_text(),
                 format!("{}:{}", s.primary.machine, s.primary.port),
                 s.replicas
                     .iter()

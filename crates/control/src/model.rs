@@ -830,6 +830,16 @@ impl Shard {
     pub fn placements(&self) -> impl Iterator<Item = &Placement> {
         std::iter::once(&self.primary).chain(self.replicas.iter())
     }
+
+    /// The slot ranges, as `0-5460,5461-10921`.
+    pub fn slots_text(&self) -> String {
+        let ranges: Vec<String> = self
+            .slots
+            .iter()
+            .map(|r| format!("{}-{}", r.start, r.end))
+            .collect();
+        ranges.join(",")
+    }
 }
 
 fn unknown_machine(id: MachineId) -> Refusal {

@@ -28,6 +28,8 @@ async fn exchange(addr: &str, password: Option<&str>, args: &[&str]) -> Option<V
     }
     encode(&mut req, args);
     conn.write_all(&req).await.ok()?;
+    // Our own processes answer in a few kilobytes; anything past this is not an answer.
+    const MAX_REPLY: usize = 1 << 20;
     let mut replies = usize::from(password.is_some()) + 1;
     let mut buf = Vec::with_capacity(4096);
     loop {
@@ -40,7 +42,7 @@ async fn exchange(addr: &str, password: Option<&str>, args: &[&str]) -> Option<V
         }
         let mut chunk = [0u8; 4096];
         let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
+        if n == 0 || buf.len() + n > MAX_REPLY {
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);

@@ -419,15 +419,7 @@ impl Worker {
         let c = &mut self.clients[key];
         c.inb = inb;
         c.parser = Some(parser);
-        if pos > 0 {
-            c.inb.copy_within(pos..filled, 0);
-            c.filled = filled - pos;
-        }
-        // A large buffer that held one big request shrinks back.
-        if c.filled == 0 && c.inb.len() > 4 * READ_CHUNK {
-            c.inb.truncate(READ_CHUNK);
-            c.inb.shrink_to_fit();
-        }
+        c.filled = consume(&mut c.inb, filled, pos);
     }
 
     fn mark_client(&mut self, key: usize) {
@@ -801,7 +793,10 @@ impl Worker {
     }
 
     fn flush_backend(&mut self, b: usize) {
-        let be = &mut self.backends[b];
+        // A client's private connection goes with the client, maybe in the turn it was used.
+        let Some(be) = self.backends.get_mut(b) else {
+            return;
+        };
         be.dirty = false;
         if !be.connected {
             return;
@@ -891,14 +886,7 @@ impl Worker {
         if !ok {
             return false;
         }
-        if pos > 0 {
-            be.inb.copy_within(pos..filled, 0);
-            be.filled = filled - pos;
-        }
-        if be.filled == 0 && be.inb.len() > 4 * READ_CHUNK {
-            be.inb.truncate(READ_CHUNK);
-            be.inb.shrink_to_fit();
-        }
+        be.filled = consume(&mut be.inb, filled, pos);
         true
     }
 
@@ -1094,6 +1082,20 @@ impl Worker {
             self.dirty_clients = list;
         }
     }
+}
+
+/// Drops the `pos` bytes handled from a read buffer holding `filled`; returns what is left. A
+/// buffer grown for one big request or reply shrinks back once it is empty.
+fn consume(buf: &mut Vec<u8>, filled: usize, pos: usize) -> usize {
+    if pos > 0 {
+        buf.copy_within(pos..filled, 0);
+    }
+    let left = filled - pos;
+    if left == 0 && buf.len() > 4 * READ_CHUNK {
+        buf.truncate(READ_CHUNK);
+        buf.shrink_to_fit();
+    }
+    left
 }
 
 /// Appends a command in RESP (an array of bulk strings).
