@@ -133,9 +133,8 @@ class Setup:
                     raise SystemExit("the control member did not start")
                 time.sleep(0.1)
         call(self.api, "POST", "/v1/cluster/init", {"name": "bench"})
-        self.proxy_port = free_port()
         db = call(self.api, "POST", "/v1/databases",
-                  {"name": "bench", "port": self.proxy_port, "shards": 3, "replication": False,
+                  {"name": "bench", "port": free_port(), "shards": 3, "replication": False,
                    "persistence": "none", "memory": 0})
         self.shards = [s["primary"]["port"] for s in db["shards"]]
         for p in self.shards:
@@ -146,10 +145,16 @@ class Setup:
                     raise SystemExit("the shards did not get the configuration")
                 time.sleep(0.1)
         self.shard_pids = pids_listening(set(self.shards))
+        # The supervisor runs a proxy on the database's endpoint with one thread per core; the
+        # benchmark measures its own, with the thread count asked for, on another port (the
+        # supervised one stays idle).
+        self.proxy_port = free_port()
         self.proxy = self.spawn([TESSERA, "proxy", "--database", "bench", "--control",
                                  f"127.0.0.1:{self.api}", "--token", TOKEN, "--port",
                                  str(self.proxy_port), "--threads", str(threads)], "proxy.log")
         wait_port(self.proxy_port, "the proxy")
+        if self.proxy.poll() is not None:
+            raise SystemExit("the benchmark's proxy did not start: see proxy.log")
         # redis-server, alone.
         self.redis_port = free_port()
         self.redis = self.spawn(["redis-server", "--port", str(self.redis_port), "--bind",
@@ -258,11 +263,18 @@ def main():
             figs = [bench(port, pids, 1, args.requests, "get", clients)["GET"]
                     for _ in range(args.rounds)]
             conns[clients] = statistics.median(f[0] for f in figs)
-        backend = {}
-        for shard in s.shards:
-            info = cli(shard, "INFO", "clients")
-            backend[shard] = int(next(l.split(":")[1] for l in info.splitlines()
-                                      if l.startswith("connected_clients:"))) - 1
+        # Connections the benchmark's proxy holds to each shard (the supervised proxy has its
+        # own, so the shards' connected_clients would count both).
+        out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True,
+                             text=True).stdout
+        backend = {shard: 0 for shard in s.shards}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) < 5 or f"pid={s.proxy.pid}," not in line:
+                continue
+            peer = parts[3].rsplit(":", 1)[-1]
+            if peer.isdigit() and int(peer) in backend:
+                backend[int(peer)] += 1
         # Added latency: one connection, -P 1, one key (no -r: "key:000000000000"), through
         # the proxy and directly to the shard serving it.
         owner = next(p for p in s.shards
