@@ -11,11 +11,26 @@ use crate::support::{free_port, tessera_bin, wait_for};
 pub(crate) const TOKEN: &str = "test-token";
 
 /// A range of `n` loopback ports that are free now (for shard processes).
+///
+/// The range is below the kernel's ephemeral ports (32768 and up), which every `free_port()`
+/// and every outgoing connection of the tests running alongside draws from: a shard started a
+/// minute after its range was chosen must not find its port taken by one of those. Ranges of
+/// one test binary never overlap; the probe guards against another binary's.
 pub(crate) fn free_port_range(n: u16) -> [u16; 2] {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 16384;
+    const HIGH: u16 = 32768;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        // Test binaries start at different places.
+        let start = LOW + (std::process::id() % 256) as u16 * 64;
+        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
     loop {
-        let base = free_port();
-        if base.checked_add(n).is_none() {
-            continue;
+        let mut base = NEXT.fetch_add(n, Ordering::Relaxed);
+        if base + n > HIGH {
+            NEXT.store(LOW, Ordering::Relaxed);
+            base = NEXT.fetch_add(n, Ordering::Relaxed);
         }
         if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return [base, base + n - 1];

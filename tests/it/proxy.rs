@@ -443,6 +443,155 @@ fn proxy_pins_blocking_commands_and_watch() {
     assert_eq!(a.cmd_str(&["UNWATCH"]), "+OK\r\n");
 }
 
+/// One subscriber and one publisher through `port`: every frame either reads, in order.
+/// `c` are channels (through the proxy, on three different shards).
+fn pubsub_script(port: u16, c: &[String]) -> Vec<String> {
+    let mut s = RawConn::connect(port);
+    let mut p = RawConn::connect(port);
+    let mut got = Vec::new();
+    let read = |conn: &mut RawConn, n: usize, got: &mut Vec<String>| {
+        for _ in 0..n {
+            got.push(String::from_utf8_lossy(&conn.read_reply()).into_owned());
+        }
+    };
+    let (c1, c2, c3) = (c[0].as_str(), c[1].as_str(), c[2].as_str());
+    s.send_cmd(&[b"SUBSCRIBE", c1.as_bytes(), c2.as_bytes(), c3.as_bytes()]);
+    read(&mut s, 3, &mut got);
+    for cmd in [
+        &["PSUBSCRIBE", "n*"][..],
+        &["SUBSCRIBE", c1],
+        &["SUBSCRIBE", "nc"],
+    ] {
+        got.push(s.cmd_str(cmd));
+    }
+    for (channel, frames) in [
+        (c1, 1),
+        (c3, 1),
+        ("nc", 2),
+        ("n1", 1),
+        ("n2", 1),
+        ("other", 0),
+    ] {
+        got.push(p.cmd_str(&["PUBLISH", channel, "hello"]));
+        read(&mut s, frames, &mut got);
+    }
+    // RESP2 subscribed mode: only (un)subscribing, PING, QUIT and RESET.
+    for cmd in [&["GET", "k"][..], &["PING"], &["PING", "hi"]] {
+        got.push(s.cmd_str(cmd));
+    }
+    for cmd in [
+        &["PUBSUB", "NUMSUB", c1, c2, "zz"][..],
+        &["PUBSUB", "NUMPAT"],
+    ] {
+        got.push(p.cmd_str(cmd));
+    }
+    s.send_cmd(&[b"UNSUBSCRIBE", c1.as_bytes(), c2.as_bytes()]);
+    read(&mut s, 2, &mut got);
+    got.push(p.cmd_str(&["PUBLISH", c1, "gone"]));
+    got.push(s.cmd_str(&["PUNSUBSCRIBE"]));
+    got.push(p.cmd_str(&["PUBLISH", "n1", "gone"]));
+    s.send_cmd(&[b"UNSUBSCRIBE", c3.as_bytes(), b"nc", b"never"]);
+    read(&mut s, 3, &mut got);
+    got.push(s.cmd_str(&["UNSUBSCRIBE"]));
+    // Out of subscribed mode.
+    got.push(s.cmd_str(&["GET", "k"]));
+    // Shard channels: one slot per command.
+    s.send_cmd(&[b"SSUBSCRIBE", b"{t}a", b"{t}b"]);
+    read(&mut s, 2, &mut got);
+    got.push(p.cmd_str(&["SPUBLISH", "{t}a", "hi"]));
+    read(&mut s, 1, &mut got);
+    got.push(p.cmd_str(&["PUBSUB", "SHARDNUMSUB", "{t}a", "{t}c"]));
+    got.push(s.cmd_str(&["SUBSCRIBE", c2]));
+    s.send_cmd(&[b"SUNSUBSCRIBE", b"{t}b", b"{t}a"]);
+    read(&mut s, 2, &mut got);
+    got.push(s.cmd_str(&["RESET"]));
+    got.push(p.cmd_str(&["PUBLISH", c2, "after reset"]));
+    got.push(s.cmd_str(&["GET", "k"]));
+    // RESP3: pushes, and any command while subscribed.
+    let mut r = RawConn::connect(port);
+    r.cmd_str(&["HELLO", "3"]);
+    got.push(r.cmd_str(&["SUBSCRIBE", c3]));
+    got.push(r.cmd_str(&["GET", "k"]));
+    got.push(p.cmd_str(&["PUBLISH", c3, "pushed"]));
+    read(&mut r, 1, &mut got);
+    got.push(r.cmd_str(&["UNSUBSCRIBE"]));
+    got.push(r.cmd_str(&["PING"]));
+    got
+}
+
+/// SUBSCRIBE, PSUBSCRIBE and SSUBSCRIBE through the proxy: the same frames as from one
+/// redis-server, with channels on different shards; a lost shard connection disconnects
+/// the subscriber.
+#[test]
+fn proxy_serves_pub_sub() {
+    let db = proxied_db(3, false, "none", 2);
+    let mut p = db.proxy.raw();
+    let channels = vec![
+        key_in(&mut p, 0..=5460),
+        key_in(&mut p, 5461..=10922),
+        key_in(&mut p, 10923..=16383),
+    ];
+    let redis = TestServer::start_redis();
+    let want = pubsub_script(redis.port, &channels);
+    let got = pubsub_script(db.proxy.port, &channels);
+    assert_eq!(got, want);
+
+    // A pattern hears every shard's channels; each PUBLISH reaches it once.
+    let mut s = db.proxy.raw();
+    assert_eq!(
+        s.cmd_str(&["PSUBSCRIBE", "all.*"]),
+        "*3\r\n$10\r\npsubscribe\r\n$5\r\nall.*\r\n:1\r\n"
+    );
+    let mut slots = BTreeSet::new();
+    for i in 0..30 {
+        let channel = format!("all.{i}");
+        slots.insert(int(&p.cmd_str(&["CLUSTER", "KEYSLOT", &channel])) * 3 / 16384);
+        assert_eq!(p.cmd_str(&["PUBLISH", &channel, "m"]), ":1\r\n");
+        let frame = s.read_reply();
+        assert_eq!(strings(&frame), ["pmessage", "all.*", &channel, "m"]);
+    }
+    assert_eq!(slots.len(), 3, "the channels cover every shard");
+    assert_eq!(p.cmd_str(&["PUBSUB", "NUMPAT"]), ":1\r\n");
+    // Shard channels of different slots in one command.
+    assert!(
+        s.cmd_str(&["SSUBSCRIBE", &channels[0], &channels[1]])
+            .starts_with("-CROSSSLOT")
+    );
+    // Channels of every shard are listed.
+    let mut t = db.proxy.raw();
+    t.send_cmd(&[
+        b"SUBSCRIBE",
+        channels[0].as_bytes(),
+        channels[1].as_bytes(),
+        channels[2].as_bytes(),
+    ]);
+    for _ in 0..3 {
+        t.read_reply();
+    }
+    let listed: BTreeSet<String> = strings(&p.cmd(&[b"PUBSUB", b"CHANNELS"]))
+        .into_iter()
+        .collect();
+    assert_eq!(listed, channels.iter().cloned().collect());
+    // The shard of a subscription drops the proxy's connection: the subscriber is
+    // disconnected (its library subscribes again); others are not.
+    let mut shard = RawConn::connect(db.primaries[0]);
+    assert!(int(&shard.cmd_str(&["CLIENT", "KILL", "TYPE", "pubsub"])) >= 1);
+    wait_for(
+        Duration::from_secs(5),
+        "the subscriber to be disconnected",
+        || t.is_closed(),
+    );
+    assert_eq!(p.cmd_str(&["PING"]), "+PONG\r\n");
+    // `s` lost its pattern on that shard too.
+    assert!(s.is_closed());
+    // A subscriber that leaves takes its subscriptions along.
+    drop(s);
+    wait_for(Duration::from_secs(5), "the subscriptions to end", || {
+        p.cmd_str(&["PUBSUB", "NUMPAT"]) == ":0\r\n"
+    });
+    assert_eq!(p.cmd_str(&["PUBLISH", &channels[1], "m"]), ":0\r\n");
+}
+
 #[test]
 fn proxy_replies_as_redis() {
     let db = proxied_db(3, false, "none", 1);

@@ -156,10 +156,10 @@ pub fn string(frame: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// The elements of an array, set or map reply (a map's keys and values alternate), each as
-/// its own complete reply. `None` for any other reply.
+/// The elements of an array, set, push or map reply (a map's keys and values alternate), each
+/// as its own complete reply. `None` for any other reply.
 pub fn elements(frame: &[u8]) -> Option<Vec<&[u8]>> {
-    if !matches!(frame.first()?, b'*' | b'~' | b'%') {
+    if !matches!(frame.first()?, b'*' | b'~' | b'%' | b'>') {
         return None;
     }
     let cr = memchr(b'\r', frame)?;

@@ -8,6 +8,7 @@ use tessera_protocol::command::{self, CommandSpec, CommandTable, REDIS_COMMANDS,
 use tessera_protocol::{Args, SLOTS, key_hash_slot, num};
 
 use crate::merge::{Gather, Merge, SCAN_SHARD_BITS};
+use crate::pubsub;
 use crate::worker::{Multi, Pending, To, Watch, Worker, write_bulk, write_command, write_header};
 
 /// How the proxy serves a command.
@@ -30,12 +31,18 @@ enum Kind {
     Local,
     /// A command that may block: by the slot of its keys, on the client's private connection.
     Blocking,
+    /// PUBLISH: to the shard serving the channel's slot, where its subscribers are.
+    Channel,
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE (`pubsub.rs`).
+    Subscribe,
+    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE.
+    Unsubscribe,
     /// Not served through the proxy, for the reason given.
     Refused(&'static str),
 }
 
 /// Commands that need a connection of their own to a shard the proxy does not make yet
-/// (issue 8: subscriptions, MONITOR, tracking).
+/// (issue 8: MONITOR, tracking).
 const NEEDS_PINNING: &str = "it needs a pinned shard connection, which the proxy does not have yet";
 const CROSS_SHARD_WATCH: &str = "CROSSSLOT Keys in request don't hash to the same slot (through the proxy, the keys a client watches and its transaction's keys must be on one shard)";
 const WATCH_LOST: &str = "EXECABORT Transaction discarded: the proxy lost its connection to the shard holding the watched keys";
@@ -53,7 +60,7 @@ fn classify(spec: &CommandSpec) -> Kind {
         "mget" => Kind::Split(Mget),
         "mset" => Kind::Split(AllSucceeded),
         "del" | "unlink" | "exists" | "touch" => Kind::Split(Sum),
-        "dbsize" | "pubsub|numpat" | "latency|reset" => Kind::All(Sum),
+        "dbsize" | "latency|reset" => Kind::All(Sum),
         "keys" => Kind::All(Concat),
         "randomkey" => Kind::All(RandomKey),
         "info" => Kind::All(Info),
@@ -66,13 +73,12 @@ fn classify(spec: &CommandSpec) -> Kind {
         "script|kill" | "function|kill" => Kind::All(OneSucceeded),
         "pubsub|channels" | "pubsub|shardchannels" => Kind::All(Union),
         "pubsub|numsub" | "pubsub|shardnumsub" => Kind::All(SumPairs),
-        "subscribe"
-        | "psubscribe"
-        | "ssubscribe"
-        | "unsubscribe"
-        | "punsubscribe"
-        | "sunsubscribe"
-        | "monitor"
+        // A pattern subscribed through the proxy is on every shard: any one counts them all.
+        "pubsub|numpat" => Kind::Any,
+        "publish" => Kind::Channel,
+        "subscribe" | "psubscribe" | "ssubscribe" => Kind::Subscribe,
+        "unsubscribe" | "punsubscribe" | "sunsubscribe" => Kind::Unsubscribe,
+        "monitor"
         | "wait"
         | "client|tracking"
         | "client|caching"
@@ -136,7 +142,10 @@ fn write_request(out: &mut Vec<u8>, raw: &[u8], args: &Args<'_>) {
 
 /// The slot of a request's keys: `Ok(None)` for none (or keys the table cannot find: the
 /// shard will explain), CROSSSLOT when they differ.
-fn slot_of(spec: &'static CommandSpec, args: &Args<'_>) -> Result<Option<u16>, &'static str> {
+pub(crate) fn slot_of(
+    spec: &'static CommandSpec,
+    args: &Args<'_>,
+) -> Result<Option<u16>, &'static str> {
     // The common case: one key at a fixed place.
     if spec.first_key > 0 && spec.first_key == spec.last_key && !spec.has(flag::MOVABLEKEYS) {
         return Ok(args.try_get(spec.first_key as usize).map(key_hash_slot));
@@ -221,6 +230,18 @@ impl Worker {
             return self.refuse_queued(key, text);
         }
         let c = &self.clients[key];
+        if !c.resp3 && c.subs.is_some() {
+            if !pubsub::allowed_in_subscribed_mode(spec.name) {
+                let text = format!(
+                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                    spec.name
+                );
+                return self.refuse_queued(key, &text);
+            }
+            if spec.name == "ping" {
+                return self.subscribed_ping(key, args);
+            }
+        }
         if c.multi.is_some()
             && !matches!(
                 spec.name,
@@ -252,6 +273,9 @@ impl Worker {
             },
             Kind::Local => self.local(key, spec, args, raw),
             Kind::Blocking => self.blocking(key, spec, args, raw),
+            Kind::Channel => self.forward_to_slot(key, key_hash_slot(args.get(1)), raw, args),
+            Kind::Subscribe => self.subscribe(key, spec, args),
+            Kind::Unsubscribe => self.unsubscribe(key, spec, args),
             Kind::Refused(why) => self.refuse(key, spec, why),
         }
     }
@@ -513,6 +537,7 @@ impl Worker {
                 .filter(|s| (0..SLOTS as i64).contains(s))
                 .map(|s| s as u16),
             Kind::Any => None,
+            Kind::Channel => Some(key_hash_slot(args.get(1))),
             Kind::Local if matches!(spec.name, "ping" | "echo") => None,
             _ => {
                 let name = spec.name.replace('|', " ").to_uppercase();
@@ -649,6 +674,7 @@ impl Worker {
             "hello" => self.hello(key, args),
             "reset" => {
                 self.unwatch(key, None);
+                self.unsubscribe_all(key);
                 let authed = self.open_access();
                 let c = &mut self.clients[key];
                 c.multi = None;

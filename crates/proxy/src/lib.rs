@@ -14,6 +14,7 @@
 
 mod commands;
 mod merge;
+mod pubsub;
 mod worker;
 
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -33,6 +33,9 @@ pub(crate) enum Merge {
     Mget,
     /// A SCAN step on one shard, its cursor made the proxy's.
     Scan,
+    /// The proxy's own reply (`made`) once every part succeeded (SUBSCRIBE: the confirmations
+    /// with the client's counts, sent when every shard has subscribed).
+    Confirm,
 }
 
 /// The parts of one split command's reply, as they arrive.
@@ -44,6 +47,8 @@ pub(crate) struct Gather {
     pub order: Vec<(u32, u32)>,
     /// SCAN: the shard asked, and how many there are.
     pub scan: (usize, usize),
+    /// Confirm: the reply.
+    pub made: Vec<u8>,
 }
 
 const UNEXPECTED: &[u8] = b"-ERR proxy: a shard sent an unexpected reply\r\n";
@@ -59,6 +64,7 @@ impl Gather {
             missing: parts,
             order: Vec::new(),
             scan: (0, 0),
+            made: Vec::new(),
         }
     }
 
@@ -109,6 +115,7 @@ impl Gather {
             Merge::Info => info(&parts),
             Merge::Mget => mget(&parts, &self.order),
             Merge::Scan => scan(parts[0], self.scan),
+            Merge::Confirm => Some(std::mem::take(&mut self.made)),
         };
         merged.unwrap_or_else(|| UNEXPECTED.to_vec())
     }

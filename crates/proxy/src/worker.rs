@@ -14,7 +14,8 @@
 //! A command that may block a shard connection (BLPOP and the other blocking commands, XREAD
 //! and XREADGROUP with BLOCK) and WATCH with the transaction after it go over a private
 //! connection of the client's to the shard (made on first use, kept until the client leaves),
-//! so nothing waits behind them on the shared connections.
+//! so nothing waits behind them on the shared connections. Subscriptions live there too
+//! (`pubsub.rs`): messages from a private connection go straight to its client.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -32,6 +33,7 @@ use tessera_protocol::reply::Reply;
 
 use crate::Shared;
 use crate::merge::Gather;
+use crate::pubsub::{PushKind, Subs, push_kind};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -50,6 +52,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a shard connection fails, commands for it fail at once for this long.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 const TRYAGAIN_DELAY: Duration = Duration::from_millis(20);
+/// Bytes of messages a subscribed client may leave unread before it is disconnected (Redis's
+/// default `client-output-buffer-limit pubsub` hard limit).
+const PUBSUB_UNREAD_LIMIT: usize = 32 << 20;
 
 /// A reply a client is owed, in request order.
 pub(crate) enum Pending {
@@ -93,6 +98,8 @@ pub(crate) struct Client {
     pub private: Vec<usize>,
     /// WATCH is in force on this private connection.
     pub watch: Option<Watch>,
+    /// Channels, patterns and shard channels subscribed to.
+    pub subs: Option<Box<Subs>>,
     /// Close once the replies owed are written (QUIT, a protocol error).
     pub closing: bool,
     /// Not read while it is owed `MAX_PENDING` replies.
@@ -139,6 +146,12 @@ struct Backend {
     resp3: bool,
     /// The client a private connection belongs to; none for a shared one.
     owner: Option<usize>,
+    /// A (un)subscribe command was sent on this private connection: RESP2 arrays may be
+    /// messages.
+    pubsub: bool,
+    /// The shard's count of this connection's subscriptions, channels and patterns, and
+    /// shard channels (from its last confirmations).
+    subscriptions: [i64; 2],
     stream: Option<TcpStream>,
     connected: bool,
     connect_deadline: Instant,
@@ -326,6 +339,7 @@ impl Worker {
                         multi: None,
                         private: Vec::new(),
                         watch: None,
+                        subs: None,
                         closing: false,
                         paused: false,
                         dirty: false,
@@ -501,6 +515,36 @@ impl Worker {
         self.reply_with(key, |r| r.error(text));
     }
 
+    /// A message (or another push) from one of the client's private connections: after the
+    /// replies the client is owed. A client that leaves too many unread is disconnected.
+    fn push_to(&mut self, key: usize, frame: &[u8]) {
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        let queued: usize = c
+            .queue
+            .iter()
+            .map(|p| match p {
+                Pending::Done(v) => v.len(),
+                _ => 0,
+            })
+            .sum();
+        if c.out.len() - c.written + queued > PUBSUB_UNREAD_LIMIT {
+            tracing::warn!(
+                "proxy: client {} left more than {PUBSUB_UNREAD_LIMIT} bytes of messages unread; disconnecting it",
+                c.id
+            );
+            self.close_client(key);
+            return;
+        }
+        if c.queue.is_empty() {
+            c.out.extend_from_slice(frame);
+        } else {
+            c.queue.push_back(Pending::Done(frame.to_vec()));
+        }
+        self.mark_client(key);
+    }
+
     /// Hands a shard's reply (or an error made for it) to whoever it is for.
     pub(crate) fn deliver(&mut self, to: To, frame: &[u8]) {
         let (key, id, seq, part) = match to {
@@ -617,6 +661,8 @@ impl Worker {
             addr: addr.to_string(),
             resp3,
             owner,
+            pubsub: false,
+            subscriptions: [0; 2],
             stream: None,
             connected: false,
             connect_deadline: Instant::now(),
@@ -750,6 +796,12 @@ impl Worker {
     }
 
     /// Queues a request on connection `b`; `write` appends its bytes.
+    /// Queues a (un)subscribe command on private connection `b`.
+    pub(crate) fn send_subscription(&mut self, b: usize, to: To, write: impl FnOnce(&mut Vec<u8>)) {
+        self.backends[b].pubsub = true;
+        self.send(b, to, 0, write);
+    }
+
     pub(crate) fn send(
         &mut self,
         b: usize,
@@ -892,9 +944,35 @@ impl Worker {
 
     /// One reply from `b`: the answer to its oldest request in flight.
     fn on_reply(&mut self, b: usize, reply: &[u8]) -> bool {
-        if reply.first() == Some(&b'>') {
-            // A push on a shared connection (nothing subscribes on one): not a reply.
-            return true;
+        let be = &mut self.backends[b];
+        let push = reply.first() == Some(&b'>');
+        if push || (be.pubsub && reply.first() == Some(&b'*')) {
+            let Some(owner) = be.owner else {
+                // A push on a shared connection (nothing subscribes on one): not a reply.
+                return true;
+            };
+            match push_kind(reply) {
+                // RESP2: an array is a message only while the connection has subscriptions
+                // (then nothing else can come: a subscribed RESP2 client runs no other command).
+                PushKind::Message(family, name) if push || be.subscriptions != [0, 0] => {
+                    let wanted = self
+                        .clients
+                        .get(owner)
+                        .is_some_and(|c| c.subs.as_ref().is_some_and(|s| s.wants(family, name)));
+                    if wanted {
+                        self.push_to(owner, reply);
+                    }
+                    return true;
+                }
+                PushKind::Confirm(family, count) => {
+                    be.subscriptions[usize::from(family == crate::pubsub::Family::Shard)] = count;
+                }
+                _ if push => {
+                    self.push_to(owner, reply);
+                    return true;
+                }
+                _ => {}
+            }
         }
         let be = &mut self.backends[b];
         let Some(inf) = be.inflight.pop_front() else {
@@ -1010,7 +1088,18 @@ impl Worker {
         {
             w.lost = true;
         }
+        // Its subscriptions are gone with the connection: the client goes too (once it has
+        // what it is owed), so that its client library subscribes again.
+        if let Some(key) = self.backends[b].owner
+            && let Some(c) = self.clients.get_mut(key)
+            && c.subs.as_ref().is_some_and(|s| s.uses(b))
+        {
+            c.closing = true;
+            self.mark_client(key);
+        }
         let be = &mut self.backends[b];
+        be.pubsub = false;
+        be.subscriptions = [0; 2];
         be.connected = false;
         be.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
         be.last_error = format!("ERR proxy: shard {} is unreachable ({why})", be.addr);

@@ -1,0 +1,312 @@
+//! Pub/sub through the proxy.
+//!
+//! A client's subscriptions live on its private connections to the shards (the ones blocking
+//! commands use): a channel on the shard serving the channel's slot, where PUBLISH through the
+//! proxy sends its messages too; a pattern on every shard, since a channel of any slot may
+//! match it; a shard channel on its slot's shard, as in Redis Cluster. The proxy keeps the
+//! client's subscriptions itself and makes the confirmations, with the client's counts (a
+//! shard only knows the subscriptions on its own connection):
+//!
+//! - SUBSCRIBE's confirmations wait for every shard involved to confirm, so a message
+//!   published once the client has its confirmation reaches it;
+//! - UNSUBSCRIBE is confirmed at once: from then on the proxy drops messages for what the
+//!   client left, the same as a shard would, even those the shard sent before it read the
+//!   UNSUBSCRIBE.
+//!
+//! Messages go to the client as they come, after the replies it is owed. A client whose
+//! connection to a shard holding its subscriptions fails is disconnected, as it would be if
+//! that shard were its server, so that its client library subscribes again.
+
+use indexmap::IndexMap;
+use tessera_protocol::command::CommandSpec;
+use tessera_protocol::frame;
+use tessera_protocol::reply::Reply;
+use tessera_protocol::{Args, key_hash_slot};
+
+use crate::merge::{Gather, Merge};
+use crate::worker::{Pending, To, Worker, write_command};
+
+/// The three kinds of subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Family {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl Family {
+    fn of(command: &str) -> Family {
+        match command {
+            "psubscribe" | "punsubscribe" => Family::Pattern,
+            "ssubscribe" | "sunsubscribe" => Family::Shard,
+            _ => Family::Channel,
+        }
+    }
+
+    /// The (subscribe, unsubscribe) words of confirmations and commands.
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Family::Channel => ("subscribe", "unsubscribe"),
+            Family::Pattern => ("psubscribe", "punsubscribe"),
+            Family::Shard => ("ssubscribe", "sunsubscribe"),
+        }
+    }
+}
+
+/// A client's subscriptions, each with the private connections it is on.
+#[derive(Default)]
+pub(crate) struct Subs {
+    channels: IndexMap<Vec<u8>, Vec<usize>>,
+    patterns: IndexMap<Vec<u8>, Vec<usize>>,
+    shard: IndexMap<Vec<u8>, Vec<usize>>,
+}
+
+impl Subs {
+    fn map(&mut self, f: Family) -> &mut IndexMap<Vec<u8>, Vec<usize>> {
+        match f {
+            Family::Channel => &mut self.channels,
+            Family::Pattern => &mut self.patterns,
+            Family::Shard => &mut self.shard,
+        }
+    }
+
+    /// The count a confirmation carries: channels and patterns together, shard channels
+    /// apart (as Redis 7.0 counts).
+    fn count(&self, f: Family) -> usize {
+        match f {
+            Family::Shard => self.shard.len(),
+            _ => self.channels.len() + self.patterns.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty()
+    }
+
+    /// True when the client still wants messages of `family` for `name`.
+    pub(crate) fn wants(&self, family: Family, name: &[u8]) -> bool {
+        match family {
+            Family::Channel => self.channels.contains_key(name),
+            Family::Pattern => self.patterns.contains_key(name),
+            Family::Shard => self.shard.contains_key(name),
+        }
+    }
+
+    /// True when a subscription is held on connection `b`.
+    pub(crate) fn uses(&self, b: usize) -> bool {
+        [&self.channels, &self.patterns, &self.shard]
+            .iter()
+            .any(|m| m.values().any(|bs| bs.contains(&b)))
+    }
+}
+
+/// What a frame from a client's private connection is, for pub/sub.
+pub(crate) enum PushKind<'a> {
+    /// A message for `name` (the channel, or the pattern of a `pmessage`).
+    Message(Family, &'a [u8]),
+    /// A (un)subscribe confirmation: the connection now has `count` subscriptions of the
+    /// family (`Shard`, or the channels and patterns together).
+    Confirm(Family, i64),
+    Other,
+}
+
+/// Classifies an array or push frame by its first element.
+pub(crate) fn push_kind(frame: &[u8]) -> PushKind<'_> {
+    let Some(items) = frame::elements(frame) else {
+        return PushKind::Other;
+    };
+    let (Some(word), Some(name)) = (items.first().and_then(|w| frame::string(w)), items.get(1))
+    else {
+        return PushKind::Other;
+    };
+    let name = frame::string(name).unwrap_or_default();
+    match (word, items.len()) {
+        (b"message", 3) => PushKind::Message(Family::Channel, name),
+        (b"pmessage", 4) => PushKind::Message(Family::Pattern, name),
+        (b"smessage", 3) => PushKind::Message(Family::Shard, name),
+        (
+            b"subscribe" | b"psubscribe" | b"ssubscribe" | b"unsubscribe" | b"punsubscribe"
+            | b"sunsubscribe",
+            3,
+        ) => match frame::integer(items[2]) {
+            Some(n) => {
+                PushKind::Confirm(Family::of(std::str::from_utf8(word).unwrap_or_default()), n)
+            }
+            None => PushKind::Other,
+        },
+        _ => PushKind::Other,
+    }
+}
+
+/// Commands a RESP2 client may send while it has subscriptions.
+pub(crate) fn allowed_in_subscribed_mode(name: &str) -> bool {
+    matches!(
+        name,
+        "subscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "sunsubscribe"
+            | "psubscribe"
+            | "punsubscribe"
+            | "ping"
+            | "quit"
+            | "reset"
+    )
+}
+
+fn confirmation(out: &mut Vec<u8>, resp3: bool, word: &str, name: Option<&[u8]>, count: usize) {
+    let mut r = Reply::new(out, resp3);
+    r.push(3);
+    r.bulk(word.as_bytes());
+    match name {
+        Some(n) => r.bulk(n),
+        None => r.null(),
+    }
+    r.int(count as i64);
+}
+
+impl Worker {
+    /// The private connections a subscription of `family` to `name` goes on.
+    fn subscription_backends(
+        &mut self,
+        key: usize,
+        family: Family,
+        name: &[u8],
+    ) -> Result<Vec<usize>, String> {
+        let addrs = match family {
+            Family::Pattern => {
+                let shards = self.shard_count().map_err(String::from)?;
+                let t = self.topology.as_ref().expect("shards have a topology");
+                (0..shards).map(|s| t.shards[s].primary.addr()).collect()
+            }
+            _ => vec![self.slot_addr(key_hash_slot(name))?],
+        };
+        addrs
+            .iter()
+            .map(|addr| self.private_backend(key, addr))
+            .collect()
+    }
+
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE.
+    pub(crate) fn subscribe(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>) {
+        let family = Family::of(spec.name);
+        if family == Family::Shard
+            && let Err(e) = crate::commands::slot_of(spec, args)
+        {
+            return self.reply_error(key, e);
+        }
+        // Every connection first: a shard that cannot be reached subscribes nothing.
+        let mut wanted = Vec::new();
+        for name in args.iter_from(1) {
+            let known = self.clients[key]
+                .subs
+                .as_ref()
+                .is_some_and(|s| s.wants(family, name));
+            if known || wanted.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            match self.subscription_backends(key, family, name) {
+                Ok(bs) => wanted.push((name, bs)),
+                Err(e) => return self.reply_error(key, &e),
+            }
+        }
+        let c = &mut self.clients[key];
+        let resp3 = c.resp3;
+        let subs = c.subs.get_or_insert_default();
+        let mut made = Vec::new();
+        let mut sends = Vec::new();
+        for name in args.iter_from(1) {
+            if let Some(i) = wanted.iter().position(|(n, _)| *n == name) {
+                let (_, bs) = wanted.swap_remove(i);
+                sends.extend(bs.iter().map(|&b| (b, name)));
+                subs.map(family).insert(name.to_vec(), bs);
+            }
+            confirmation(
+                &mut made,
+                resp3,
+                family.words().0,
+                Some(name),
+                subs.count(family),
+            );
+        }
+        if sends.is_empty() {
+            return self.reply_with(key, |r| r.raw(&made));
+        }
+        let mut gather = Gather::new(Merge::Confirm, sends.len());
+        gather.made = made;
+        let (id, seq) = self.expect(key, Pending::Gather(Box::new(gather)));
+        let word = family.words().0.as_bytes();
+        for (part, (b, name)) in sends.into_iter().enumerate() {
+            let to = To::Client {
+                key,
+                id,
+                seq,
+                part: part as u32,
+            };
+            self.send_subscription(b, to, |o| write_command(o, &[word, name]));
+        }
+    }
+
+    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE: confirmed at once (messages for what the
+    /// client left are dropped from now on); the shards are told without waiting.
+    pub(crate) fn unsubscribe(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>) {
+        let family = Family::of(spec.name);
+        let word = family.words().1;
+        let c = &mut self.clients[key];
+        let resp3 = c.resp3;
+        let names: Vec<Vec<u8>> = match &mut c.subs {
+            _ if args.len() > 1 => args.iter_from(1).map(<[u8]>::to_vec).collect(),
+            Some(subs) => subs.map(family).keys().cloned().collect(),
+            None => Vec::new(),
+        };
+        let mut made = Vec::new();
+        let mut sends = Vec::new();
+        if names.is_empty() {
+            let count = c.subs.as_ref().map_or(0, |s| s.count(family));
+            confirmation(&mut made, resp3, word, None, count);
+        }
+        for name in &names {
+            let subs = c.subs.get_or_insert_default();
+            if let Some(bs) = subs.map(family).shift_remove(name.as_slice()) {
+                sends.extend(bs.into_iter().map(|b| (b, name)));
+            }
+            confirmation(&mut made, resp3, word, Some(name), subs.count(family));
+        }
+        if c.subs.as_ref().is_some_and(|s| s.is_empty()) {
+            c.subs = None;
+        }
+        for (b, name) in sends {
+            self.send_subscription(b, To::Discard, |o| {
+                write_command(o, &[word.as_bytes(), name])
+            });
+        }
+        self.reply_with(key, |r| r.raw(&made));
+    }
+
+    /// Ends every subscription of the client (RESET).
+    pub(crate) fn unsubscribe_all(&mut self, key: usize) {
+        let Some(mut subs) = self.clients[key].subs.take() else {
+            return;
+        };
+        for family in [Family::Channel, Family::Pattern, Family::Shard] {
+            let word = family.words().1.as_bytes();
+            for (name, bs) in std::mem::take(subs.map(family)) {
+                for b in bs {
+                    self.send_subscription(b, To::Discard, |o| {
+                        write_command(o, &[word, name.as_slice()])
+                    });
+                }
+            }
+        }
+    }
+
+    /// PING in RESP2 subscribed mode: `["pong", message]`.
+    pub(crate) fn subscribed_ping(&mut self, key: usize, args: &Args<'_>) {
+        let m = args.try_get(1).unwrap_or_default().to_vec();
+        self.reply_with(key, |r| {
+            r.array(2);
+            r.bulk(b"pong");
+            r.bulk(&m);
+        });
+    }
+}
