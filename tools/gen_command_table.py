@@ -82,6 +82,12 @@ EXTRA_SUBCOMMANDS = {
                       {"map": [["name", "on"], ["type", "pure-token"], ["token", "ON"]]},
                       {"map": [["name", "off"], ["type", "pure-token"], ["token", "OFF"]]}]]]}]]]}),
     ],
+    "cluster": [
+        (["cluster|myshardid", 2, {"set": ["stale"]}, 0, 0, 0, {"set": ["@slow"]},
+          {"set": ["nondeterministic_output"]}, {"set": []}, {"set": []}],
+         {"map": [["summary", "Returns the shard ID of a node."], ["since", "7.2.0"],
+                  ["group", "cluster"], ["complexity", "O(1)"]]}),
+    ],
 }
 
 

@@ -100,6 +100,7 @@ fn shards_redirect_and_cluster_clients_follow() {
 
     // Node ids: 40 hex digits, one per process; NODES names each once, with `myself`.
     let mut ids = HashMap::new();
+    let mut shard_ids = HashMap::new();
     for &port in primaries.iter().chain(&replicas) {
         let mut c = RawConn::connect(port);
         let id = c.cmd_str(&["CLUSTER", "MYID"]);
@@ -111,11 +112,17 @@ fn shards_redirect_and_cluster_clients_follow() {
         assert!(mine[0].starts_with(&id), "{nodes}");
         assert_eq!(nodes.lines().filter(|l| l.len() > 40).count(), 6, "{nodes}");
         assert!(ids.insert(id, port).is_none());
+        // A primary and its replica share their shard's id (Redis 7.2's CLUSTER MYSHARDID).
+        let shard_id = c.cmd_str(&["CLUSTER", "MYSHARDID"]);
+        assert!(shard_id.starts_with("$40\r\n"), "{shard_id}");
+        *shard_ids.entry(shard_id).or_insert(0) += 1;
         // The control group's admin token stays out of CONFIG GET.
         assert_eq!(c.cmd_str(&["CONFIG", "GET", "cluster-token"]), "*0\r\n");
         let shards = c.cmd_str(&["CLUSTER", "SHARDS"]);
         assert_eq!(shards.matches("$4\r\nrole\r\n").count(), 6, "{shards}");
     }
+    assert_eq!(shard_ids.len(), primaries.len(), "{shard_ids:?}");
+    assert!(shard_ids.values().all(|&n| n == 2), "{shard_ids:?}");
 
     // Direct access: the owner serves a key, any other node answers MOVED to the owner;
     // multi-key commands across slots get CROSSSLOT.

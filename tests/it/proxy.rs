@@ -307,6 +307,10 @@ fn proxy_routes_splits_and_merges() {
         "{slots}"
     );
     assert_eq!(p.cmd_str(&["CLUSTER", "KEYSLOT", "foo"]), ":12182\r\n");
+    let myid = p.cmd_str(&["CLUSTER", "MYID"]);
+    let shard_id = p.cmd_str(&["CLUSTER", "MYSHARDID"]);
+    assert!(myid.starts_with("$40\r\n") && shard_id.starts_with("$40\r\n"));
+    assert_ne!(myid, shard_id);
     let client =
         redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{}/", db.proxy.port)])
             .unwrap();

@@ -55,7 +55,7 @@ fn classify(spec: &CommandSpec) -> Kind {
         | "readwrite" | "asking" | "multi" | "exec" | "discard" | "watch" | "unwatch"
         | "client|setname" | "client|getname" | "client|id" | "cluster|slots"
         | "cluster|shards" | "cluster|nodes" | "cluster|info" | "cluster|myid"
-        | "cluster|keyslot" => Kind::Local,
+        | "cluster|myshardid" | "cluster|keyslot" => Kind::Local,
         "cluster|countkeysinslot" | "cluster|getkeysinslot" => Kind::SlotArgument,
         "mget" => Kind::Split(Mget),
         "mset" => Kind::Split(AllSucceeded),
@@ -730,7 +730,7 @@ impl Worker {
                 self.reply_with(key, |r| r.int(i64::from(slot)));
             }
             "cluster|slots" | "cluster|shards" | "cluster|nodes" | "cluster|info"
-            | "cluster|myid" => self.cluster_view(key, spec.name),
+            | "cluster|myid" | "cluster|myshardid" => self.cluster_view(key, spec.name),
             other => {
                 tracing::error!("proxy: no local handler for {other}");
                 self.reply_error(key, "ERR proxy: internal error");
@@ -809,6 +809,10 @@ impl Worker {
             "cluster|info" => {
                 let text = view.info_text(true);
                 self.reply_with(key, |r| r.verbatim("txt", text.as_bytes()));
+            }
+            "cluster|myshardid" => {
+                let id = view.shards[0].shard_id.clone();
+                self.reply_with(key, |r| r.bulk(id.as_bytes()));
             }
             _ => {
                 let id = me.id.clone();

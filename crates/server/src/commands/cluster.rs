@@ -41,6 +41,8 @@ pub fn cluster(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
             "    Return the hash slot for <key>.",
             "MYID",
             "    Return the node id.",
+            "MYSHARDID",
+            "    Return the node's shard id.",
             "NODES",
             "    Return cluster configuration seen by node. Output format:",
             "    <id> <ip:port@bus-port[,hostname]> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
@@ -82,6 +84,14 @@ pub fn cluster(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         }
         "myid" => match s.cluster.myself() {
             Some((_, node)) => call.reply().bulk(node.id.as_bytes()),
+            None => {
+                return Err(CmdError::msg(
+                    "ERR The cluster configuration has not reached this node yet",
+                ));
+            }
+        },
+        "myshardid" => match s.cluster.myself() {
+            Some((shard, _)) => call.reply().bulk(shard.shard_id.as_bytes()),
             None => {
                 return Err(CmdError::msg(
                     "ERR The cluster configuration has not reached this node yet",

@@ -55,6 +55,7 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("cluster|info", cluster::cluster),
     ("cluster|keyslot", cluster::cluster),
     ("cluster|myid", cluster::cluster),
+    ("cluster|myshardid", cluster::cluster),
     ("cluster|nodes", cluster::cluster),
     ("cluster|shards", cluster::cluster),
     ("cluster|slots", cluster::cluster),
