@@ -596,6 +596,134 @@ fn proxy_serves_pub_sub() {
     assert_eq!(p.cmd_str(&["PUBLISH", &channels[1], "m"]), ":0\r\n");
 }
 
+/// The `field=value` pairs of each line of a CLIENT LIST / CLIENT INFO reply.
+fn client_lines(reply: &[u8]) -> Vec<HashMap<String, String>> {
+    let text = match redis::parse_redis_value(reply).unwrap() {
+        redis::Value::BulkString(b) => String::from_utf8(b).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    text.lines()
+        .map(|l| {
+            l.split(' ')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// CLIENT LIST, INFO and KILL see and reach the clients of every worker thread.
+#[test]
+fn proxy_lists_and_kills_clients() {
+    let db = proxied_db(3, false, "none", 2);
+    let mut p = db.proxy.raw();
+    let mut others: Vec<RawConn> = (0..8).map(|_| db.proxy.raw()).collect();
+    let ids: Vec<String> = others
+        .iter_mut()
+        .map(|c| {
+            c.cmd_str(&["CLIENT", "ID"])
+                .trim_start_matches(':')
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        others[0].cmd_str(&["CLIENT", "SETNAME", "alpha"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        others[1].cmd_str(&["CLIENT", "SETINFO", "LIB-NAME", "redis-py"]),
+        "+OK\r\n"
+    );
+    assert!(
+        others[1]
+            .cmd_str(&["CLIENT", "SETINFO", "LIB-VER", "a b"])
+            .starts_with("-ERR LIB-VER cannot contain spaces")
+    );
+    assert_eq!(
+        others[2].cmd_str(&["SUBSCRIBE", "news"]),
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    );
+    assert_eq!(others[3].cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(others[3].cmd_str(&["SET", "k", "v"]), "+QUEUED\r\n");
+
+    // Every client of both workers, once each, as Redis writes them.
+    let lines = client_lines(&p.cmd(&[b"CLIENT", b"LIST"]));
+    assert_eq!(lines.len(), 9, "{lines:?}");
+    let by_id: HashMap<&str, &HashMap<String, String>> =
+        lines.iter().map(|l| (l["id"].as_str(), l)).collect();
+    for id in &ids {
+        let l = by_id[id.as_str()];
+        assert_eq!(l["laddr"], format!("127.0.0.1:{}", db.proxy.port));
+        assert!(l["addr"].starts_with("127.0.0.1:"));
+        assert_eq!(l["db"], "0");
+        assert_eq!(l["user"], "default");
+    }
+    assert_eq!(by_id[ids[0].as_str()]["name"], "alpha");
+    assert_eq!(by_id[ids[0].as_str()]["cmd"], "client|setname");
+    assert_eq!(by_id[ids[1].as_str()]["lib-name"], "redis-py");
+    assert_eq!(by_id[ids[2].as_str()]["flags"], "P");
+    assert_eq!(by_id[ids[2].as_str()]["sub"], "1");
+    assert_eq!(by_id[ids[3].as_str()]["flags"], "x");
+    assert_eq!(by_id[ids[3].as_str()]["multi"], "1");
+    let pubsub = client_lines(&p.cmd(&[b"CLIENT", b"LIST", b"TYPE", b"pubsub"]));
+    assert_eq!(pubsub.len(), 1);
+    assert_eq!(pubsub[0]["id"], ids[2]);
+    let two = client_lines(&p.cmd(&[
+        b"CLIENT",
+        b"LIST",
+        b"ID",
+        ids[4].as_bytes(),
+        ids[5].as_bytes(),
+    ]));
+    assert_eq!(two.len(), 2);
+    assert!(
+        p.cmd_str(&["CLIENT", "LIST", "TYPE", "nope"])
+            .starts_with("-ERR Unknown client type 'nope'")
+    );
+    let me = client_lines(&p.cmd(&[b"CLIENT", b"INFO"]));
+    assert_eq!(me.len(), 1);
+    assert_eq!(me[0]["cmd"], "client|info");
+
+    // KILL by id, by address (the old form), by type; the asker only with SKIPME no.
+    assert_eq!(p.cmd_str(&["CLIENT", "KILL", "ID", &ids[4]]), ":1\r\n");
+    assert!(others[4].is_closed());
+    let addr = by_id[ids[5].as_str()]["addr"].clone();
+    assert_eq!(p.cmd_str(&["CLIENT", "KILL", &addr]), "+OK\r\n");
+    assert!(others[5].is_closed());
+    assert_eq!(
+        p.cmd_str(&["CLIENT", "KILL", &addr]),
+        "-ERR No such client\r\n"
+    );
+    assert_eq!(p.cmd_str(&["CLIENT", "KILL", "TYPE", "pubsub"]), ":1\r\n");
+    assert!(others[2].is_closed());
+    assert_eq!(
+        p.cmd_str(&["CLIENT", "KILL", "USER", "nobody"]),
+        "-ERR No such user 'nobody'\r\n"
+    );
+    assert_eq!(
+        p.cmd_str(&["CLIENT", "KILL", "ID", "0"]),
+        "-ERR client-id should be greater than 0\r\n"
+    );
+    let my_id = p
+        .cmd_str(&["CLIENT", "ID"])
+        .trim_start_matches(':')
+        .trim()
+        .to_string();
+    assert_eq!(p.cmd_str(&["CLIENT", "KILL", "ID", &my_id]), ":0\r\n");
+    assert!(
+        p.cmd_str(&["CLIENT", "NO-TOUCH", "ON"])
+            .starts_with("-ERR CLIENT NO-TOUCH is not available through the proxy")
+    );
+    assert_eq!(
+        p.cmd_str(&["CLIENT", "KILL", "ID", &my_id, "SKIPME", "no"]),
+        ":1\r\n"
+    );
+    assert!(p.is_closed());
+    let mut q = db.proxy.raw();
+    assert_eq!(client_lines(&q.cmd(&[b"CLIENT", b"LIST"])).len(), 6);
+}
+
 #[test]
 fn proxy_replies_as_redis() {
     let db = proxied_db(3, false, "none", 1);

@@ -6,11 +6,13 @@
 //! - [`command`]: the command table generated from Redis's own metadata (arity, flags, key
 //!   specs, ACL categories, routing tips, docs) and key extraction from it.
 //! - [`slot`]: the Redis Cluster hash slot of a key (CRC16/XMODEM with `{hash tags}`).
+//! - [`clients`]: CLIENT LIST lines and the CLIENT LIST / KILL filters.
 //! - [`glob`] and [`num`]: Redis's glob matcher and its strict number parsing and formatting.
 //!
 //! This crate depends on no runtime and on no other Tessera crate: it never sees a socket or the
 //! keyspace (invariant 7 of the architecture).
 
+pub mod clients;
 pub mod cluster;
 pub mod command;
 pub mod frame;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use tessera_protocol::clients;
 use tessera_protocol::command::{self, CommandSpec, CommandTable, REDIS_COMMANDS, flag};
 use tessera_protocol::{Args, SLOTS, key_hash_slot, num};
 
@@ -53,9 +54,10 @@ fn classify(spec: &CommandSpec) -> Kind {
     match spec.name {
         "ping" | "echo" | "quit" | "hello" | "auth" | "select" | "reset" | "readonly"
         | "readwrite" | "asking" | "multi" | "exec" | "discard" | "watch" | "unwatch"
-        | "client|setname" | "client|getname" | "client|id" | "cluster|slots"
-        | "cluster|shards" | "cluster|nodes" | "cluster|info" | "cluster|myid"
-        | "cluster|myshardid" | "cluster|keyslot" => Kind::Local,
+        | "client|setname" | "client|getname" | "client|id" | "client|info" | "client|list"
+        | "client|kill" | "client|setinfo" | "cluster|slots" | "cluster|shards"
+        | "cluster|nodes" | "cluster|info" | "cluster|myid" | "cluster|myshardid"
+        | "cluster|keyslot" => Kind::Local,
         "cluster|countkeysinslot" | "cluster|getkeysinslot" => Kind::SlotArgument,
         "mget" => Kind::Split(Mget),
         "mset" => Kind::Split(AllSucceeded),
@@ -85,13 +87,13 @@ fn classify(spec: &CommandSpec) -> Kind {
         | "client|getredir"
         | "client|trackinginfo"
         | "client|reply"
-        | "client|list"
-        | "client|kill"
-        | "client|info"
         | "client|pause"
         | "client|unpause"
-        | "client|no-evict"
         | "client|unblock" => Kind::Refused(NEEDS_PINNING),
+        // They would change a shard connection every client shares.
+        "client|no-evict" | "client|no-touch" => {
+            Kind::Refused("it would apply to a shard connection other clients share")
+        }
         "shutdown" | "replicaof" | "slaveof" | "failover" | "sync" | "psync" | "replconf"
         | "debug" | "swapdb" => Kind::Refused(NOT_THROUGH_PROXY),
         name if name.starts_with("module") || name.starts_with("cluster") => {
@@ -213,6 +215,10 @@ impl Worker {
                 }
             }
         }
+        let now = self.now;
+        let c = &mut self.clients[key];
+        c.active = now;
+        c.cmd = spec.name;
         if !spec.arity_ok(args.len()) {
             let text = format!("ERR wrong number of arguments for '{}' command", spec.name);
             return self.refuse_queued(key, &text);
@@ -708,15 +714,26 @@ impl Worker {
             "unwatch" => self.unwatch(key, Some((raw, args))),
             "client|setname" => {
                 let name = args.get(2);
-                if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-                    return self.reply_error(
-                        key,
-                        "ERR Client names cannot contain spaces, newlines or special characters.",
-                    );
+                if let Err(e) = clients::check_name(name) {
+                    return self.reply_error(key, e);
                 }
                 self.clients[key].name = (!name.is_empty()).then(|| name.to_vec());
                 self.reply_with(key, |r| r.ok());
             }
+            "client|setinfo" => match clients::parse_setinfo(args.get(2), args.get(3)) {
+                Ok((which, v)) => {
+                    let c = &mut self.clients[key];
+                    match which {
+                        clients::LibInfo::Name => c.lib_name = v,
+                        clients::LibInfo::Version => c.lib_ver = v,
+                    }
+                    self.reply_with(key, |r| r.ok());
+                }
+                Err(e) => self.reply_error(key, &e),
+            },
+            "client|info" => self.client_info(key),
+            "client|list" => self.client_all(key, false, args),
+            "client|kill" => self.client_all(key, true, args),
             "client|getname" => {
                 let name = self.clients[key].name.clone();
                 self.reply_with(key, |r| r.bulk_opt(name.as_deref()));
@@ -776,11 +793,8 @@ impl Worker {
             );
         }
         if let Some(name) = setname {
-            if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-                return self.reply_error(
-                    key,
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                );
+            if let Err(e) = clients::check_name(name) {
+                return self.reply_error(key, e);
             }
             self.clients[key].name = (!name.is_empty()).then(|| name.to_vec());
         }

@@ -12,6 +12,7 @@
 //! A watcher thread (`tessera_watch`) keeps the database's topology from the control group;
 //! workers take a newer one at the top of their next turn.
 
+mod clients;
 mod commands;
 mod merge;
 mod pubsub;
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     topology: Mutex<Option<Arc<Topology>>>,
     epoch: AtomicU64,
     wakers: OnceLock<Vec<Arc<mio::Waker>>>,
+    /// Each worker's mailbox (CLIENT LIST and KILL across workers).
+    mail: OnceLock<Vec<Mutex<Vec<clients::Mail>>>>,
     next_client_id: AtomicU64,
     /// Where clients reach this proxy: `host`, `port`.
     pub host: String,
@@ -86,6 +89,27 @@ impl Shared {
     pub(crate) fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// The number of workers.
+    pub(crate) fn workers(&self) -> usize {
+        self.wakers.get().map_or(0, Vec::len)
+    }
+
+    /// Leaves `mail` in worker `w`'s mailbox and wakes it.
+    pub(crate) fn post(&self, w: usize, mail: clients::Mail) {
+        if let (Some(boxes), Some(wakers)) = (self.mail.get(), self.wakers.get()) {
+            boxes[w].lock().expect("mailbox lock").push(mail);
+            let _ = wakers[w].wake();
+        }
+    }
+
+    /// Empties worker `w`'s mailbox.
+    pub(crate) fn take_mail(&self, w: usize) -> Vec<clients::Mail> {
+        match self.mail.get() {
+            Some(boxes) => std::mem::take(&mut *boxes[w].lock().expect("mailbox lock")),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// A running proxy: its worker threads serve until the process ends.
@@ -110,6 +134,7 @@ impl Proxy {
             topology: Mutex::new(None),
             epoch: AtomicU64::new(0),
             wakers: OnceLock::new(),
+            mail: OnceLock::new(),
             next_client_id: AtomicU64::new(1),
             host,
             port: OnceLock::new(),
@@ -152,8 +177,11 @@ impl Proxy {
         let _ = shared.port.set(bound.port());
         let mut workers = Vec::with_capacity(count);
         let mut wakers = Vec::with_capacity(count);
-        for l in listeners {
-            let w = worker::Worker::new(Arc::clone(&shared), l)?;
+        let _ = shared
+            .mail
+            .set((0..count).map(|_| Mutex::new(Vec::new())).collect());
+        for (i, l) in listeners.into_iter().enumerate() {
+            let w = worker::Worker::new(Arc::clone(&shared), i, l)?;
             wakers.push(w.waker());
             workers.push(w);
         }

@@ -33,6 +33,11 @@ pub(crate) enum Merge {
     Mget,
     /// A SCAN step on one shard, its cursor made the proxy's.
     Scan,
+    /// Bulk strings concatenated, as a bulk (RESP2) or verbatim (RESP3) string (CLIENT LIST
+    /// from every worker).
+    Text { resp3: bool },
+    /// CLIENT KILL addr:port: counts added, `OK` for one, else `No such client`.
+    KillOne,
     /// The proxy's own reply (`made`) once every part succeeded (SUBSCRIBE: the confirmations
     /// with the client's counts, sent when every shard has subscribed).
     Confirm,
@@ -116,9 +121,26 @@ impl Gather {
             Merge::Mget => mget(&parts, &self.order),
             Merge::Scan => scan(parts[0], self.scan),
             Merge::Confirm => Some(std::mem::take(&mut self.made)),
+            Merge::Text { resp3 } => text(&parts, resp3),
+            Merge::KillOne => match sum(&parts).as_deref().and_then(frame::integer) {
+                Some(0) => Some(b"-ERR No such client\r\n".to_vec()),
+                Some(_) => Some(b"+OK\r\n".to_vec()),
+                None => None,
+            },
         };
         merged.unwrap_or_else(|| UNEXPECTED.to_vec())
     }
+}
+
+fn text(parts: &[&[u8]], resp3: bool) -> Option<Vec<u8>> {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend_from_slice(frame::string(p)?);
+    }
+    let mut out = Vec::with_capacity(all.len() + 16);
+    let mut r = tessera_protocol::reply::Reply::new(&mut out, resp3);
+    r.verbatim("txt", &all);
+    Some(out)
 }
 
 fn int_reply(n: i64) -> Vec<u8> {

@@ -79,6 +79,11 @@ impl Subs {
         }
     }
 
+    /// (channels, patterns, shard channels), as CLIENT LIST's `sub`, `psub`, `ssub`.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        (self.channels.len(), self.patterns.len(), self.shard.len())
+    }
+
     fn is_empty(&self) -> bool {
         self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty()
     }

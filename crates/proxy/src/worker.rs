@@ -20,6 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,15 @@ pub(crate) struct Multi {
 pub(crate) struct Client {
     pub id: u64,
     stream: TcpStream,
+    /// The client's address and the proxy's, as CLIENT LIST shows them.
+    pub peer: String,
+    pub local: String,
+    pub created: Instant,
+    /// When its last command came, and which (`idle=`, `cmd=`).
+    pub active: Instant,
+    pub cmd: &'static str,
+    pub lib_name: Option<Vec<u8>>,
+    pub lib_ver: Option<Vec<u8>>,
     inb: Vec<u8>,
     filled: usize,
     parser: Option<RequestParser>,
@@ -105,6 +115,22 @@ pub(crate) struct Client {
     /// Not read while it is owed `MAX_PENDING` replies.
     paused: bool,
     dirty: bool,
+}
+
+impl Client {
+    /// Bytes of requests in the read buffer, and the buffer's size (while the client's
+    /// requests are being handled the buffer is lent out: its size is not known then).
+    pub(crate) fn input_use(&self) -> (usize, usize) {
+        (self.filled, self.inb.len().max(self.filled))
+    }
+
+    pub(crate) fn fd(&self) -> usize {
+        self.stream.as_raw_fd() as usize
+    }
+
+    pub(crate) fn out_capacity(&self) -> usize {
+        self.out.capacity()
+    }
 }
 
 /// Keys a client watches, on its private connection `backend`.
@@ -182,6 +208,10 @@ struct Retry {
 
 pub(crate) struct Worker {
     pub shared: Arc<Shared>,
+    /// This worker's place among the proxy's (its mailbox).
+    pub index: usize,
+    /// The time at the start of this loop turn.
+    pub now: Instant,
     poll: Poll,
     waker: Arc<Waker>,
     listener: TcpListener,
@@ -209,13 +239,19 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 impl Worker {
-    pub(crate) fn new(shared: Arc<Shared>, mut listener: TcpListener) -> io::Result<Worker> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        index: usize,
+        mut listener: TcpListener,
+    ) -> io::Result<Worker> {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Worker {
             shared,
+            index,
+            now: Instant::now(),
             poll,
             waker,
             listener,
@@ -255,11 +291,12 @@ impl Worker {
                 tracing::error!("proxy: poll failed: {e}");
                 return;
             }
+            self.now = Instant::now();
             self.check_topology();
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
-                    WAKER => {}
+                    WAKER => self.read_mail(),
                     Token(t) if t >= BACKEND_BASE => {
                         let b = t - BACKEND_BASE;
                         if ev.is_writable() {
@@ -310,8 +347,12 @@ impl Worker {
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, _addr)) => {
+                Ok((mut stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let local = stream
+                        .local_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
                     let authed = self.open_access();
                     let entry = self.clients.vacant_entry();
                     let key = entry.key();
@@ -326,6 +367,13 @@ impl Worker {
                     entry.insert(Client {
                         id: self.shared.next_client_id(),
                         stream,
+                        peer: peer.to_string(),
+                        local,
+                        created: self.now,
+                        active: self.now,
+                        cmd: "NULL",
+                        lib_name: None,
+                        lib_ver: None,
                         inb: vec![0; READ_CHUNK],
                         filled: 0,
                         parser: Some(RequestParser::new(Limits::default())),
@@ -478,7 +526,7 @@ impl Worker {
         }
     }
 
-    fn close_client(&mut self, key: usize) {
+    pub(crate) fn close_client(&mut self, key: usize) {
         if let Some(mut c) = self.clients.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut c.stream);
             // Closing a private connection ends what blocks there and the shard's WATCH.

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use tessera_protocol::Args;
+use tessera_protocol::clients::{self, ClientType, KillFilter, Line, ListFilter};
 
 use super::{int_arg, is};
 use crate::acl;
@@ -166,12 +167,7 @@ pub fn select(_s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
 }
 
 fn validate_name(name: &[u8]) -> Result<(), CmdError> {
-    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-        return Err(CmdError::msg(
-            "ERR Client names cannot contain spaces, newlines or special characters.",
-        ));
-    }
-    Ok(())
+    clients::check_name(name).map_err(CmdError::msg)
 }
 
 /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
@@ -225,39 +221,35 @@ pub(crate) fn client_line(tok: usize, c: &Client, now: Instant, user: &[u8]) -> 
     let (obl, omem) =
         c.io.as_ref()
             .map_or((0, 0), |io| (io.out.len() - io.out_pos, io.out.capacity()));
-    let lossy = |v: &Option<Vec<u8>>| {
-        v.as_deref()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
-    };
-    format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll=0 omem={} tot-mem={} events=r cmd={} user={} redir={} resp={} lib-name={} lib-ver={}",
-        c.id,
-        c.addr,
-        c.laddr.map(|a| a.to_string()).unwrap_or_default(),
-        tok + 8,
-        lossy(&c.name),
-        now.duration_since(c.created).as_secs(),
-        now.duration_since(c.last_interaction).as_secs(),
-        flags,
-        c.subscriptions.len(),
-        c.psubscriptions.len(),
-        c.ssubscriptions.len(),
-        c.multi.as_ref().map_or(-1, |m| m.queue.len() as i64),
+    let addr = c.addr.to_string();
+    let laddr = c.laddr.map(|a| a.to_string()).unwrap_or_default();
+    Line {
+        id: c.id,
+        addr: &addr,
+        laddr: &laddr,
+        fd: tok + 8,
+        name: c.name.as_deref().unwrap_or_default(),
+        age: now.duration_since(c.created).as_secs(),
+        idle: now.duration_since(c.last_interaction).as_secs(),
+        flags: &flags,
+        sub: c.subscriptions.len(),
+        psub: c.psubscriptions.len(),
+        ssub: c.ssubscriptions.len(),
+        multi: c.multi.as_ref().map_or(-1, |m| m.queue.len() as i64),
         qbuf,
         qbuf_free,
-        c.io.as_ref().map_or(0, |io| io.buf.len()),
-        qbuf,
+        rbs: c.io.as_ref().map_or(0, |io| io.buf.len()),
         obl,
+        oll: 0,
         omem,
-        qbuf + qbuf_free + omem,
-        c.last_cmd,
-        String::from_utf8_lossy(user),
-        c.tracking.as_ref().map_or(-1, |t| t.redirect as i64),
-        if c.resp3 { 3 } else { 2 },
-        lossy(&c.lib_name),
-        lossy(&c.lib_ver),
-    )
+        cmd: c.last_cmd,
+        user,
+        redir: c.tracking.as_ref().map_or(-1, |t| t.redirect as i64),
+        resp: if c.resp3 { 3 } else { 2 },
+        lib_name: c.lib_name.as_deref().unwrap_or_default(),
+        lib_ver: c.lib_ver.as_deref().unwrap_or_default(),
+    }
+    .to_string()
 }
 
 const CLIENT_HELP: &[&str] = &[
@@ -310,35 +302,21 @@ const CLIENT_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// A client type (`normal`, `master`, `replica`, `slave`, `pubsub`): true for `normal`, the
-/// only type of client that exists until replication and pub/sub.
-/// A CLIENT LIST / CLIENT KILL `TYPE`, as a test on clients.
-fn client_type(t: &[u8]) -> Result<fn(&Client) -> bool, CmdError> {
-    let replica = |c: &Client| {
-        c.replica
-            .as_ref()
-            .is_some_and(|r| r.phase != Phase::Handshake)
-    };
-    Ok(if is(t, "normal") {
-        |c: &Client| {
-            !c.is_master
-                && !c.in_pubsub()
-                && c.replica
-                    .as_ref()
-                    .is_none_or(|r| r.phase == Phase::Handshake)
-        }
-    } else if is(t, "master") {
-        |c: &Client| c.is_master
-    } else if is(t, "replica") || is(t, "slave") {
-        replica
-    } else if is(t, "pubsub") {
-        |c: &Client| c.in_pubsub()
+/// The type CLIENT LIST and CLIENT KILL see a client as.
+fn client_type(c: &Client) -> ClientType {
+    if c.is_master {
+        ClientType::Master
+    } else if c
+        .replica
+        .as_ref()
+        .is_some_and(|r| r.phase != Phase::Handshake)
+    {
+        ClientType::Replica
+    } else if c.in_pubsub() {
+        ClientType::Pubsub
     } else {
-        return Err(CmdError::msg(format!(
-            "ERR Unknown client type '{}'",
-            String::from_utf8_lossy(t)
-        )));
-    })
+        ClientType::Normal
+    }
 }
 
 fn on_off(a: &[u8]) -> Result<bool, CmdError> {
@@ -373,39 +351,11 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             call.reply().verbatim("txt", line.as_bytes());
         }
         "client|list" => {
-            let mut ids: Option<Vec<u64>> = None;
-            let mut i = 2;
-            while i < args.len() {
-                let a = args.get(i);
-                if is(a, "type") && i + 1 < args.len() {
-                    let wanted = client_type(args.get(i + 1))?;
-                    ids = Some(
-                        s.clients
-                            .iter()
-                            .filter(|(_, c)| wanted(c))
-                            .map(|(_, c)| c.id)
-                            .collect(),
-                    );
-                    i += 2;
-                } else if is(a, "id") && i + 1 < args.len() {
-                    let mut v = Vec::new();
-                    for id in args.iter_from(i + 1) {
-                        let n = int_arg(id)
-                            .ok()
-                            .filter(|&n| n > 0)
-                            .ok_or_else(|| CmdError::msg("ERR Invalid client ID"))?;
-                        v.push(n as u64);
-                    }
-                    ids = Some(v);
-                    i = args.len();
-                } else {
-                    return Err(CmdError::Syntax);
-                }
-            }
+            let filter = ListFilter::parse(args).map_err(CmdError::msg)?;
             let now = Instant::now();
             let mut text = String::new();
             for (t, c) in s.clients.iter() {
-                if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+                if !filter.matches(c.id, client_type(c)) {
                     continue;
                 }
                 text.push_str(&client_line(t, c, now, &s.acl.user(c.user).name));
@@ -415,23 +365,12 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         }
         "client|kill" => return client_kill(s, call, args),
         "client|setinfo" => {
-            let (attr, value) = (args.get(2), args.get(3));
-            if value.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-                return Err(CmdError::msg(format!(
-                    "ERR {} cannot contain spaces, newlines or special characters.",
-                    String::from_utf8_lossy(attr).to_uppercase()
-                )));
-            }
-            let v = (!value.is_empty()).then(|| value.to_vec());
-            if is(attr, "lib-name") {
-                s.clients[tok].lib_name = v;
-            } else if is(attr, "lib-ver") {
-                s.clients[tok].lib_ver = v;
-            } else {
-                return Err(CmdError::msg(format!(
-                    "ERR Unrecognized option '{}'",
-                    String::from_utf8_lossy(attr)
-                )));
+            let (which, v) =
+                clients::parse_setinfo(args.get(2), args.get(3)).map_err(CmdError::msg)?;
+            let c = &mut s.clients[tok];
+            match which {
+                clients::LibInfo::Name => c.lib_name = v,
+                clients::LibInfo::Version => c.lib_ver = v,
             }
             call.reply().ok();
         }
@@ -543,83 +482,46 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
 /// `CLIENT KILL ip:port` or `CLIENT KILL <filter> <value> ...`
 fn client_kill(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let me = call.client;
-    if args.len() == 3 {
-        let addr = String::from_utf8_lossy(args.get(2)).into_owned();
-        let target = s
-            .clients
-            .iter()
-            .find(|(_, c)| c.addr.to_string() == addr)
-            .map(|(t, _)| t);
-        let Some(t) = target else {
+    let filter = KillFilter::parse(args).map_err(CmdError::msg)?;
+    if let Some(u) = &filter.user
+        && s.acl.id_of(u).is_none()
+    {
+        return Err(CmdError::msg(format!(
+            "ERR No such user '{}'",
+            String::from_utf8_lossy(u)
+        )));
+    }
+    let targets: Vec<usize> = s
+        .clients
+        .iter()
+        .filter(|&(t, c)| {
+            let user = &s.acl.user(c.user).name;
+            let addr = c.addr.to_string();
+            let laddr = c.laddr.map(|a| a.to_string()).unwrap_or_default();
+            let line = Line {
+                id: c.id,
+                addr: &addr,
+                laddr: &laddr,
+                user,
+                ..Line::default()
+            };
+            filter.matches(&line, client_type(c), t == me)
+        })
+        .map(|(t, _)| t)
+        .collect();
+    if filter.old {
+        let Some(&t) = targets.first() else {
             return Err(CmdError::msg("ERR No such client"));
         };
         kill(s, t, me);
         call.reply().ok();
         return Ok(());
     }
-    if !args.len().is_multiple_of(2) {
-        return Err(CmdError::Syntax);
-    }
-    let mut id = None;
-    let mut addr = None;
-    let mut laddr = None;
-    let mut skipme = true;
-    let mut user = None;
-    let mut of_type: Option<fn(&Client) -> bool> = None;
-    for i in (2..args.len()).step_by(2) {
-        let (k, v) = (args.get(i), args.get(i + 1));
-        if is(k, "id") {
-            let n = int_arg(v)
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| CmdError::msg("ERR client-id should be greater than 0"))?;
-            id = Some(n as u64);
-        } else if is(k, "addr") {
-            addr = Some(String::from_utf8_lossy(v).into_owned());
-        } else if is(k, "laddr") {
-            laddr = Some(String::from_utf8_lossy(v).into_owned());
-        } else if is(k, "type") {
-            of_type = Some(client_type(v)?);
-        } else if is(k, "skipme") {
-            skipme = on_off_yes_no(v)?;
-        } else if is(k, "user") {
-            user = Some(s.acl.id_of(v).ok_or_else(|| {
-                CmdError::msg(format!("ERR No such user '{}'", String::from_utf8_lossy(v)))
-            })?);
-        } else {
-            return Err(CmdError::Syntax);
-        }
-    }
-    let targets: Vec<usize> = s
-        .clients
-        .iter()
-        .filter(|(t, c)| {
-            of_type.is_none_or(|f| f(c))
-                && id.is_none_or(|id| c.id == id)
-                && addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
-                && laddr
-                    .as_ref()
-                    .is_none_or(|a| c.laddr.is_some_and(|l| l.to_string() == *a))
-                && user.is_none_or(|u| c.user == u)
-                && !(skipme && *t == me)
-        })
-        .map(|(t, _)| t)
-        .collect();
     for &t in &targets {
         kill(s, t, me);
     }
     call.reply().int(targets.len() as i64);
     Ok(())
-}
-
-fn on_off_yes_no(v: &[u8]) -> Result<bool, CmdError> {
-    if is(v, "yes") {
-        Ok(true)
-    } else if is(v, "no") {
-        Ok(false)
-    } else {
-        Err(CmdError::Syntax)
-    }
 }
 
 /// Closes client `t`: the caller itself after its reply, others right away.

@@ -1,0 +1,253 @@
+//! CLIENT LIST / CLIENT INFO lines and the CLIENT LIST / CLIENT KILL filters, as Redis 7.0
+//! writes and reads them: shared by the shard and the proxy, which keep their clients apart.
+
+use crate::{Args, num};
+
+/// A client type of `TYPE` in CLIENT LIST and CLIENT KILL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientType {
+    Normal,
+    Master,
+    /// `replica` or `slave`.
+    Replica,
+    Pubsub,
+}
+
+impl ClientType {
+    pub fn parse(t: &[u8]) -> Result<ClientType, String> {
+        let is = |w: &str| t.eq_ignore_ascii_case(w.as_bytes());
+        if is("normal") {
+            Ok(ClientType::Normal)
+        } else if is("master") {
+            Ok(ClientType::Master)
+        } else if is("replica") || is("slave") {
+            Ok(ClientType::Replica)
+        } else if is("pubsub") {
+            Ok(ClientType::Pubsub)
+        } else {
+            Err(format!(
+                "ERR Unknown client type '{}'",
+                String::from_utf8_lossy(t)
+            ))
+        }
+    }
+}
+
+const SYNTAX: &str = "ERR syntax error";
+
+/// Checks a CLIENT SETNAME / HELLO SETNAME name.
+pub fn check_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    Ok(())
+}
+
+/// A CLIENT SETINFO attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LibInfo {
+    Name,
+    Version,
+}
+
+/// `CLIENT SETINFO <LIB-NAME|LIB-VER> value`: the attribute and its value (`None`: cleared).
+pub fn parse_setinfo(attr: &[u8], value: &[u8]) -> Result<(LibInfo, Option<Vec<u8>>), String> {
+    if value.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(format!(
+            "ERR {} cannot contain spaces, newlines or special characters.",
+            String::from_utf8_lossy(attr).to_uppercase()
+        ));
+    }
+    let which = if attr.eq_ignore_ascii_case(b"lib-name") {
+        LibInfo::Name
+    } else if attr.eq_ignore_ascii_case(b"lib-ver") {
+        LibInfo::Version
+    } else {
+        return Err(format!(
+            "ERR Unrecognized option '{}'",
+            String::from_utf8_lossy(attr)
+        ));
+    };
+    Ok((which, (!value.is_empty()).then(|| value.to_vec())))
+}
+
+/// `CLIENT LIST [TYPE type] [ID id [id ...]]`: which clients to list (none: all).
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub kind: Option<ClientType>,
+    pub ids: Option<Vec<u64>>,
+}
+
+impl ListFilter {
+    pub fn parse(args: &Args<'_>) -> Result<ListFilter, String> {
+        let mut f = ListFilter::default();
+        let mut i = 2;
+        while i < args.len() {
+            let a = args.get(i);
+            if a.eq_ignore_ascii_case(b"type") && i + 1 < args.len() {
+                f.kind = Some(ClientType::parse(args.get(i + 1))?);
+                i += 2;
+            } else if a.eq_ignore_ascii_case(b"id") && i + 1 < args.len() {
+                let mut ids = Vec::new();
+                for id in args.iter_from(i + 1) {
+                    match num::parse_i64(id) {
+                        Some(n) if n > 0 => ids.push(n as u64),
+                        _ => return Err("ERR Invalid client ID".into()),
+                    }
+                }
+                f.ids = Some(ids);
+                i = args.len();
+            } else {
+                return Err(SYNTAX.into());
+            }
+        }
+        Ok(f)
+    }
+
+    /// True for a client with `id` of type `kind`.
+    pub fn matches(&self, id: u64, kind: ClientType) -> bool {
+        self.kind.is_none_or(|k| k == kind) && self.ids.as_ref().is_none_or(|ids| ids.contains(&id))
+    }
+}
+
+/// `CLIENT KILL addr:port` (`old`: the reply is OK or `No such client`) or
+/// `CLIENT KILL <ID id|TYPE type|USER name|ADDR addr|LADDR addr|SKIPME yes|no> ...`.
+#[derive(Clone, Debug)]
+pub struct KillFilter {
+    pub old: bool,
+    pub id: Option<u64>,
+    pub kind: Option<ClientType>,
+    pub user: Option<Vec<u8>>,
+    pub addr: Option<String>,
+    pub laddr: Option<String>,
+    pub skipme: bool,
+}
+
+impl KillFilter {
+    /// Parses the arguments; the caller checks that `user` exists.
+    pub fn parse(args: &Args<'_>) -> Result<KillFilter, String> {
+        let mut f = KillFilter {
+            old: false,
+            id: None,
+            kind: None,
+            user: None,
+            addr: None,
+            laddr: None,
+            skipme: true,
+        };
+        if args.len() == 3 {
+            f.old = true;
+            f.skipme = false;
+            f.addr = Some(String::from_utf8_lossy(args.get(2)).into_owned());
+            return Ok(f);
+        }
+        if !args.len().is_multiple_of(2) {
+            return Err(SYNTAX.into());
+        }
+        for i in (2..args.len()).step_by(2) {
+            let (k, v) = (args.get(i), args.get(i + 1));
+            let is = |w: &str| k.eq_ignore_ascii_case(w.as_bytes());
+            if is("id") {
+                match num::parse_i64(v) {
+                    Some(n) if n > 0 => f.id = Some(n as u64),
+                    _ => return Err("ERR client-id should be greater than 0".into()),
+                }
+            } else if is("addr") {
+                f.addr = Some(String::from_utf8_lossy(v).into_owned());
+            } else if is("laddr") {
+                f.laddr = Some(String::from_utf8_lossy(v).into_owned());
+            } else if is("type") {
+                f.kind = Some(ClientType::parse(v)?);
+            } else if is("user") {
+                f.user = Some(v.to_vec());
+            } else if is("skipme") {
+                f.skipme = if v.eq_ignore_ascii_case(b"yes") {
+                    true
+                } else if v.eq_ignore_ascii_case(b"no") {
+                    false
+                } else {
+                    return Err(SYNTAX.into());
+                };
+            } else {
+                return Err(SYNTAX.into());
+            }
+        }
+        Ok(f)
+    }
+
+    /// True for the client described (`me`: it is the one asking).
+    pub fn matches(&self, c: &Line<'_>, kind: ClientType, me: bool) -> bool {
+        self.id.is_none_or(|id| c.id == id)
+            && self.kind.is_none_or(|k| k == kind)
+            && self.user.as_deref().is_none_or(|u| u == c.user)
+            && self.addr.as_deref().is_none_or(|a| a == c.addr)
+            && self.laddr.as_deref().is_none_or(|a| a == c.laddr)
+            && !(self.skipme && me)
+    }
+}
+
+/// One client as CLIENT LIST shows it.
+#[derive(Clone, Debug, Default)]
+pub struct Line<'a> {
+    pub id: u64,
+    pub addr: &'a str,
+    pub laddr: &'a str,
+    pub fd: usize,
+    pub name: &'a [u8],
+    pub age: u64,
+    pub idle: u64,
+    pub flags: &'a str,
+    pub sub: usize,
+    pub psub: usize,
+    pub ssub: usize,
+    /// Commands queued in MULTI, or -1.
+    pub multi: i64,
+    pub qbuf: usize,
+    pub qbuf_free: usize,
+    pub rbs: usize,
+    pub obl: usize,
+    pub oll: usize,
+    pub omem: usize,
+    pub cmd: &'a str,
+    pub user: &'a [u8],
+    pub redir: i64,
+    pub resp: u8,
+    pub lib_name: &'a [u8],
+    pub lib_ver: &'a [u8],
+}
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        write!(
+            f,
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user={} redir={} resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.fd,
+            text(self.name),
+            self.age,
+            self.idle,
+            self.flags,
+            self.sub,
+            self.psub,
+            self.ssub,
+            self.multi,
+            self.qbuf,
+            self.qbuf_free,
+            self.rbs,
+            self.qbuf,
+            self.obl,
+            self.oll,
+            self.omem,
+            self.qbuf + self.qbuf_free + self.omem,
+            self.cmd,
+            text(self.user),
+            self.redir,
+            self.resp,
+            text(self.lib_name),
+            text(self.lib_ver),
+        )
+    }
+}

@@ -1,0 +1,209 @@
+//! CLIENT LIST, CLIENT INFO and CLIENT KILL across the proxy's worker threads.
+//!
+//! Each worker owns its clients, so the one asked sends the request to every worker's mailbox
+//! (its own included) and wakes them; each answers with its part (its clients' lines, or how
+//! many it closed), and the parts are merged into the reply like a command sent to every
+//! shard. Nothing is shared on the request path: a client's line is made by its own worker.
+
+use std::sync::Arc;
+
+use tessera_protocol::Args;
+use tessera_protocol::clients::{ClientType, KillFilter, Line, ListFilter};
+
+use crate::merge::{Gather, Merge};
+use crate::worker::{Client, To, Worker};
+
+/// A request or an answer between workers.
+pub(crate) enum Mail {
+    /// The lines of the clients `filter` matches, as a bulk string, answered to `to` on worker
+    /// `from`.
+    List {
+        filter: Arc<ListFilter>,
+        from: usize,
+        to: To,
+    },
+    /// Close the clients `filter` matches (`asker`: the id of the client asking); the count
+    /// is answered.
+    Kill {
+        filter: Arc<KillFilter>,
+        asker: u64,
+        from: usize,
+        to: To,
+    },
+    /// An answer for one of this worker's clients.
+    Answer { to: To, frame: Vec<u8> },
+}
+
+fn client_type(c: &Client) -> ClientType {
+    if c.subs.is_some() {
+        ClientType::Pubsub
+    } else {
+        ClientType::Normal
+    }
+}
+
+impl Worker {
+    /// Client `key`'s CLIENT LIST line, without the newline.
+    fn client_line(&self, key: usize) -> String {
+        let c = &self.clients[key];
+        let mut flags = String::new();
+        if c.closing {
+            flags.push('c');
+        }
+        if c.multi.is_some() {
+            flags.push('x');
+        }
+        if c.subs.is_some() {
+            flags.push('P');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let (sub, psub, ssub) = c.subs.as_ref().map_or((0, 0, 0), |s| s.counts());
+        let (qbuf, rbs) = c.input_use();
+        Line {
+            id: c.id,
+            addr: &c.peer,
+            laddr: &c.local,
+            fd: c.fd(),
+            name: c.name.as_deref().unwrap_or_default(),
+            age: self.now.duration_since(c.created).as_secs(),
+            idle: self.now.duration_since(c.active).as_secs(),
+            flags: &flags,
+            sub,
+            psub,
+            ssub,
+            multi: c.multi.as_ref().map_or(-1, |m| m.lens.len() as i64),
+            qbuf,
+            qbuf_free: rbs.saturating_sub(qbuf),
+            rbs,
+            obl: 0,
+            oll: c.queue.len(),
+            omem: c.out_capacity(),
+            cmd: c.cmd,
+            user: b"default",
+            redir: -1,
+            resp: if c.resp3 { 3 } else { 2 },
+            lib_name: c.lib_name.as_deref().unwrap_or_default(),
+            lib_ver: c.lib_ver.as_deref().unwrap_or_default(),
+        }
+        .to_string()
+    }
+
+    /// CLIENT INFO: the caller's own line.
+    pub(crate) fn client_info(&mut self, key: usize) {
+        let line = self.client_line(key) + "\n";
+        self.reply_with(key, |r| r.verbatim("txt", line.as_bytes()));
+    }
+
+    /// CLIENT LIST and CLIENT KILL: asked of every worker, the parts merged.
+    pub(crate) fn client_all(&mut self, key: usize, kill: bool, args: &Args<'_>) {
+        let workers = self.shared.workers();
+        let resp3 = self.clients[key].resp3;
+        let (merge, mail): (Merge, Box<dyn Fn(To) -> Mail>) = if kill {
+            let filter = match KillFilter::parse(args) {
+                Ok(f) => f,
+                Err(e) => return self.reply_error(key, &e),
+            };
+            if let Some(u) = &filter.user
+                && u.as_slice() != b"default"
+            {
+                let text = format!("ERR No such user '{}'", String::from_utf8_lossy(u));
+                return self.reply_error(key, &text);
+            }
+            let merge = if filter.old {
+                Merge::KillOne
+            } else {
+                Merge::Sum
+            };
+            let (filter, asker, from) = (Arc::new(filter), self.clients[key].id, self.index);
+            let mail = move |to| Mail::Kill {
+                filter: Arc::clone(&filter),
+                asker,
+                from,
+                to,
+            };
+            (merge, Box::new(mail))
+        } else {
+            let filter = match ListFilter::parse(args) {
+                Ok(f) => Arc::new(f),
+                Err(e) => return self.reply_error(key, &e),
+            };
+            let from = self.index;
+            let mail = move |to| Mail::List {
+                filter: Arc::clone(&filter),
+                from,
+                to,
+            };
+            (Merge::Text { resp3 }, Box::new(mail))
+        };
+        let (id, seq) = self.expect(
+            key,
+            crate::worker::Pending::Gather(Box::new(Gather::new(merge, workers))),
+        );
+        for w in 0..workers {
+            let to = To::Client {
+                key,
+                id,
+                seq,
+                part: w as u32,
+            };
+            self.shared.post(w, mail(to));
+        }
+    }
+
+    /// Handles the mail other workers (or this one) sent.
+    pub(crate) fn read_mail(&mut self) {
+        for mail in self.shared.take_mail(self.index) {
+            match mail {
+                Mail::Answer { to, frame } => self.deliver(to, &frame),
+                Mail::List { filter, from, to } => {
+                    let mut text = String::new();
+                    let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
+                    for k in keys {
+                        let c = &self.clients[k];
+                        if filter.matches(c.id, client_type(c)) {
+                            text.push_str(&self.client_line(k));
+                            text.push('\n');
+                        }
+                    }
+                    let mut frame = Vec::with_capacity(text.len() + 16);
+                    crate::worker::write_bulk(&mut frame, text.as_bytes());
+                    self.shared.post(from, Mail::Answer { to, frame });
+                }
+                Mail::Kill {
+                    filter,
+                    asker,
+                    from,
+                    to,
+                } => {
+                    let targets: Vec<(usize, bool)> = self
+                        .clients
+                        .iter()
+                        .filter_map(|(k, c)| {
+                            let line = Line {
+                                id: c.id,
+                                addr: &c.peer,
+                                laddr: &c.local,
+                                user: b"default",
+                                ..Line::default()
+                            };
+                            let me = c.id == asker;
+                            filter.matches(&line, client_type(c), me).then_some((k, me))
+                        })
+                        .collect();
+                    for &(k, me) in &targets {
+                        if me {
+                            // The asker goes once it has the reply.
+                            self.clients[k].closing = true;
+                        } else {
+                            self.close_client(k);
+                        }
+                    }
+                    let frame = format!(":{}\r\n", targets.len()).into_bytes();
+                    self.shared.post(from, Mail::Answer { to, frame });
+                }
+            }
+        }
+    }
+}
