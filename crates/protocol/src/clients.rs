@@ -35,6 +35,35 @@ impl ClientType {
 
 const SYNTAX: &str = "ERR syntax error";
 
+/// The refusal of `name` (a command's full name) to a RESP2 client in subscribed mode, or
+/// `None` when it may run there (Redis's processCommand check).
+pub fn subscribed_mode_refusal(name: &str) -> Option<String> {
+    let allowed = matches!(
+        name,
+        "subscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "sunsubscribe"
+            | "psubscribe"
+            | "punsubscribe"
+            | "ping"
+            | "quit"
+            | "reset"
+    );
+    (!allowed).then(|| {
+        format!(
+            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        )
+    })
+}
+
+/// PING in RESP2 subscribed mode: `["pong", message]`.
+pub fn subscribed_pong(r: &mut crate::Reply<'_>, message: Option<&[u8]>) {
+    r.array(2);
+    r.bulk(b"pong");
+    r.bulk(message.unwrap_or_default());
+}
+
 /// Checks a CLIENT SETNAME / HELLO SETNAME name.
 pub fn check_name(name: &[u8]) -> Result<(), &'static str> {
     if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {

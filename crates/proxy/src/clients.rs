@@ -137,18 +137,9 @@ impl Worker {
             };
             (Merge::Text { resp3 }, Box::new(mail))
         };
-        let (id, seq) = self.expect(
-            key,
-            crate::worker::Pending::Gather(Box::new(Gather::new(merge, workers))),
-        );
+        let part = self.expect_parts(key, Gather::new(merge, workers));
         for w in 0..workers {
-            let to = To::Client {
-                key,
-                id,
-                seq,
-                part: w as u32,
-            };
-            self.shared.post(w, mail(to));
+            self.shared.post(w, mail(part(w)));
         }
     }
 

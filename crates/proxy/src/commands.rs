@@ -9,7 +9,6 @@ use tessera_protocol::command::{self, CommandSpec, CommandTable, REDIS_COMMANDS,
 use tessera_protocol::{Args, SLOTS, key_hash_slot, num};
 
 use crate::merge::{Gather, Merge, SCAN_SHARD_BITS};
-use crate::pubsub;
 use crate::worker::{Multi, Pending, To, Watch, Worker, write_bulk, write_command, write_header};
 
 /// How the proxy serves a command.
@@ -237,11 +236,7 @@ impl Worker {
         }
         let c = &self.clients[key];
         if !c.resp3 && c.subs.is_some() {
-            if !pubsub::allowed_in_subscribed_mode(spec.name) {
-                let text = format!(
-                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                    spec.name
-                );
+            if let Some(text) = clients::subscribed_mode_refusal(spec.name) {
                 return self.refuse_queued(key, &text);
             }
             if spec.name == "ping" {
@@ -440,16 +435,11 @@ impl Worker {
         if merge == Merge::Mget {
             gather.order = order;
         }
-        let (id, seq) = self.expect(key, Pending::Gather(Box::new(gather)));
+        let part = self.expect_parts(key, gather);
         let resp3 = self.clients[key].resp3;
         let name = args.get(0);
-        for (part, (slot, positions)) in groups.into_iter().enumerate() {
-            let to = To::Client {
-                key,
-                id,
-                seq,
-                part: part as u32,
-            };
+        for (i, (slot, positions)) in groups.into_iter().enumerate() {
+            let to = part(i);
             match self.slot_backend(slot, resp3) {
                 Ok(b) => self.send(b, to, 0, |o| {
                     write_header(o, b'*', 1 + positions.len() * step);
@@ -471,15 +461,10 @@ impl Worker {
             Ok(n) => n,
             Err(e) => return self.reply_error(key, e),
         };
-        let (id, seq) = self.expect(key, Pending::Gather(Box::new(Gather::new(merge, shards))));
+        let part = self.expect_parts(key, Gather::new(merge, shards));
         let resp3 = self.clients[key].resp3;
         for shard in 0..shards {
-            let to = To::Client {
-                key,
-                id,
-                seq,
-                part: shard as u32,
-            };
+            let to = part(shard);
             match self.shard_backend(shard, resp3) {
                 Ok(b) => self.send(b, to, 0, |o| write_request(o, raw, args)),
                 Err(e) => self.deliver(to, format!("-{e}\r\n").as_bytes()),

@@ -18,13 +18,14 @@
 //! that shard were its server, so that its client library subscribes again.
 
 use indexmap::IndexMap;
+use tessera_protocol::clients;
 use tessera_protocol::command::CommandSpec;
 use tessera_protocol::frame;
 use tessera_protocol::reply::Reply;
 use tessera_protocol::{Args, key_hash_slot};
 
 use crate::merge::{Gather, Merge};
-use crate::worker::{Pending, To, Worker, write_command};
+use crate::worker::{To, Worker, write_command};
 
 /// The three kinds of subscription.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,22 +144,6 @@ pub(crate) fn push_kind(frame: &[u8]) -> PushKind<'_> {
     }
 }
 
-/// Commands a RESP2 client may send while it has subscriptions.
-pub(crate) fn allowed_in_subscribed_mode(name: &str) -> bool {
-    matches!(
-        name,
-        "subscribe"
-            | "ssubscribe"
-            | "unsubscribe"
-            | "sunsubscribe"
-            | "psubscribe"
-            | "punsubscribe"
-            | "ping"
-            | "quit"
-            | "reset"
-    )
-}
-
 fn confirmation(out: &mut Vec<u8>, resp3: bool, word: &str, name: Option<&[u8]>, count: usize) {
     let mut r = Reply::new(out, resp3);
     r.push(3);
@@ -239,16 +224,10 @@ impl Worker {
         }
         let mut gather = Gather::new(Merge::Confirm, sends.len());
         gather.made = made;
-        let (id, seq) = self.expect(key, Pending::Gather(Box::new(gather)));
+        let part = self.expect_parts(key, gather);
         let word = family.words().0.as_bytes();
-        for (part, (b, name)) in sends.into_iter().enumerate() {
-            let to = To::Client {
-                key,
-                id,
-                seq,
-                part: part as u32,
-            };
-            self.send_subscription(b, to, |o| write_command(o, &[word, name]));
+        for (i, (b, name)) in sends.into_iter().enumerate() {
+            self.send_subscription(b, part(i), |o| write_command(o, &[word, name]));
         }
     }
 
@@ -307,11 +286,7 @@ impl Worker {
 
     /// PING in RESP2 subscribed mode: `["pong", message]`.
     pub(crate) fn subscribed_ping(&mut self, key: usize, args: &Args<'_>) {
-        let m = args.try_get(1).unwrap_or_default().to_vec();
-        self.reply_with(key, |r| {
-            r.array(2);
-            r.bulk(b"pong");
-            r.bulk(&m);
-        });
+        let m = args.try_get(1).map(<[u8]>::to_vec);
+        self.reply_with(key, |r| clients::subscribed_pong(r, m.as_deref()));
     }
 }

@@ -546,6 +546,17 @@ impl Worker {
         (c.id, seq)
     }
 
+    /// Adds a reply made of parts the client is owed; returns where part `i` is addressed.
+    pub(crate) fn expect_parts(&mut self, key: usize, g: Gather) -> impl Fn(usize) -> To + use<> {
+        let (id, seq) = self.expect(key, Pending::Gather(Box::new(g)));
+        move |part| To::Client {
+            key,
+            id,
+            seq,
+            part: part as u32,
+        }
+    }
+
     /// A reply the proxy makes itself, in its place among the client's replies.
     pub(crate) fn reply_with(&mut self, key: usize, f: impl FnOnce(&mut Reply<'_>)) {
         let c = &mut self.clients[key];

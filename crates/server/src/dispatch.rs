@@ -317,12 +317,8 @@ impl Server {
         let c = &self.clients[tok];
         if !c.resp3
             && c.in_pubsub()
-            && !crate::commands::pubsub::allowed_in_subscribed_mode(spec.name)
+            && let Some(text) = tessera_protocol::clients::subscribed_mode_refusal(spec.name)
         {
-            let text = format!(
-                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                spec.name
-            );
             self.reject(tok, out, Some(idx), &text);
             return;
         }

@@ -332,28 +332,9 @@ const PUBSUB_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// True if a RESP2 client in subscribed mode may run `name` (Redis's processCommand check).
-pub fn allowed_in_subscribed_mode(name: &str) -> bool {
-    matches!(
-        name,
-        "subscribe"
-            | "ssubscribe"
-            | "unsubscribe"
-            | "sunsubscribe"
-            | "psubscribe"
-            | "punsubscribe"
-            | "ping"
-            | "quit"
-            | "reset"
-    )
-}
-
 /// PING in RESP2 subscribed mode: `["pong", message]`.
 pub fn subscribed_ping(call: &mut Call<'_>, args: &Args<'_>) {
-    let mut r = call.reply();
-    r.array(2);
-    r.bulk(b"pong");
-    r.bulk(args.try_get(1).unwrap_or(b""));
+    tessera_protocol::clients::subscribed_pong(&mut call.reply(), args.try_get(1));
 }
 
 /// Parses `client-output-buffer-limit`: `<class> <hard> <soft> <seconds>` groups.
