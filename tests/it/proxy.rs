@@ -594,6 +594,27 @@ fn proxy_serves_pub_sub() {
         p.cmd_str(&["PUBSUB", "NUMPAT"]) == ":0\r\n"
     });
     assert_eq!(p.cmd_str(&["PUBLISH", &channels[1], "m"]), ":0\r\n");
+
+    // One command may name any number of channels (on every shard): each is confirmed with
+    // the running count, and UNSUBSCRIBE without arguments ends them all.
+    let mut many = db.proxy.raw();
+    let names: Vec<String> = (0..20000).map(|i| format!("many:{i}")).collect();
+    let mut cmd: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+    cmd.extend(names.iter().map(|n| n.as_bytes()));
+    many.send_cmd(&cmd);
+    for i in 1..=names.len() {
+        let frame = many.read_reply();
+        assert!(frame.ends_with(format!(":{i}\r\n").as_bytes()), "{i}");
+    }
+    assert_eq!(p.cmd_str(&["PUBLISH", "many:777", "m"]), ":1\r\n");
+    assert_eq!(strings(&many.read_reply()), ["message", "many:777", "m"]);
+    many.send_cmd(&[b"UNSUBSCRIBE"]);
+    for i in (0..names.len()).rev() {
+        let frame = many.read_reply();
+        assert!(frame.ends_with(format!(":{i}\r\n").as_bytes()), "{i}");
+    }
+    assert_eq!(many.cmd_str(&["PING"]), "+PONG\r\n");
+    assert_eq!(p.cmd_str(&["PUBLISH", "many:777", "m"]), ":0\r\n");
 }
 
 /// The `field=value` pairs of each line of a CLIENT LIST / CLIENT INFO reply.

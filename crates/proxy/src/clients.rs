@@ -13,23 +13,19 @@ use tessera_protocol::clients::{ClientType, KillFilter, Line, ListFilter};
 use crate::merge::{Gather, Merge};
 use crate::worker::{Client, To, Worker};
 
+/// What one worker asks of every worker.
+pub(crate) enum Ask {
+    /// The lines of the clients the filter matches, as a bulk string.
+    List(ListFilter),
+    /// Close the clients the filter matches (`asker`: the id of the client asking); the
+    /// count is answered.
+    Kill { filter: KillFilter, asker: u64 },
+}
+
 /// A request or an answer between workers.
 pub(crate) enum Mail {
-    /// The lines of the clients `filter` matches, as a bulk string, answered to `to` on worker
-    /// `from`.
-    List {
-        filter: Arc<ListFilter>,
-        from: usize,
-        to: To,
-    },
-    /// Close the clients `filter` matches (`asker`: the id of the client asking); the count
-    /// is answered.
-    Kill {
-        filter: Arc<KillFilter>,
-        asker: u64,
-        from: usize,
-        to: To,
-    },
+    /// `ask`, answered to `to` on worker `from`.
+    Ask { ask: Arc<Ask>, from: usize, to: To },
     /// An answer for one of this worker's clients.
     Answer { to: To, frame: Vec<u8> },
 }
@@ -98,48 +94,39 @@ impl Worker {
 
     /// CLIENT LIST and CLIENT KILL: asked of every worker, the parts merged.
     pub(crate) fn client_all(&mut self, key: usize, kill: bool, args: &Args<'_>) {
-        let workers = self.shared.workers();
-        let resp3 = self.clients[key].resp3;
-        let (merge, mail): (Merge, Box<dyn Fn(To) -> Mail>) = if kill {
-            let filter = match KillFilter::parse(args) {
-                Ok(f) => f,
-                Err(e) => return self.reply_error(key, &e),
-            };
-            if let Some(u) = &filter.user
-                && u.as_slice() != b"default"
-            {
-                let text = format!("ERR No such user '{}'", String::from_utf8_lossy(u));
-                return self.reply_error(key, &text);
-            }
-            let merge = if filter.old {
-                Merge::KillOne
-            } else {
-                Merge::Sum
-            };
-            let (filter, asker, from) = (Arc::new(filter), self.clients[key].id, self.index);
-            let mail = move |to| Mail::Kill {
-                filter: Arc::clone(&filter),
-                asker,
-                from,
-                to,
-            };
-            (merge, Box::new(mail))
+        let parsed = if kill {
+            KillFilter::parse(args).and_then(|filter| match &filter.user {
+                Some(u) if u.as_slice() != b"default" => {
+                    Err(format!("ERR No such user '{}'", String::from_utf8_lossy(u)))
+                }
+                _ => Ok(Ask::Kill {
+                    filter,
+                    asker: self.clients[key].id,
+                }),
+            })
         } else {
-            let filter = match ListFilter::parse(args) {
-                Ok(f) => Arc::new(f),
-                Err(e) => return self.reply_error(key, &e),
-            };
-            let from = self.index;
-            let mail = move |to| Mail::List {
-                filter: Arc::clone(&filter),
-                from,
-                to,
-            };
-            (Merge::Text { resp3 }, Box::new(mail))
+            ListFilter::parse(args).map(Ask::List)
         };
+        let ask = match parsed {
+            Ok(a) => Arc::new(a),
+            Err(e) => return self.reply_error(key, &e),
+        };
+        let merge = match &*ask {
+            Ask::List(_) => Merge::Text {
+                resp3: self.clients[key].resp3,
+            },
+            Ask::Kill { filter, .. } if filter.old => Merge::KillOne,
+            Ask::Kill { .. } => Merge::Sum,
+        };
+        let workers = self.shared.workers();
         let part = self.expect_parts(key, Gather::new(merge, workers));
         for w in 0..workers {
-            self.shared.post(w, mail(part(w)));
+            let mail = Mail::Ask {
+                ask: Arc::clone(&ask),
+                from: self.index,
+                to: part(w),
+            };
+            self.shared.post(w, mail);
         }
     }
 
@@ -148,53 +135,56 @@ impl Worker {
         for mail in self.shared.take_mail(self.index) {
             match mail {
                 Mail::Answer { to, frame } => self.deliver(to, &frame),
-                Mail::List { filter, from, to } => {
-                    let mut text = String::new();
-                    let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
-                    for k in keys {
-                        let c = &self.clients[k];
-                        if filter.matches(c.id, client_type(c)) {
-                            text.push_str(&self.client_line(k));
-                            text.push('\n');
-                        }
-                    }
-                    let mut frame = Vec::with_capacity(text.len() + 16);
-                    crate::worker::write_bulk(&mut frame, text.as_bytes());
-                    self.shared.post(from, Mail::Answer { to, frame });
-                }
-                Mail::Kill {
-                    filter,
-                    asker,
-                    from,
-                    to,
-                } => {
-                    let targets: Vec<(usize, bool)> = self
-                        .clients
-                        .iter()
-                        .filter_map(|(k, c)| {
-                            let line = Line {
-                                id: c.id,
-                                addr: &c.peer,
-                                laddr: &c.local,
-                                user: b"default",
-                                ..Line::default()
-                            };
-                            let me = c.id == asker;
-                            filter.matches(&line, client_type(c), me).then_some((k, me))
-                        })
-                        .collect();
-                    for &(k, me) in &targets {
-                        if me {
-                            // The asker goes once it has the reply.
-                            self.clients[k].closing = true;
-                        } else {
-                            self.close_client(k);
-                        }
-                    }
-                    let frame = format!(":{}\r\n", targets.len()).into_bytes();
+                Mail::Ask { ask, from, to } => {
+                    let frame = match &*ask {
+                        Ask::List(filter) => self.list_clients(filter),
+                        Ask::Kill { filter, asker } => self.kill_clients(filter, *asker),
+                    };
                     self.shared.post(from, Mail::Answer { to, frame });
                 }
             }
         }
+    }
+
+    /// This worker's part of CLIENT LIST: a bulk string of lines.
+    fn list_clients(&self, filter: &ListFilter) -> Vec<u8> {
+        let mut text = String::new();
+        for (k, c) in self.clients.iter() {
+            if filter.matches(c.id, client_type(c)) {
+                text.push_str(&self.client_line(k));
+                text.push('\n');
+            }
+        }
+        let mut frame = Vec::with_capacity(text.len() + 16);
+        crate::worker::write_bulk(&mut frame, text.as_bytes());
+        frame
+    }
+
+    /// This worker's part of CLIENT KILL: closes the clients `filter` matches (the asker once
+    /// it has its reply) and answers how many.
+    fn kill_clients(&mut self, filter: &KillFilter, asker: u64) -> Vec<u8> {
+        let targets: Vec<(usize, bool)> = self
+            .clients
+            .iter()
+            .filter_map(|(k, c)| {
+                let line = Line {
+                    id: c.id,
+                    addr: &c.peer,
+                    laddr: &c.local,
+                    user: b"default",
+                    ..Line::default()
+                };
+                let me = c.id == asker;
+                filter.matches(&line, client_type(c), me).then_some((k, me))
+            })
+            .collect();
+        for &(k, me) in &targets {
+            if me {
+                self.clients[k].closing = true;
+            } else {
+                self.close_client(k);
+            }
+        }
+        format!(":{}\r\n", targets.len()).into_bytes()
     }
 }

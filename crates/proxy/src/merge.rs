@@ -363,6 +363,34 @@ mod tests {
     }
 
     #[test]
+    fn merges_client_list_kill_and_confirmations() {
+        let lines: &[&[u8]] = &[b"$4\r\na=1\n\r\n", b"$0\r\n\r\n", b"$4\r\nb=2\n\r\n"];
+        assert_eq!(
+            merged(Merge::Text { resp3: false }, lines),
+            "$8\r\na=1\nb=2\n\r\n"
+        );
+        assert_eq!(
+            merged(Merge::Text { resp3: true }, lines),
+            "=12\r\ntxt:a=1\nb=2\n\r\n"
+        );
+        assert_eq!(merged(Merge::KillOne, &[b":0\r\n", b":1\r\n"]), "+OK\r\n");
+        assert_eq!(
+            merged(Merge::KillOne, &[b":0\r\n", b":0\r\n"]),
+            "-ERR No such client\r\n"
+        );
+        let mut g = Gather::new(Merge::Confirm, 2);
+        g.made = b"made".to_vec();
+        g.add(0, b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n");
+        g.add(1, b"*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:1\r\n");
+        assert_eq!(g.finish(), b"made");
+        let mut g = Gather::new(Merge::Confirm, 2);
+        g.made = b"made".to_vec();
+        g.add(0, b"-NOPERM x\r\n");
+        g.add(1, b"*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:1\r\n");
+        assert_eq!(g.finish(), b"-NOPERM x\r\n");
+    }
+
+    #[test]
     fn merges_as_the_routing_tips_say() {
         assert_eq!(merged(Merge::Sum, &[b":2\r\n", b":3\r\n"]), ":5\r\n");
         assert_eq!(

@@ -17,6 +17,8 @@
 //! connection to a shard holding its subscriptions fails is disconnected, as it would be if
 //! that shard were its server, so that its client library subscribes again.
 
+use std::collections::HashMap;
+
 use indexmap::IndexMap;
 use tessera_protocol::clients;
 use tessera_protocol::command::CommandSpec;
@@ -185,18 +187,21 @@ impl Worker {
         {
             return self.reply_error(key, e);
         }
-        // Every connection first: a shard that cannot be reached subscribes nothing.
-        let mut wanted = Vec::new();
+        // Every connection first: a shard that cannot be reached subscribes nothing. (A map:
+        // one command may name any number of channels.)
+        let mut wanted: HashMap<&[u8], Vec<usize>> = HashMap::new();
         for name in args.iter_from(1) {
             let known = self.clients[key]
                 .subs
                 .as_ref()
                 .is_some_and(|s| s.wants(family, name));
-            if known || wanted.iter().any(|(n, _)| *n == name) {
+            if known || wanted.contains_key(name) {
                 continue;
             }
             match self.subscription_backends(key, family, name) {
-                Ok(bs) => wanted.push((name, bs)),
+                Ok(bs) => {
+                    wanted.insert(name, bs);
+                }
                 Err(e) => return self.reply_error(key, &e),
             }
         }
@@ -206,8 +211,7 @@ impl Worker {
         let mut made = Vec::new();
         let mut sends = Vec::new();
         for name in args.iter_from(1) {
-            if let Some(i) = wanted.iter().position(|(n, _)| *n == name) {
-                let (_, bs) = wanted.swap_remove(i);
+            if let Some(bs) = wanted.remove(name) {
                 sends.extend(bs.iter().map(|&b| (b, name)));
                 subs.map(family).insert(name.to_vec(), bs);
             }
@@ -251,7 +255,7 @@ impl Worker {
         }
         for name in &names {
             let subs = c.subs.get_or_insert_default();
-            if let Some(bs) = subs.map(family).shift_remove(name.as_slice()) {
+            if let Some(bs) = subs.map(family).swap_remove(name.as_slice()) {
                 sends.extend(bs.into_iter().map(|b| (b, name)));
             }
             confirmation(&mut made, resp3, word, Some(name), subs.count(family));

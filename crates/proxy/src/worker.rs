@@ -854,13 +854,13 @@ impl Worker {
         Ok(self.next_any)
     }
 
-    /// Queues a request on connection `b`; `write` appends its bytes.
     /// Queues a (un)subscribe command on private connection `b`.
     pub(crate) fn send_subscription(&mut self, b: usize, to: To, write: impl FnOnce(&mut Vec<u8>)) {
         self.backends[b].pubsub = true;
         self.send(b, to, 0, write);
     }
 
+    /// Queues a request on connection `b`; `write` appends its bytes.
     pub(crate) fn send(
         &mut self,
         b: usize,
