@@ -4,17 +4,17 @@
 use crate::support::{RawConn, TestServer};
 
 /// One step of the corpus: arguments, and whether the reply is an unordered array.
-struct Step(&'static [&'static str], bool);
+pub(crate) struct Step(pub &'static [&'static str], pub bool);
 
-const fn s(args: &'static [&'static str]) -> Step {
+pub(crate) const fn s(args: &'static [&'static str]) -> Step {
     Step(args, false)
 }
 
-const fn unordered(args: &'static [&'static str]) -> Step {
+pub(crate) const fn unordered(args: &'static [&'static str]) -> Step {
     Step(args, true)
 }
 
-const CORPUS: &[Step] = &[
+pub(crate) const CORPUS: &[Step] = &[
     // connection
     s(&["PING"]),
     s(&["PING", "hello world"]),
@@ -1708,12 +1708,18 @@ const CORPUS: &[Step] = &[
 
 fn run(conn: &mut RawConn, step: &Step) -> Vec<u8> {
     let args: Vec<&[u8]> = step.0.iter().map(|a| a.as_bytes()).collect();
-    let reply = conn.cmd(&args);
-    if !step.1 {
-        return reply;
-    }
-    // An unordered array: compare its elements sorted.
-    let text = String::from_utf8_lossy(&reply).into_owned();
+    run_args(conn, &args, step.1)
+}
+
+/// Sends a command and returns its reply; an `unordered` array's elements come sorted.
+fn run_args(conn: &mut RawConn, args: &[&[u8]], unordered: bool) -> Vec<u8> {
+    let reply = conn.cmd(args);
+    if unordered { sorted(&reply) } else { reply }
+}
+
+/// An unordered array with its elements sorted, to compare.
+pub(crate) fn sorted(reply: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(reply).into_owned();
     let mut lines: Vec<&str> = text.split("\r\n").collect();
     let header = lines.remove(0);
     let mut items: Vec<String> = lines

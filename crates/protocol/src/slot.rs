@@ -16,6 +16,37 @@ pub fn key_hash_slot(key: &[u8]) -> u16 {
     CRC16.checksum(hashed) & (SLOTS as u16 - 1)
 }
 
+/// The one slot of every key a glob pattern can match, if there is one (Redis's
+/// `patternHashSlot`): `None` when a wildcard, class or escape comes before a non-empty
+/// `{tag}` closes.
+pub fn pattern_hash_slot(pattern: &[u8]) -> Option<u16> {
+    // Where the first `{` is; `Empty` after `{}`, which leaves the whole pattern hashed.
+    #[derive(PartialEq)]
+    enum Tag {
+        None,
+        Open(usize),
+        Empty,
+    }
+    let mut tag = Tag::None;
+    for (i, &c) in pattern.iter().enumerate() {
+        match c {
+            b'*' | b'?' | b'[' | b'\\' => return None,
+            b'{' if tag == Tag::None => tag = Tag::Open(i),
+            b'}' => {
+                if let Tag::Open(open) = tag {
+                    if i == open + 1 {
+                        tag = Tag::Empty;
+                    } else {
+                        return Some(CRC16.checksum(&pattern[open + 1..i]) & (SLOTS as u16 - 1));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(CRC16.checksum(pattern) & (SLOTS as u16 - 1))
+}
+
 /// The hash tag of a key: the bytes between the first `{` and the first `}` after it, if that
 /// section is non-empty.
 fn hash_tag(key: &[u8]) -> Option<&[u8]> {
@@ -38,6 +69,12 @@ mod tests {
         assert_eq!(key_hash_slot(b"{user1000}.followers"), 3443);
         assert_eq!(key_hash_slot(b"foo{}{bar}"), 8363);
         assert_eq!(key_hash_slot(b"foo{{bar}}zap"), 4015);
+        assert_eq!(pattern_hash_slot(b"{user1000}.*"), Some(3443));
+        assert_eq!(pattern_hash_slot(b"foo"), Some(key_hash_slot(b"foo")));
+        assert_eq!(pattern_hash_slot(b"w_*"), None);
+        assert_eq!(pattern_hash_slot(b"w_{a*}"), None);
+        assert_eq!(pattern_hash_slot(b"{}{a}*"), None);
+        assert_eq!(pattern_hash_slot(b"x\\{a}"), None);
         assert_eq!(key_hash_slot(b"foo{bar}{zap}"), 5061);
         assert_eq!(key_hash_slot(b"foo{bar}{zap}"), key_hash_slot(b"bar"));
         assert_eq!(key_hash_slot(b""), 0);

@@ -31,7 +31,7 @@ pub(crate) enum Mail {
 }
 
 fn client_type(c: &Client) -> ClientType {
-    if c.subs.is_some() {
+    if c.subscribed() {
         ClientType::Pubsub
     } else {
         ClientType::Normal
@@ -49,7 +49,7 @@ impl Worker {
         if c.multi.is_some() {
             flags.push('x');
         }
-        if c.subs.is_some() {
+        if c.subscribed() {
             flags.push('P');
         }
         if flags.is_empty() {

@@ -39,6 +39,8 @@ enum Kind {
     Unsubscribe,
     /// Not served through the proxy, for the reason given.
     Refused(&'static str),
+    /// Refused as Redis Cluster refuses it, with this error.
+    Error(&'static str),
 }
 
 /// Commands that need a connection of their own to a shard the proxy does not make yet
@@ -94,7 +96,10 @@ fn classify(spec: &CommandSpec) -> Kind {
             Kind::Refused("it would apply to a shard connection other clients share")
         }
         "shutdown" | "replicaof" | "slaveof" | "failover" | "sync" | "psync" | "replconf"
-        | "debug" | "swapdb" => Kind::Refused(NOT_THROUGH_PROXY),
+        | "debug" => Kind::Refused(NOT_THROUGH_PROXY),
+        // A cluster has database 0 only.
+        "move" => Kind::Error("ERR MOVE is not allowed in cluster mode"),
+        "swapdb" => Kind::Error("ERR SWAPDB is not allowed in cluster mode"),
         name if name.starts_with("module") || name.starts_with("cluster") => {
             Kind::Refused(NOT_THROUGH_PROXY)
         }
@@ -235,7 +240,7 @@ impl Worker {
             return self.refuse_queued(key, text);
         }
         let c = &self.clients[key];
-        if !c.resp3 && c.subs.is_some() {
+        if !c.resp3 && c.subscribed() {
             if let Some(text) = clients::subscribed_mode_refusal(spec.name) {
                 return self.refuse_queued(key, &text);
             }
@@ -278,6 +283,7 @@ impl Worker {
             Kind::Subscribe => self.subscribe(key, spec, args),
             Kind::Unsubscribe => self.unsubscribe(key, spec, args),
             Kind::Refused(why) => self.refuse(key, spec, why),
+            Kind::Error(text) => self.reply_error(key, text),
         }
     }
 
@@ -287,7 +293,8 @@ impl Worker {
     fn blocking(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>, raw: &[u8]) {
         let slot = match slot_of(spec, args) {
             Ok(Some(slot)) => slot,
-            Ok(None) => return self.refuse(key, spec, NEEDS_PINNING),
+            // No keys the table can find (BLMPOP 0 0 ...): the shard explains.
+            Ok(None) => return self.forward_to_any(key, raw, args),
             Err(e) => return self.reply_error(key, e),
         };
         match self
@@ -520,7 +527,8 @@ impl Worker {
         raw: &[u8],
     ) {
         let slot = match kind_of(spec) {
-            Kind::Keyed | Kind::Split(_) => match slot_of(spec, args) {
+            // Inside EXEC a blocking command does not block.
+            Kind::Keyed | Kind::Split(_) | Kind::Blocking => match slot_of(spec, args) {
                 Ok(slot) => slot,
                 Err(e) => return self.refuse_queued(key, e),
             },
@@ -530,6 +538,7 @@ impl Worker {
             Kind::Any => None,
             Kind::Channel => Some(key_hash_slot(args.get(1))),
             Kind::Local if matches!(spec.name, "ping" | "echo") => None,
+            Kind::Error(text) => return self.refuse_queued(key, text),
             _ => {
                 let name = spec.name.replace('|', " ").to_uppercase();
                 let text = format!("ERR {name} cannot be part of a transaction through the proxy");
@@ -624,6 +633,10 @@ impl Worker {
     /// Commands the proxy answers itself.
     fn local(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>, raw: &[u8]) {
         match spec.name {
+            // Redis's arity for PING is "-1", its command checks for more than one argument.
+            "ping" if args.len() > 2 => {
+                self.reply_error(key, "ERR wrong number of arguments for 'ping' command")
+            }
             "ping" => match args.try_get(1) {
                 Some(m) => {
                     let m = m.to_vec();

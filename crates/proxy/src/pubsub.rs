@@ -30,7 +30,7 @@ use crate::merge::{Gather, Merge};
 use crate::worker::{To, Worker, write_command};
 
 /// The three kinds of subscription.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Family {
     Channel,
     Pattern,
@@ -62,6 +62,9 @@ pub(crate) struct Subs {
     channels: IndexMap<Vec<u8>, Vec<usize>>,
     patterns: IndexMap<Vec<u8>, Vec<usize>>,
     shard: IndexMap<Vec<u8>, Vec<usize>>,
+    /// Unsubscriptions sent and not yet confirmed, by (connection, family, name): until the
+    /// shard confirms, it may still send messages published before, which the client is owed.
+    leaving: HashMap<(usize, Family, Vec<u8>), u32>,
 }
 
 impl Subs {
@@ -87,17 +90,41 @@ impl Subs {
         (self.channels.len(), self.patterns.len(), self.shard.len())
     }
 
-    fn is_empty(&self) -> bool {
-        self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty()
+    /// True while the client has a subscription (RESP2's subscribed mode).
+    pub(crate) fn subscribed(&self) -> bool {
+        !(self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty())
     }
 
-    /// True when the client still wants messages of `family` for `name`.
-    pub(crate) fn wants(&self, family: Family, name: &[u8]) -> bool {
+    /// True when nothing is subscribed or being left.
+    fn is_done(&self) -> bool {
+        !self.subscribed() && self.leaving.is_empty()
+    }
+
+    fn is_subscribed(&self, family: Family, name: &[u8]) -> bool {
         match family {
             Family::Channel => self.channels.contains_key(name),
             Family::Pattern => self.patterns.contains_key(name),
             Family::Shard => self.shard.contains_key(name),
         }
+    }
+
+    /// True when the client is owed a message of `family` for `name` that came on `b`.
+    pub(crate) fn wants(&self, b: usize, family: Family, name: &[u8]) -> bool {
+        self.is_subscribed(family, name)
+            || (!self.leaving.is_empty() && self.leaving.contains_key(&(b, family, name.to_vec())))
+    }
+
+    /// The shard on `b` confirmed leaving `name`: what it sends for it now is not owed.
+    /// Returns true when nothing is left to track.
+    pub(crate) fn left(&mut self, b: usize, family: Family, name: &[u8]) -> bool {
+        let k = (b, family, name.to_vec());
+        if let Some(n) = self.leaving.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                self.leaving.remove(&k);
+            }
+        }
+        self.is_done()
     }
 
     /// True when a subscription is held on connection `b`.
@@ -113,8 +140,9 @@ pub(crate) enum PushKind<'a> {
     /// A message for `name` (the channel, or the pattern of a `pmessage`).
     Message(Family, &'a [u8]),
     /// A (un)subscribe confirmation: the connection now has `count` subscriptions of the
-    /// family (`Shard`, or the channels and patterns together).
-    Confirm(Family, i64),
+    /// family (`Shard`, or the channels and patterns together); for an unsubscribe, the name
+    /// left (`None` when nothing was subscribed).
+    Confirm(Family, i64, Option<&'a [u8]>),
     Other,
 }
 
@@ -138,7 +166,11 @@ pub(crate) fn push_kind(frame: &[u8]) -> PushKind<'_> {
             3,
         ) => match frame::integer(items[2]) {
             Some(n) => {
-                PushKind::Confirm(Family::of(std::str::from_utf8(word).unwrap_or_default()), n)
+                let left = (word.starts_with(b"unsub") || word[1..].starts_with(b"unsub"))
+                    .then(|| frame::string(items[1]))
+                    .flatten();
+                let family = Family::of(std::str::from_utf8(word).unwrap_or_default());
+                PushKind::Confirm(family, n, left)
             }
             None => PushKind::Other,
         },
@@ -194,7 +226,7 @@ impl Worker {
             let known = self.clients[key]
                 .subs
                 .as_ref()
-                .is_some_and(|s| s.wants(family, name));
+                .is_some_and(|s| s.is_subscribed(family, name));
             if known || wanted.contains_key(name) {
                 continue;
             }
@@ -235,8 +267,9 @@ impl Worker {
         }
     }
 
-    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE: confirmed at once (messages for what the
-    /// client left are dropped from now on); the shards are told without waiting.
+    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE: confirmed once every shard involved has
+    /// confirmed, so that the messages published before reach the client first, as they
+    /// would from one redis-server.
     pub(crate) fn unsubscribe(&mut self, key: usize, spec: &'static CommandSpec, args: &Args<'_>) {
         let family = Family::of(spec.name);
         let word = family.words().1;
@@ -256,19 +289,25 @@ impl Worker {
         for name in &names {
             let subs = c.subs.get_or_insert_default();
             if let Some(bs) = subs.map(family).swap_remove(name.as_slice()) {
+                for &b in &bs {
+                    *subs.leaving.entry((b, family, name.clone())).or_default() += 1;
+                }
                 sends.extend(bs.into_iter().map(|b| (b, name)));
             }
             confirmation(&mut made, resp3, word, Some(name), subs.count(family));
         }
-        if c.subs.as_ref().is_some_and(|s| s.is_empty()) {
+        if c.subs.as_ref().is_some_and(|s| s.is_done()) {
             c.subs = None;
         }
-        for (b, name) in sends {
-            self.send_subscription(b, To::Discard, |o| {
-                write_command(o, &[word.as_bytes(), name])
-            });
+        if sends.is_empty() {
+            return self.reply_with(key, |r| r.raw(&made));
         }
-        self.reply_with(key, |r| r.raw(&made));
+        let mut gather = Gather::new(Merge::Confirm, sends.len());
+        gather.made = made;
+        let part = self.expect_parts(key, gather);
+        for (i, (b, name)) in sends.into_iter().enumerate() {
+            self.send_subscription(b, part(i), |o| write_command(o, &[word.as_bytes(), name]));
+        }
     }
 
     /// Ends every subscription of the client (RESET).

@@ -118,6 +118,11 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// True while the client has a subscription (RESP2's subscribed mode; CLIENT LIST's `P`).
+    pub(crate) fn subscribed(&self) -> bool {
+        self.subs.as_ref().is_some_and(|s| s.subscribed())
+    }
+
     /// Bytes of requests in the read buffer, and the buffer's size (while the client's
     /// requests are being handled the buffer is lent out: its size is not known then).
     pub(crate) fn input_use(&self) -> (usize, usize) {
@@ -1017,14 +1022,20 @@ impl Worker {
                     let wanted = self
                         .clients
                         .get(owner)
-                        .is_some_and(|c| c.subs.as_ref().is_some_and(|s| s.wants(family, name)));
+                        .is_some_and(|c| c.subs.as_ref().is_some_and(|s| s.wants(b, family, name)));
                     if wanted {
                         self.push_to(owner, reply);
                     }
                     return true;
                 }
-                PushKind::Confirm(family, count) => {
+                PushKind::Confirm(family, count, left) => {
                     be.subscriptions[usize::from(family == crate::pubsub::Family::Shard)] = count;
+                    if let Some(name) = left
+                        && let Some(c) = self.clients.get_mut(owner)
+                        && c.subs.as_mut().is_some_and(|s| s.left(b, family, name))
+                    {
+                        c.subs = None;
+                    }
                 }
                 _ if push => {
                     self.push_to(owner, reply);

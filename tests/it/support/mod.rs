@@ -326,6 +326,20 @@ impl RawConn {
         }
     }
 
+    /// The replies that arrive within `wait`, however many.
+    pub fn pending_replies(&mut self, wait: Duration) -> Vec<Vec<u8>> {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let _ = self.is_closed();
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut replies = Vec::new();
+        while let Some(n) = reply_len(&self.buf, 0) {
+            replies.push(self.buf.drain(..n).collect());
+        }
+        replies
+    }
+
     /// True once the server has closed the connection (reads any pending bytes first).
     pub fn is_closed(&mut self) -> bool {
         let mut chunk = [0u8; 4096];

@@ -113,6 +113,7 @@ pub static HANDLERS: &[(&str, Handler)] = &[
     ("copy", keys::copy),
     ("dump", keys::dump),
     ("restore", keys::restore),
+    ("restore-asking", keys::restore),
     ("keys", keys::keys),
     ("scan", keys::scan),
     ("randomkey", keys::randomkey),

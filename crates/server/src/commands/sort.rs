@@ -2,7 +2,8 @@
 //! alphabetically, by the element or by external keys (`BY`), fetch external keys (`GET`), and
 //! reply or store the result as a list.
 
-use tessera_protocol::Args;
+use tessera_protocol::slot::pattern_hash_slot;
+use tessera_protocol::{Args, key_hash_slot};
 use tessera_storage::{Expiry, OpError, StrView, Value};
 
 use super::{int_arg, is};
@@ -19,7 +20,22 @@ struct SortOptions<'a> {
     store: Option<&'a [u8]>,
 }
 
-fn parse_options<'a>(args: &Args<'a>, read_only: bool) -> Result<SortOptions<'a>, CmdError> {
+/// In cluster mode a BY or GET pattern must form keys in the sorted key's slot.
+fn check_pattern(option: &str, pattern: &[u8], key: &[u8], cluster: bool) -> Result<(), CmdError> {
+    if cluster && pattern.contains(&b'*') && pattern_hash_slot(pattern) != Some(key_hash_slot(key))
+    {
+        return Err(CmdError::msg(format!(
+            "ERR {option} option of SORT denied in Cluster mode when keys formed by the pattern may be in different slots."
+        )));
+    }
+    Ok(())
+}
+
+fn parse_options<'a>(
+    args: &Args<'a>,
+    read_only: bool,
+    cluster: bool,
+) -> Result<SortOptions<'a>, CmdError> {
     let mut o = SortOptions {
         by: None,
         gets: Vec::new(),
@@ -45,9 +61,11 @@ fn parse_options<'a>(args: &Args<'a>, read_only: bool) -> Result<SortOptions<'a>
             o.store = Some(args.get(i + 1));
             i += 1;
         } else if is(a, "by") && left >= 1 {
+            check_pattern("BY", args.get(i + 1), args.get(1), cluster)?;
             o.by = Some(args.get(i + 1));
             i += 1;
         } else if is(a, "get") && left >= 1 {
+            check_pattern("GET", args.get(i + 1), args.get(1), cluster)?;
             o.gets.push(args.get(i + 1));
             i += 1;
         } else {
@@ -96,7 +114,7 @@ fn lookup_by_pattern(
 /// `SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC | DESC] [ALPHA]
 /// [STORE destination]`, `SORT_RO` (without STORE)
 pub fn sort(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let o = parse_options(args, call.spec.name == "sort_ro")?;
+    let o = parse_options(args, call.spec.name == "sort_ro", s.cluster.enabled)?;
     let key = args.get(1);
     // BY without `*` means "do not sort" (Redis's dontsort).
     let mut dontsort = o.by.is_some_and(|p| !p.contains(&b'*'));
