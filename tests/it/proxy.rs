@@ -633,6 +633,52 @@ fn client_lines(reply: &[u8]) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
+/// MONITOR through the proxy shows what every shard runs until RESET; it cannot be queued.
+#[test]
+fn proxy_monitors_every_shard() {
+    let db = proxied_db(3, false, "none", 2);
+    let mut p = db.proxy.raw();
+    let keys = [
+        key_in(&mut p, 0..=5460),
+        key_in(&mut p, 5461..=10922),
+        key_in(&mut p, 10923..=16383),
+    ];
+    let mut m = db.proxy.raw();
+    assert_eq!(m.cmd_str(&["MONITOR"]), "+OK\r\n");
+    for k in &keys {
+        assert_eq!(p.cmd_str(&["SET", k, "v"]), "+OK\r\n");
+    }
+    // Each shard's feed, in Redis's format: `+<time> [0 <addr>] "SET" "<key>" "v"`.
+    let mut feed = Vec::new();
+    while !keys.iter().all(|k| {
+        feed.iter()
+            .any(|l: &String| l.ends_with(&format!("] \"SET\" \"{k}\" \"v\"\r\n")))
+    }) {
+        assert!(feed.len() < 100, "{feed:?}");
+        let line = String::from_utf8(m.read_reply()).unwrap();
+        assert!(line.starts_with('+') && line.contains(" [0 "), "{line:?}");
+        feed.push(line);
+    }
+    let list = client_lines(&p.cmd(&[b"CLIENT", b"LIST"]));
+    assert_eq!(list.iter().filter(|c| c["flags"] == "O").count(), 1);
+
+    // RESET ends the feed: what follows is the client's own replies.
+    m.send_cmd(&[b"RESET"]);
+    while m.read_reply() != b"+RESET\r\n" {}
+    assert_eq!(p.cmd_str(&["SET", &keys[0], "w"]), "+OK\r\n");
+    assert_eq!(m.cmd_str(&["PING"]), "+PONG\r\n");
+    let list = client_lines(&p.cmd(&[b"CLIENT", b"LIST"]));
+    assert_eq!(list.iter().filter(|c| c["flags"] == "O").count(), 0);
+
+    // (redis-server queues it and then never answers EXEC.)
+    assert_eq!(m.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert!(
+        m.cmd_str(&["MONITOR"])
+            .starts_with("-ERR MONITOR cannot be part of a transaction")
+    );
+    assert!(m.cmd_str(&["EXEC"]).starts_with("-EXECABORT"));
+}
+
 /// CLIENT LIST, INFO and KILL see and reach the clients of every worker thread.
 #[test]
 fn proxy_lists_and_kills_clients() {

@@ -42,15 +42,19 @@ impl Worker {
     /// Client `key`'s CLIENT LIST line, without the newline.
     fn client_line(&self, key: usize) -> String {
         let c = &self.clients[key];
+        // In Redis's order (`catClientInfoString`).
         let mut flags = String::new();
-        if c.closing {
-            flags.push('c');
+        if c.monitoring {
+            flags.push('O');
+        }
+        if c.subscribed() {
+            flags.push('P');
         }
         if c.multi.is_some() {
             flags.push('x');
         }
-        if c.subscribed() {
-            flags.push('P');
+        if c.closing {
+            flags.push('c');
         }
         if flags.is_empty() {
             flags.push('N');

@@ -37,6 +37,8 @@ enum Kind {
     Subscribe,
     /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE.
     Unsubscribe,
+    /// MONITOR (`monitor.rs`).
+    Monitor,
     /// Not served through the proxy, for the reason given.
     Refused(&'static str),
     /// Refused as Redis Cluster refuses it, with this error.
@@ -44,7 +46,7 @@ enum Kind {
 }
 
 /// Commands that need a connection of their own to a shard the proxy does not make yet
-/// (issue 8: MONITOR, tracking).
+/// (issue 8: tracking, WAIT, CLIENT REPLY/PAUSE).
 const NEEDS_PINNING: &str = "it needs a pinned shard connection, which the proxy does not have yet";
 const CROSS_SHARD_WATCH: &str = "CROSSSLOT Keys in request don't hash to the same slot (through the proxy, the keys a client watches and its transaction's keys must be on one shard)";
 const WATCH_LOST: &str = "EXECABORT Transaction discarded: the proxy lost its connection to the shard holding the watched keys";
@@ -81,8 +83,8 @@ fn classify(spec: &CommandSpec) -> Kind {
         "publish" => Kind::Channel,
         "subscribe" | "psubscribe" | "ssubscribe" => Kind::Subscribe,
         "unsubscribe" | "punsubscribe" | "sunsubscribe" => Kind::Unsubscribe,
-        "monitor"
-        | "wait"
+        "monitor" => Kind::Monitor,
+        "wait"
         | "client|tracking"
         | "client|caching"
         | "client|getredir"
@@ -282,6 +284,7 @@ impl Worker {
             Kind::Channel => self.forward_to_slot(key, key_hash_slot(args.get(1)), raw, args),
             Kind::Subscribe => self.subscribe(key, spec, args),
             Kind::Unsubscribe => self.unsubscribe(key, spec, args),
+            Kind::Monitor => self.monitor(key),
             Kind::Refused(why) => self.refuse(key, spec, why),
             Kind::Error(text) => self.reply_error(key, text),
         }
@@ -526,6 +529,9 @@ impl Worker {
         args: &Args<'_>,
         raw: &[u8],
     ) {
+        if spec.has(flag::NO_MULTI) {
+            return self.refuse_queued(key, "ERR Command not allowed inside a transaction");
+        }
         let slot = match kind_of(spec) {
             // Inside EXEC a blocking command does not block.
             Kind::Keyed | Kind::Split(_) | Kind::Blocking => match slot_of(spec, args) {
@@ -679,6 +685,7 @@ impl Worker {
             "reset" => {
                 self.unwatch(key, None);
                 self.unsubscribe_all(key);
+                self.stop_monitor(key);
                 let authed = self.open_access();
                 let c = &mut self.clients[key];
                 c.multi = None;

@@ -15,6 +15,7 @@
 mod clients;
 mod commands;
 mod merge;
+mod monitor;
 mod pubsub;
 mod worker;
 

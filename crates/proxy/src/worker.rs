@@ -110,6 +110,8 @@ pub(crate) struct Client {
     pub watch: Option<Watch>,
     /// Channels, patterns and shard channels subscribed to.
     pub subs: Option<Box<Subs>>,
+    /// MONITOR is on: its feeds are private connections in monitor mode.
+    pub monitoring: bool,
     /// Close once the replies owed are written (QUIT, a protocol error).
     pub closing: bool,
     /// Not read while it is owed `MAX_PENDING` replies.
@@ -183,6 +185,9 @@ struct Backend {
     /// The shard's count of this connection's subscriptions, channels and patterns, and
     /// shard channels (from its last confirmations).
     subscriptions: [i64; 2],
+    /// MONITOR was sent on this private connection: once its `+OK` has come, everything is
+    /// the shard's feed. Used for nothing else.
+    monitor: bool,
     stream: Option<TcpStream>,
     connected: bool,
     connect_deadline: Instant,
@@ -393,6 +398,7 @@ impl Worker {
                         private: Vec::new(),
                         watch: None,
                         subs: None,
+                        monitoring: false,
                         closing: false,
                         paused: false,
                         dirty: false,
@@ -682,7 +688,7 @@ impl Worker {
         let resp3 = self.clients[key].resp3;
         let found = self.clients[key].private.iter().copied().find(|&b| {
             let be = &self.backends[b];
-            be.addr == addr && be.resp3 == resp3
+            be.addr == addr && be.resp3 == resp3 && !be.monitor
         });
         let b = match found {
             Some(b) => b,
@@ -694,6 +700,43 @@ impl Worker {
         };
         self.ensure_connected(b)?;
         Ok(b)
+    }
+
+    /// A new private connection of client `key` to `addr`, for a MONITOR feed.
+    pub(crate) fn monitor_backend(&mut self, key: usize, addr: &str) -> Result<usize, String> {
+        let b = self.new_backend(addr, self.clients[key].resp3, Some(key));
+        self.backends[b].monitor = true;
+        self.clients[key].private.push(b);
+        match self.ensure_connected(b) {
+            Ok(()) => Ok(b),
+            Err(e) => {
+                self.drop_private(key, b);
+                Err(e)
+            }
+        }
+    }
+
+    /// Client `key`'s MONITOR feed connections.
+    pub(crate) fn monitor_feeds(&self, key: usize) -> Vec<usize> {
+        self.clients[key]
+            .private
+            .iter()
+            .copied()
+            .filter(|&b| self.backends[b].monitor)
+            .collect()
+    }
+
+    /// Closes private connection `b` of client `key`; what was in flight on it gets an error.
+    pub(crate) fn drop_private(&mut self, key: usize, b: usize) {
+        // Closed on purpose: not a lost feed that would close the client.
+        self.backends[b].monitor = false;
+        if !self.backends[b].inflight.is_empty() {
+            self.fail_backend(b, "closed by the client");
+        }
+        if let Some(mut s) = self.backends.try_remove(b).and_then(|be| be.stream) {
+            let _ = self.poll.registry().deregister(&mut s);
+        }
+        self.clients[key].private.retain(|&p| p != b);
     }
 
     /// The address of the primary serving `slot`.
@@ -727,6 +770,7 @@ impl Worker {
             owner,
             pubsub: false,
             subscriptions: [0; 2],
+            monitor: false,
             stream: None,
             connected: false,
             connect_deadline: Instant::now(),
@@ -1009,6 +1053,12 @@ impl Worker {
     /// One reply from `b`: the answer to its oldest request in flight.
     fn on_reply(&mut self, b: usize, reply: &[u8]) -> bool {
         let be = &mut self.backends[b];
+        if be.monitor && be.inflight.is_empty() {
+            if let Some(owner) = be.owner {
+                self.push_to(owner, reply);
+            }
+            return true;
+        }
         let push = reply.first() == Some(&b'>');
         if push || (be.pubsub && reply.first() == Some(&b'*')) {
             let Some(owner) = be.owner else {
@@ -1162,7 +1212,7 @@ impl Worker {
         // what it is owed), so that its client library subscribes again.
         if let Some(key) = self.backends[b].owner
             && let Some(c) = self.clients.get_mut(key)
-            && c.subs.as_ref().is_some_and(|s| s.uses(b))
+            && (c.subs.as_ref().is_some_and(|s| s.uses(b)) || self.backends[b].monitor)
         {
             c.closing = true;
             self.mark_client(key);

@@ -1,0 +1,51 @@
+//! MONITOR through the proxy: a connection of the client's own to every shard's primary, put
+//! in monitor mode; the client gets `+OK` once every shard has answered, then every shard's
+//! feed as it comes. RESET (or leaving) closes those connections, which ends the feeds.
+
+use crate::merge::{Gather, Merge};
+use crate::worker::{Worker, write_command};
+
+impl Worker {
+    /// MONITOR.
+    pub(crate) fn monitor(&mut self, key: usize) {
+        if self.clients[key].monitoring {
+            // Redis ignores MONITOR from a client already monitoring: no reply.
+            return;
+        }
+        let shards = match self.shard_count() {
+            Ok(n) => n,
+            Err(e) => return self.reply_error(key, e),
+        };
+        let addrs: Vec<String> = {
+            let t = self.topology.as_ref().expect("shards have a topology");
+            (0..shards).map(|s| t.shards[s].primary.addr()).collect()
+        };
+        let mut feeds = Vec::with_capacity(addrs.len());
+        for addr in &addrs {
+            match self.monitor_backend(key, addr) {
+                Ok(b) => feeds.push(b),
+                Err(e) => {
+                    for b in feeds {
+                        self.drop_private(key, b);
+                    }
+                    return self.reply_error(key, &e);
+                }
+            }
+        }
+        self.clients[key].monitoring = true;
+        let part = self.expect_parts(key, Gather::new(Merge::AllSucceeded, feeds.len()));
+        for (i, b) in feeds.into_iter().enumerate() {
+            self.send(b, part(i), 0, |o| write_command(o, &[b"MONITOR"]));
+        }
+    }
+
+    /// Ends the client's MONITOR (RESET): its feed connections are closed.
+    pub(crate) fn stop_monitor(&mut self, key: usize) {
+        if !std::mem::take(&mut self.clients[key].monitoring) {
+            return;
+        }
+        for b in self.monitor_feeds(key) {
+            self.drop_private(key, b);
+        }
+    }
+}
