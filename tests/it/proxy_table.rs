@@ -155,6 +155,12 @@ const EXTRA: &[Step] = &[
     s(&["OBJECT", "REFCOUNT", "dk"]),
     s(&["OBJECT", "IDLETIME", "dk"]),
     s(&["MOVE", "dk", "1"]),
+    // SORT BY and GET with a pattern in the sorted key's slot run in cluster mode too.
+    s(&["RPUSH", "{t}sl2", "2", "1", "3"]),
+    s(&["MSET", "{t}w_1", "5", "{t}w_2", "0", "{t}w_3", "9"]),
+    s(&[
+        "SORT", "{t}sl2", "BY", "{t}w_*", "GET", "#", "GET", "{t}w_*",
+    ]),
     s(&["EVAL", "return redis.call('GET', KEYS[1])", "1", "dk"]),
     s(&["EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "dk"]),
     s(&["SCRIPT", "LOAD", "return 1"]),

@@ -12,7 +12,11 @@ const CRC16: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_XMODEM);
 /// The hash slot of `key`, exactly as Redis Cluster computes it (`keyHashSlot` in cluster.c).
 #[inline]
 pub fn key_hash_slot(key: &[u8]) -> u16 {
-    let hashed = hash_tag(key).unwrap_or(key);
+    crc_slot(hash_tag(key).unwrap_or(key))
+}
+
+#[inline]
+fn crc_slot(hashed: &[u8]) -> u16 {
     CRC16.checksum(hashed) & (SLOTS as u16 - 1)
 }
 
@@ -37,14 +41,14 @@ pub fn pattern_hash_slot(pattern: &[u8]) -> Option<u16> {
                     if i == open + 1 {
                         tag = Tag::Empty;
                     } else {
-                        return Some(CRC16.checksum(&pattern[open + 1..i]) & (SLOTS as u16 - 1));
+                        return Some(crc_slot(&pattern[open + 1..i]));
                     }
                 }
             }
             _ => {}
         }
     }
-    Some(CRC16.checksum(pattern) & (SLOTS as u16 - 1))
+    Some(crc_slot(pattern))
 }
 
 /// The hash tag of a key: the bytes between the first `{` and the first `}` after it, if that

@@ -12,13 +12,9 @@ impl Worker {
             // Redis ignores MONITOR from a client already monitoring: no reply.
             return;
         }
-        let shards = match self.shard_count() {
-            Ok(n) => n,
+        let addrs = match self.primary_addrs() {
+            Ok(addrs) => addrs,
             Err(e) => return self.reply_error(key, e),
-        };
-        let addrs: Vec<String> = {
-            let t = self.topology.as_ref().expect("shards have a topology");
-            (0..shards).map(|s| t.shards[s].primary.addr()).collect()
         };
         let mut feeds = Vec::with_capacity(addrs.len());
         for addr in &addrs {

@@ -166,7 +166,7 @@ pub(crate) fn push_kind(frame: &[u8]) -> PushKind<'_> {
             3,
         ) => match frame::integer(items[2]) {
             Some(n) => {
-                let left = (word.starts_with(b"unsub") || word[1..].starts_with(b"unsub"))
+                let left = matches!(word, b"unsubscribe" | b"punsubscribe" | b"sunsubscribe")
                     .then(|| frame::string(items[1]))
                     .flatten();
                 let family = Family::of(std::str::from_utf8(word).unwrap_or_default());
@@ -198,11 +198,7 @@ impl Worker {
         name: &[u8],
     ) -> Result<Vec<usize>, String> {
         let addrs = match family {
-            Family::Pattern => {
-                let shards = self.shard_count().map_err(String::from)?;
-                let t = self.topology.as_ref().expect("shards have a topology");
-                (0..shards).map(|s| t.shards[s].primary.addr()).collect()
-            }
+            Family::Pattern => self.primary_addrs()?,
             _ => vec![self.slot_addr(key_hash_slot(name))?],
         };
         addrs

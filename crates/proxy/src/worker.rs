@@ -889,6 +889,16 @@ impl Worker {
     }
 
     /// The number of shards, or the error for a cluster without a configuration yet.
+    /// The address of every shard's primary.
+    pub(crate) fn primary_addrs(&self) -> Result<Vec<String>, &'static str> {
+        let shards = self.shard_count()?;
+        let t = self.topology.as_ref().expect("shards have a topology");
+        Ok(t.shards[..shards]
+            .iter()
+            .map(|s| s.primary.addr())
+            .collect())
+    }
+
     pub(crate) fn shard_count(&self) -> Result<usize, &'static str> {
         match &self.topology {
             Some(t) if !t.shards.is_empty() => Ok(t.shards.len()),
