@@ -617,6 +617,171 @@ fn proxy_serves_pub_sub() {
     assert_eq!(p.cmd_str(&["PUBLISH", "many:777", "m"]), ":0\r\n");
 }
 
+/// A RESP3 tracking client `t` and a writer `w` through `port`, keys `k` on three different
+/// shards through the proxy: every frame `t` reads, in order (invalidations of keys on different
+/// shards, which may come in either order through the proxy, sorted within one write).
+fn tracking_script(port: u16, k: &[String]) -> Vec<String> {
+    let mut t = RawConn::connect(port);
+    let mut w = RawConn::connect(port);
+    let mut got = Vec::new();
+    let read = |t: &mut RawConn, n: usize, got: &mut Vec<String>| {
+        let mut frames: Vec<String> = (0..n)
+            .map(|_| String::from_utf8_lossy(&t.read_reply()).into_owned())
+            .collect();
+        frames.sort();
+        got.extend(frames);
+    };
+    let (k1, k2, k3) = (k[0].as_str(), k[1].as_str(), k[2].as_str());
+    t.cmd_str(&["HELLO", "3"]);
+    for cmd in [
+        &["CLIENT", "TRACKINGINFO"][..],
+        &["CLIENT", "GETREDIR"],
+        &["CLIENT", "CACHING", "YES"],
+        &["CLIENT", "TRACKING", "ON"],
+        &["CLIENT", "TRACKINGINFO"],
+        &["CLIENT", "GETREDIR"],
+        &["CLIENT", "CACHING", "YES"],
+        &["GET", k1],
+        &["GET", k2],
+        &["MGET", k3, "nothere"],
+    ] {
+        got.push(t.cmd_str(cmd));
+    }
+    // Each write to a key t read invalidates it once.
+    got.push(w.cmd_str(&["SET", k1, "a"]));
+    read(&mut t, 1, &mut got);
+    got.push(w.cmd_str(&["MSET", k2, "b", k3, "c"]));
+    read(&mut t, 2, &mut got);
+    got.push(w.cmd_str(&["SET", k1, "again"]));
+    // Not read since: nothing comes before the reply.
+    got.push(t.cmd_str(&["PING"]));
+    // t's own write: the reply, then the invalidation.
+    got.push(t.cmd_str(&["GET", k2]));
+    got.push(t.cmd_str(&["SET", k2, "mine"]));
+    read(&mut t, 1, &mut got);
+    // OPTIN: only what follows CLIENT CACHING YES is tracked, in a transaction too.
+    for cmd in [
+        &["CLIENT", "TRACKING", "ON", "OPTOUT"][..],
+        &["CLIENT", "TRACKING", "OFF"],
+        &["CLIENT", "TRACKING", "ON", "OPTIN"],
+        &["GET", k1],
+        &["CLIENT", "CACHING", "NO"],
+        &["CLIENT", "CACHING", "YES"],
+        &["CLIENT", "TRACKINGINFO"],
+        &["GET", k2],
+        &["GET", k3],
+    ] {
+        got.push(t.cmd_str(cmd));
+    }
+    got.push(w.cmd_str(&["MSET", k1, "d", k3, "e"]));
+    got.push(w.cmd_str(&["SET", k2, "f"]));
+    read(&mut t, 1, &mut got);
+    for cmd in [
+        &["CLIENT", "CACHING", "YES"][..],
+        &["MULTI"],
+        &["GET", k1],
+        &["EXEC"],
+        &["CLIENT", "CACHING", "YES"],
+        &["MGET", k2, k3],
+    ] {
+        got.push(t.cmd_str(cmd));
+    }
+    got.push(w.cmd_str(&["DEL", k1, k2, k3]));
+    read(&mut t, 3, &mut got);
+    // NOLOOP: t's own writes tell t nothing.
+    for cmd in [
+        &["CLIENT", "TRACKING", "OFF"][..],
+        &["CLIENT", "TRACKING", "ON", "NOLOOP"],
+        &["GET", k1],
+        &["SET", k1, "own"],
+        &["PING"],
+    ] {
+        got.push(t.cmd_str(cmd));
+    }
+    // BCAST: every key under a prefix, read or not.
+    for cmd in [
+        &["CLIENT", "TRACKING", "OFF"][..],
+        &[
+            "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "b:", "PREFIX", "c:",
+        ],
+        &["CLIENT", "TRACKING", "ON", "OPTIN"],
+        &["CLIENT", "TRACKINGINFO"],
+    ] {
+        got.push(t.cmd_str(cmd));
+    }
+    for key in ["b:1", "b:2", "c:3", "b:4", "c:5"] {
+        got.push(w.cmd_str(&["SET", key, "x"]));
+        read(&mut t, 1, &mut got);
+    }
+    got.push(w.cmd_str(&["SET", "d:1", "x"]));
+    got.push(t.cmd_str(&["PING"]));
+    // RESET ends tracking.
+    got.push(t.cmd_str(&["RESET"]));
+    got.push(w.cmd_str(&["SET", "b:1", "y"]));
+    got.push(t.cmd_str(&["CLIENT", "TRACKINGINFO"]));
+    got
+}
+
+/// CLIENT TRACKING through the proxy: the same frames as from one redis-server, for keys on
+/// three shards; losing a tracking connection disconnects the client.
+#[test]
+fn proxy_tracks_keys_for_client_side_caching() {
+    let db = proxied_db(3, false, "none", 2);
+    let mut p = db.proxy.raw();
+    let keys = vec![
+        key_in(&mut p, 0..=5460),
+        key_in(&mut p, 5461..=10922),
+        key_in(&mut p, 10923..=16383),
+    ];
+    let redis = TestServer::start_redis();
+    let want = tracking_script(redis.port, &keys);
+    // One shard process alone answers the same: a difference below is the proxy's.
+    let alone = TestServer::start(&[]);
+    assert_eq!(tracking_script(alone.port, &keys), want);
+    let got = tracking_script(db.proxy.port, &keys);
+    assert_eq!(got, want);
+
+    // RESP2: tracking is on, and REDIRECT is refused until the proxy can redirect.
+    let mut t = db.proxy.raw();
+    assert!(
+        t.cmd_str(&["CLIENT", "TRACKING", "ON", "REDIRECT", "1"])
+            .starts_with("-ERR CLIENT TRACKING REDIRECT is not available through the proxy")
+    );
+    assert_eq!(t.cmd_str(&["CLIENT", "TRACKING", "ON", "BCAST"]), "+OK\r\n");
+    let me = client_lines(&t.cmd(&[b"CLIENT", b"INFO"]));
+    assert_eq!(
+        (me[0]["flags"].as_str(), me[0]["redir"].as_str()),
+        ("tB", "0")
+    );
+    // A flush invalidates everything, once per shard.
+    let mut r = db.proxy.raw();
+    r.cmd_str(&["HELLO", "3"]);
+    assert_eq!(r.cmd_str(&["CLIENT", "TRACKING", "ON"]), "+OK\r\n");
+    assert_eq!(p.cmd_str(&["FLUSHALL"]), "+OK\r\n");
+    for _ in 0..3 {
+        assert_eq!(r.read_reply(), b">2\r\n$10\r\ninvalidate\r\n_\r\n");
+    }
+    // The shard forgets what a lost connection read: the client is disconnected, so that its
+    // library drops its cache. Other clients stay.
+    assert_eq!(r.cmd_str(&["GET", &keys[0]]), "_\r\n");
+    let mut shard = RawConn::connect(db.primaries[0]);
+    let tracking: Vec<String> = client_lines(&shard.cmd(&[b"CLIENT", b"LIST"]))
+        .into_iter()
+        .filter(|c| c["flags"].contains('t'))
+        .map(|c| c["id"].clone())
+        .collect();
+    assert_eq!(tracking.len(), 2, "t and r track on the first shard");
+    for id in &tracking {
+        assert_eq!(shard.cmd_str(&["CLIENT", "KILL", "ID", id]), ":1\r\n");
+    }
+    wait_for(
+        Duration::from_secs(5),
+        "the tracking clients to be disconnected",
+        || r.is_closed() && t.is_closed(),
+    );
+    assert_eq!(p.cmd_str(&["PING"]), "+PONG\r\n");
+}
+
 /// The `field=value` pairs of each line of a CLIENT LIST / CLIENT INFO reply.
 fn client_lines(reply: &[u8]) -> Vec<HashMap<String, String>> {
     let text = match redis::parse_redis_value(reply).unwrap() {

@@ -82,14 +82,10 @@ const DIFFERENT: &[(&str, Expect)] = {
         ("cluster|shards", AsClusterNode),
         ("cluster|slaves", Refused),
         ("cluster|slots", AsClusterNode),
-        ("client|caching", Refused),
-        ("client|getredir", Refused),
         ("client|no-evict", Refused),
         ("client|no-touch", Refused),
         ("client|pause", Refused),
         ("client|reply", Refused),
-        ("client|tracking", Refused),
-        ("client|trackinginfo", Refused),
         ("client|unblock", Refused),
         ("client|unpause", Refused),
         ("client|id", Shape),
@@ -338,13 +334,15 @@ fn expectation(name: &str) -> Option<Expect> {
     DIFFERENT.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
 }
 
-/// A RESP3 message push: it may come before or after replies to later commands through the
-/// proxy (it comes over another shard connection), so messages are compared apart.
+/// A RESP3 message or invalidation push: it may come before or after replies to later
+/// commands through the proxy (it comes over another shard connection), so messages are
+/// compared apart. (A flush invalidates once per shard through the proxy.)
 fn is_message(frame: &[u8]) -> bool {
     [
         &b">3\r\n$7\r\nmessage\r\n"[..],
         b">4\r\n$8\r\npmessage\r\n",
         b">3\r\n$8\r\nsmessage\r\n",
+        b">2\r\n$10\r\ninvalidate\r\n",
     ]
     .iter()
     .any(|m| frame.starts_with(m))

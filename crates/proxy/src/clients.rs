@@ -53,6 +53,12 @@ impl Worker {
         if c.multi.is_some() {
             flags.push('x');
         }
+        if let Some(t) = &c.tracking {
+            flags.push('t');
+            if t.bcast {
+                flags.push('B');
+            }
+        }
         if c.closing {
             flags.push('c');
         }
@@ -82,7 +88,8 @@ impl Worker {
             omem: c.out_capacity(),
             cmd: c.cmd,
             user: b"default",
-            redir: -1,
+            // Tracking through the proxy never redirects.
+            redir: if c.tracking.is_some() { 0 } else { -1 },
             resp: if c.resp3 { 3 } else { 2 },
             lib_name: c.lib_name.as_deref().unwrap_or_default(),
             lib_ver: c.lib_ver.as_deref().unwrap_or_default(),

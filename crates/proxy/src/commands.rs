@@ -39,6 +39,8 @@ enum Kind {
     Unsubscribe,
     /// MONITOR (`monitor.rs`).
     Monitor,
+    /// CLIENT TRACKING and CLIENT CACHING (`tracking.rs`).
+    Tracking,
     /// Not served through the proxy, for the reason given.
     Refused(&'static str),
     /// Refused as Redis Cluster refuses it, with this error.
@@ -46,7 +48,7 @@ enum Kind {
 }
 
 /// Commands that need a connection of their own to a shard the proxy does not make yet
-/// (issue 8: tracking, WAIT, CLIENT REPLY/PAUSE).
+/// (issue 8: WAIT, CLIENT REPLY/PAUSE).
 const NEEDS_PINNING: &str = "it needs a pinned shard connection, which the proxy does not have yet";
 const CROSS_SHARD_WATCH: &str = "CROSSSLOT Keys in request don't hash to the same slot (through the proxy, the keys a client watches and its transaction's keys must be on one shard)";
 const WATCH_LOST: &str = "EXECABORT Transaction discarded: the proxy lost its connection to the shard holding the watched keys";
@@ -84,15 +86,10 @@ fn classify(spec: &CommandSpec) -> Kind {
         "subscribe" | "psubscribe" | "ssubscribe" => Kind::Subscribe,
         "unsubscribe" | "punsubscribe" | "sunsubscribe" => Kind::Unsubscribe,
         "monitor" => Kind::Monitor,
-        "wait"
-        | "client|tracking"
-        | "client|caching"
-        | "client|getredir"
-        | "client|trackinginfo"
-        | "client|reply"
-        | "client|pause"
-        | "client|unpause"
-        | "client|unblock" => Kind::Refused(NEEDS_PINNING),
+        "client|tracking" | "client|caching" | "client|trackinginfo" => Kind::Tracking,
+        "wait" | "client|reply" | "client|pause" | "client|unpause" | "client|unblock" => {
+            Kind::Refused(NEEDS_PINNING)
+        }
         // They would change a shard connection every client shares.
         "client|no-evict" | "client|no-touch" => {
             Kind::Refused("it would apply to a shard connection other clients share")
@@ -139,7 +136,7 @@ fn kind_of(spec: &'static CommandSpec) -> Kind {
 
 /// Appends a client's request for a shard: as it came when it came as RESP, re-encoded when
 /// it was an inline command.
-fn write_request(out: &mut Vec<u8>, raw: &[u8], args: &Args<'_>) {
+pub(crate) fn write_request(out: &mut Vec<u8>, raw: &[u8], args: &Args<'_>) {
     if raw.first() == Some(&b'*') {
         out.extend_from_slice(raw);
     } else {
@@ -198,7 +195,7 @@ fn stream_read_blocks(args: &Args<'_>) -> bool {
     false
 }
 
-fn is(a: &[u8], word: &str) -> bool {
+pub(crate) fn is(a: &[u8], word: &str) -> bool {
     a.eq_ignore_ascii_case(word.as_bytes())
 }
 
@@ -209,6 +206,19 @@ impl Worker {
 
     /// Serves one request of client `key`; `raw` is its bytes as they came.
     pub(crate) fn handle(&mut self, key: usize, args: &Args<'_>, raw: &[u8]) {
+        self.serve(key, args, raw);
+        // CLIENT CACHING applies to the next command or transaction only, as in Redis's
+        // `resetClient`.
+        if let Some(c) = self.clients.get_mut(key)
+            && c.caching
+            && c.multi.is_none()
+            && !is(args.get(0), "client")
+        {
+            c.caching = false;
+        }
+    }
+
+    fn serve(&mut self, key: usize, args: &Args<'_>, raw: &[u8]) {
         let Some(mut spec) = CommandTable::redis().get(args.get(0)) else {
             return self.refuse_queued(key, &command::unknown_command(args));
         };
@@ -285,6 +295,13 @@ impl Worker {
             Kind::Subscribe => self.subscribe(key, spec, args),
             Kind::Unsubscribe => self.unsubscribe(key, spec, args),
             Kind::Monitor => self.monitor(key),
+            Kind::Tracking if spec.name == "client|tracking" => {
+                self.client_tracking(key, args, raw)
+            }
+            Kind::Tracking if spec.name == "client|caching" => {
+                self.client_caching(key, args.get(2))
+            }
+            Kind::Tracking => self.tracking_info(key, args, raw),
             Kind::Refused(why) => self.refuse(key, spec, why),
             Kind::Error(text) => self.reply_error(key, text),
         }
@@ -302,7 +319,7 @@ impl Worker {
         };
         match self
             .slot_addr(slot)
-            .and_then(|addr| self.private_backend(key, &addr))
+            .and_then(|addr| self.command_backend(key, &addr))
         {
             Ok(b) => self.forward(key, b, raw, args),
             Err(e) => self.reply_error(key, &e),
@@ -378,26 +395,24 @@ impl Worker {
     }
 
     fn forward_to_slot(&mut self, key: usize, slot: u16, raw: &[u8], args: &Args<'_>) {
-        let resp3 = self.clients[key].resp3;
-        match self.slot_backend(slot, resp3) {
+        match self.client_slot_backend(key, slot) {
             Ok(b) => self.forward(key, b, raw, args),
             Err(e) => self.reply_error(key, &e),
         }
     }
 
-    fn forward_to_any(&mut self, key: usize, raw: &[u8], args: &Args<'_>) {
-        let resp3 = self.clients[key].resp3;
+    pub(crate) fn forward_to_any(&mut self, key: usize, raw: &[u8], args: &Args<'_>) {
         match self
             .any_shard()
             .map_err(String::from)
-            .and_then(|s| self.shard_backend(s, resp3))
+            .and_then(|s| self.client_shard_backend(key, s))
         {
             Ok(b) => self.forward(key, b, raw, args),
             Err(e) => self.reply_error(key, &e),
         }
     }
 
-    fn forward(&mut self, key: usize, b: usize, raw: &[u8], args: &Args<'_>) {
+    pub(crate) fn forward(&mut self, key: usize, b: usize, raw: &[u8], args: &Args<'_>) {
         let (id, seq) = self.expect(key, Pending::Wait);
         let to = To::Client {
             key,
@@ -446,11 +461,10 @@ impl Worker {
             gather.order = order;
         }
         let part = self.expect_parts(key, gather);
-        let resp3 = self.clients[key].resp3;
         let name = args.get(0);
         for (i, (slot, positions)) in groups.into_iter().enumerate() {
             let to = part(i);
-            match self.slot_backend(slot, resp3) {
+            match self.client_slot_backend(key, slot) {
                 Ok(b) => self.send(b, to, 0, |o| {
                     write_header(o, b'*', 1 + positions.len() * step);
                     write_bulk(o, name);
@@ -472,10 +486,9 @@ impl Worker {
             Err(e) => return self.reply_error(key, e),
         };
         let part = self.expect_parts(key, Gather::new(merge, shards));
-        let resp3 = self.clients[key].resp3;
         for shard in 0..shards {
             let to = part(shard);
-            match self.shard_backend(shard, resp3) {
+            match self.client_shard_backend(key, shard) {
                 Ok(b) => self.send(b, to, 0, |o| write_request(o, raw, args)),
                 Err(e) => self.deliver(to, format!("-{e}\r\n").as_bytes()),
             }
@@ -504,8 +517,7 @@ impl Worker {
             .to_owned();
         let mut gather = Gather::new(Merge::Scan, 1);
         gather.scan = (shard, shards);
-        let resp3 = self.clients[key].resp3;
-        let b = match self.shard_backend(shard, resp3) {
+        let b = match self.client_shard_backend(key, shard) {
             Ok(b) => b,
             Err(e) => return self.reply_error(key, &e),
         };
@@ -542,6 +554,8 @@ impl Worker {
                 .filter(|s| (0..SLOTS as i64).contains(s))
                 .map(|s| s as u16),
             Kind::Any => None,
+            // The flag applies inside the transaction, on the shard.
+            Kind::Tracking if spec.name != "client|tracking" => None,
             Kind::Channel => Some(key_hash_slot(args.get(1))),
             Kind::Local if matches!(spec.name, "ping" | "echo") => None,
             Kind::Error(text) => return self.refuse_queued(key, text),
@@ -592,7 +606,6 @@ impl Worker {
         if m.lens.is_empty() && watch.is_none() {
             return self.reply_with(key, |r| r.array(0));
         }
-        let resp3 = self.clients[key].resp3;
         let backend = match (watch, m.slot) {
             // Watched keys: the transaction runs where they are watched, on that connection.
             (Some(w), slot) => {
@@ -605,13 +618,14 @@ impl Worker {
                     return self.reply_error(key, CROSS_SHARD_WATCH);
                 }
                 self.clients[key].watch = None;
+                self.send_caching(key, w.backend);
                 Ok(w.backend)
             }
-            (None, Some(slot)) => self.slot_backend(slot, resp3),
+            (None, Some(slot)) => self.client_slot_backend(key, slot),
             (None, None) => self
                 .any_shard()
                 .map_err(String::from)
-                .and_then(|s| self.shard_backend(s, resp3)),
+                .and_then(|s| self.client_shard_backend(key, s)),
         };
         let b = match backend {
             Ok(b) => b,
@@ -686,6 +700,7 @@ impl Worker {
                 self.unwatch(key, None);
                 self.unsubscribe_all(key);
                 self.stop_monitor(key);
+                self.stop_tracking(key);
                 let authed = self.open_access();
                 let c = &mut self.clients[key];
                 c.multi = None;

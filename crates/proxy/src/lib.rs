@@ -17,6 +17,7 @@ mod commands;
 mod merge;
 mod monitor;
 mod pubsub;
+mod tracking;
 mod worker;
 
 use std::net::{SocketAddr, ToSocketAddrs};

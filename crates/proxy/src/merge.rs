@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use tessera_protocol::frame;
 
-use crate::worker::{write_bulk, write_header};
+use crate::worker::{Tracking, write_bulk, write_header};
 
 /// How the parts' replies become the client's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,8 @@ pub(crate) struct Gather {
     pub scan: (usize, usize),
     /// Confirm: the reply.
     pub made: Vec<u8>,
+    /// CLIENT TRACKING ON: the client's mode before it, back in force if a shard refuses.
+    pub tracking_before: Option<Option<Box<Tracking>>>,
 }
 
 const UNEXPECTED: &[u8] = b"-ERR proxy: a shard sent an unexpected reply\r\n";
@@ -70,6 +72,7 @@ impl Gather {
             order: Vec::new(),
             scan: (0, 0),
             made: Vec::new(),
+            tracking_before: None,
         }
     }
 

@@ -15,7 +15,8 @@
 //! and XREADGROUP with BLOCK) and WATCH with the transaction after it go over a private
 //! connection of the client's to the shard (made on first use, kept until the client leaves),
 //! so nothing waits behind them on the shared connections. Subscriptions live there too
-//! (`pubsub.rs`): messages from a private connection go straight to its client.
+//! (`pubsub.rs`): messages from a private connection go straight to its client. So do all the
+//! commands of a client with CLIENT TRACKING on (`tracking.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -112,6 +113,11 @@ pub(crate) struct Client {
     pub subs: Option<Box<Subs>>,
     /// MONITOR is on: its feeds are private connections in monitor mode.
     pub monitoring: bool,
+    /// CLIENT TRACKING is on: the client's commands go over its private connections, where
+    /// each shard remembers the keys it read and sends the invalidations (`tracking.rs`).
+    pub tracking: Option<Box<Tracking>>,
+    /// CLIENT CACHING was given for the next command or transaction.
+    pub caching: bool,
     /// Close once the replies owed are written (QUIT, a protocol error).
     pub closing: bool,
     /// Not read while it is owed `MAX_PENDING` replies.
@@ -138,6 +144,15 @@ impl Client {
     pub(crate) fn out_capacity(&self) -> usize {
         self.out.capacity()
     }
+}
+
+/// CLIENT TRACKING ON as the client gave it.
+pub(crate) struct Tracking {
+    /// The command, encoded: every private connection of the client's sends it first.
+    pub command: Vec<u8>,
+    pub optin: bool,
+    pub optout: bool,
+    pub bcast: bool,
 }
 
 /// Keys a client watches, on its private connection `backend`.
@@ -188,6 +203,8 @@ struct Backend {
     /// MONITOR was sent on this private connection: once its `+OK` has come, everything is
     /// the shard's feed. Used for nothing else.
     monitor: bool,
+    /// CLIENT TRACKING ON was sent on this private connection.
+    pub tracking: bool,
     stream: Option<TcpStream>,
     connected: bool,
     connect_deadline: Instant,
@@ -399,6 +416,8 @@ impl Worker {
                         watch: None,
                         subs: None,
                         monitoring: false,
+                        tracking: None,
+                        caching: false,
                         closing: false,
                         paused: false,
                         dirty: false,
@@ -651,6 +670,12 @@ impl Worker {
                     return;
                 }
                 let merged = g.finish();
+                // CLIENT TRACKING ON refused: the shards keep the mode the client had.
+                if let Some(before) = g.tracking_before.take()
+                    && frame::is_error(&merged)
+                {
+                    c.tracking = before;
+                }
                 if idx > 0 {
                     *p = Pending::Done(merged);
                     return;
@@ -716,6 +741,22 @@ impl Worker {
         }
     }
 
+    /// Client `key`'s private connections where CLIENT TRACKING ON was sent, and that are
+    /// connected or connecting.
+    pub(crate) fn tracking_backends(&self, key: usize) -> Vec<usize> {
+        self.clients[key]
+            .private
+            .iter()
+            .copied()
+            .filter(|&b| self.backends[b].tracking && self.backends[b].stream.is_some())
+            .collect()
+    }
+
+    /// Records whether CLIENT TRACKING ON is in force on connection `b`.
+    pub(crate) fn set_tracking(&mut self, b: usize, on: bool) {
+        self.backends[b].tracking = on;
+    }
+
     /// Client `key`'s MONITOR feed connections.
     pub(crate) fn monitor_feeds(&self, key: usize) -> Vec<usize> {
         self.clients[key]
@@ -771,6 +812,7 @@ impl Worker {
             pubsub: false,
             subscriptions: [0; 2],
             monitor: false,
+            tracking: false,
             stream: None,
             connected: false,
             connect_deadline: Instant::now(),
@@ -841,6 +883,16 @@ impl Worker {
         if self.backends[b].resp3 {
             self.send(b, To::Handshake, 0, |o| write_command(o, &[b"HELLO", b"3"]));
         }
+        // A tracking client's new connection tracks what it reads from the start.
+        let be = &self.backends[b];
+        if !be.monitor
+            && let Some(owner) = be.owner
+            && let Some(t) = self.clients.get(owner).and_then(|c| c.tracking.as_ref())
+        {
+            let command = t.command.clone();
+            self.backends[b].tracking = true;
+            self.send(b, To::Handshake, 0, |o| o.extend_from_slice(&command));
+        }
         Ok(())
     }
 
@@ -867,6 +919,64 @@ impl Worker {
         };
         self.ensure_connected(b)?;
         Ok(b)
+    }
+
+    /// The connection for client `key`'s command to the primary serving `slot`: a tracking
+    /// client's own (the shard remembers the keys each connection read), else the thread's
+    /// shared one.
+    pub(crate) fn client_slot_backend(&mut self, key: usize, slot: u16) -> Result<usize, String> {
+        let c = &self.clients[key];
+        if c.tracking.is_none() {
+            return self.slot_backend(slot, c.resp3);
+        }
+        let addr = self.slot_addr(slot)?;
+        self.command_backend(key, &addr)
+    }
+
+    /// The connection for client `key`'s command to the primary of shard `shard`, as
+    /// `client_slot_backend` chooses.
+    pub(crate) fn client_shard_backend(
+        &mut self,
+        key: usize,
+        shard: usize,
+    ) -> Result<usize, String> {
+        let c = &self.clients[key];
+        if c.tracking.is_none() {
+            return self.shard_backend(shard, c.resp3);
+        }
+        let addr = self
+            .topology
+            .as_ref()
+            .and_then(|t| t.shards.get(shard))
+            .ok_or("CLUSTERDOWN The cluster is down")?
+            .primary
+            .addr();
+        self.command_backend(key, &addr)
+    }
+
+    /// Client `key`'s private connection to `addr` for its next command, with the client's
+    /// CLIENT CACHING sent first when it gave one for it.
+    pub(crate) fn command_backend(&mut self, key: usize, addr: &str) -> Result<usize, String> {
+        let b = self.private_backend(key, addr)?;
+        self.send_caching(key, b);
+        Ok(b)
+    }
+
+    /// Sends client `key`'s CLIENT CACHING on its connection `b`, if it gave one, before the
+    /// command it applies to. Not before a CLIENT command: the shard would keep the flag past
+    /// it, for a command on that connection the client did not give it for.
+    pub(crate) fn send_caching(&mut self, key: usize, b: usize) {
+        let c = &self.clients[key];
+        if c.caching
+            && !c.cmd.starts_with("client|")
+            && self.backends[b].tracking
+            && let Some(t) = &c.tracking
+        {
+            let word: &[u8] = if t.optin { b"yes" } else { b"no" };
+            self.send(b, To::Discard, 0, |o| {
+                write_command(o, &[b"CLIENT", b"CACHING", word])
+            });
+        }
     }
 
     /// The connection to the primary serving `slot`.
@@ -1222,7 +1332,10 @@ impl Worker {
         // what it is owed), so that its client library subscribes again.
         if let Some(key) = self.backends[b].owner
             && let Some(c) = self.clients.get_mut(key)
-            && (c.subs.as_ref().is_some_and(|s| s.uses(b)) || self.backends[b].monitor)
+            && (c.subs.as_ref().is_some_and(|s| s.uses(b))
+                || self.backends[b].monitor
+                // The shard forgot the keys the client read: the client must drop its cache.
+                || (self.backends[b].tracking && c.tracking.is_some()))
         {
             c.closing = true;
             self.mark_client(key);
@@ -1230,6 +1343,7 @@ impl Worker {
         let be = &mut self.backends[b];
         be.pubsub = false;
         be.subscriptions = [0; 2];
+        be.tracking = false;
         be.connected = false;
         be.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
         be.last_error = format!("ERR proxy: shard {} is unreachable ({why})", be.addr);
