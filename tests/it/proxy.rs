@@ -722,6 +722,91 @@ fn tracking_script(port: u16, k: &[String]) -> Vec<String> {
     got
 }
 
+/// CLIENT TRACKING REDIRECT through `port`: invalidations of keys `k` (on three shards through
+/// the proxy) reach a subscribed RESP2 target and a RESP3 one, and a target that goes breaks
+/// the redirect. Every frame read, with each target's id written `ID`.
+fn redirect_script(port: u16, k: &[String]) -> Vec<String> {
+    let mut got = Vec::new();
+    let id_of = |conn: &mut RawConn| conn.cmd_str(&["CLIENT", "ID"])[1..].trim_end().to_string();
+    let mut w = RawConn::connect(port);
+    let (k1, k2, k3) = (k[0].as_str(), k[1].as_str(), k[2].as_str());
+    // Several pairs: through the proxy, target and tracker are on the same thread or not.
+    for _ in 0..4 {
+        let mut target = RawConn::connect(port);
+        let id = id_of(&mut target);
+        let mut t = RawConn::connect(port);
+        let read = |conn: &mut RawConn, n: usize, got: &mut Vec<String>| {
+            let mut frames: Vec<String> = (0..n)
+                .map(|_| {
+                    String::from_utf8_lossy(&conn.read_reply())
+                        .replace(&format!(":{id}\r\n"), ":ID\r\n")
+                })
+                .collect();
+            frames.sort();
+            got.extend(frames);
+        };
+        got.push(target.cmd_str(&["SUBSCRIBE", "__redis__:invalidate"]));
+        for cmd in [
+            &["CLIENT", "TRACKING", "ON", "REDIRECT", &id][..],
+            &["CLIENT", "GETREDIR"],
+            &["CLIENT", "TRACKINGINFO"],
+            &["GET", k1],
+            &["GET", k2],
+            &["MGET", k3, k1],
+        ] {
+            got.push(t.cmd_str(cmd).replace(&format!(":{id}\r\n"), ":ID\r\n"));
+        }
+        got.push(w.cmd_str(&["SET", k1, "a"]));
+        read(&mut target, 1, &mut got);
+        got.push(w.cmd_str(&["MSET", k2, "b", k3, "c"]));
+        read(&mut target, 2, &mut got);
+        for cmd in [
+            &["CLIENT", "TRACKING", "ON", "REDIRECT", &id][..],
+            &["CLIENT", "TRACKING", "OFF"],
+            &["GET", k1],
+            &["CLIENT", "GETREDIR"],
+        ] {
+            got.push(t.cmd_str(cmd).replace(&format!(":{id}\r\n"), ":ID\r\n"));
+        }
+        got.push(w.cmd_str(&["SET", k1, "b"]));
+        got.push(target.cmd_str(&["PING"]));
+    }
+    // A RESP3 target of a BCAST tracker.
+    let mut target = RawConn::connect(port);
+    target.cmd_str(&["HELLO", "3"]);
+    let id = id_of(&mut target);
+    let mut t = RawConn::connect(port);
+    let on = [
+        "CLIENT", "TRACKING", "ON", "REDIRECT", &id, "BCAST", "PREFIX", "p:",
+    ];
+    got.push(t.cmd_str(&on));
+    got.push(
+        t.cmd_str(&["CLIENT", "TRACKINGINFO"])
+            .replace(&format!(":{id}\r\n"), ":ID\r\n"),
+    );
+    for key in ["p:1", "p:2", "p:3"] {
+        got.push(w.cmd_str(&["SET", key, "x"]));
+        got.push(String::from_utf8_lossy(&target.read_reply()).into_owned());
+    }
+    // The target goes: the (RESP3) tracker hears it once, at the next invalidation.
+    let mut t3 = RawConn::connect(port);
+    t3.cmd_str(&["HELLO", "3"]);
+    got.push(t3.cmd_str(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id]));
+    got.push(t3.cmd_str(&["GET", k1]));
+    drop(target);
+    std::thread::sleep(Duration::from_millis(300));
+    got.push(w.cmd_str(&["SET", k1, "c"]));
+    got.push(String::from_utf8_lossy(&t3.read_reply()).replace(&format!(":{id}\r\n"), ":ID\r\n"));
+    got.push(
+        t3.cmd_str(&["CLIENT", "TRACKINGINFO"])
+            .replace(&format!(":{id}\r\n"), ":ID\r\n"),
+    );
+    got.push(w.cmd_str(&["SET", "p:1", "y"]));
+    got.push(t3.cmd_str(&["PING"]));
+    got.push(t3.cmd_str(&["CLIENT", "TRACKING", "ON", "REDIRECT", "999999"]));
+    got
+}
+
 /// CLIENT TRACKING through the proxy: the same frames as from one redis-server, for keys on
 /// three shards; losing a tracking connection disconnects the client.
 #[test]
@@ -740,13 +825,19 @@ fn proxy_tracks_keys_for_client_side_caching() {
     assert_eq!(tracking_script(alone.port, &keys), want);
     let got = tracking_script(db.proxy.port, &keys);
     assert_eq!(got, want);
+    let want = redirect_script(redis.port, &keys);
+    assert_eq!(redirect_script(alone.port, &keys), want);
+    assert_eq!(redirect_script(db.proxy.port, &keys), want);
 
-    // RESP2: tracking is on, and REDIRECT is refused until the proxy can redirect.
+    // Changing REDIRECT takes tracking off first through the proxy.
     let mut t = db.proxy.raw();
+    let id = t.cmd_str(&["CLIENT", "ID"])[1..].trim_end().to_string();
+    assert_eq!(t.cmd_str(&["CLIENT", "TRACKING", "ON"]), "+OK\r\n");
     assert!(
-        t.cmd_str(&["CLIENT", "TRACKING", "ON", "REDIRECT", "1"])
-            .starts_with("-ERR CLIENT TRACKING REDIRECT is not available through the proxy")
+        t.cmd_str(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id])
+            .starts_with("-ERR CLIENT TRACKING through the proxy: turn tracking OFF")
     );
+    assert_eq!(t.cmd_str(&["CLIENT", "TRACKING", "OFF"]), "+OK\r\n");
     assert_eq!(t.cmd_str(&["CLIENT", "TRACKING", "ON", "BCAST"]), "+OK\r\n");
     let me = client_lines(&t.cmd(&[b"CLIENT", b"INFO"]));
     assert_eq!(

@@ -280,3 +280,66 @@ impl std::fmt::Display for Line<'_> {
         )
     }
 }
+
+/// A connection's tracking mode as `CLIENT TRACKINGINFO` shows it (shard and proxy).
+#[derive(Default)]
+pub struct TrackingInfo<'a> {
+    pub on: bool,
+    pub bcast: bool,
+    pub optin: bool,
+    pub optout: bool,
+    /// `CLIENT CACHING` was given for the next command.
+    pub caching: bool,
+    pub noloop: bool,
+    pub broken_redirect: bool,
+    /// The client invalidations go to (0: itself).
+    pub redirect: u64,
+    /// Broadcast prefixes, sorted.
+    pub prefixes: &'a [Vec<u8>],
+}
+
+impl TrackingInfo<'_> {
+    /// The reply, in Redis's field and flag order.
+    pub fn write(&self, r: &mut crate::Reply<'_>) {
+        let mut flags: Vec<&str> = Vec::new();
+        if !self.on {
+            flags.push("off");
+        } else {
+            flags.push("on");
+            if self.bcast {
+                flags.push("bcast");
+            }
+            if self.optin {
+                flags.push("optin");
+                if self.caching {
+                    flags.push("caching-yes");
+                }
+            }
+            if self.optout {
+                flags.push("optout");
+                if self.caching {
+                    flags.push("caching-no");
+                }
+            }
+            if self.noloop {
+                flags.push("noloop");
+            }
+            if self.broken_redirect {
+                flags.push("broken_redirect");
+            }
+        }
+        r.map(3);
+        r.bulk(b"flags");
+        r.set(flags.len());
+        for f in flags {
+            r.bulk(f.as_bytes());
+        }
+        r.bulk(b"redirect");
+        r.int(if self.on { self.redirect as i64 } else { -1 });
+        r.bulk(b"prefixes");
+        r.array(self.prefixes.len());
+        for p in self.prefixes {
+            r.bulk(p);
+        }
+    }
+}

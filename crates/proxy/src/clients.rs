@@ -28,6 +28,24 @@ pub(crate) enum Mail {
     Ask { ask: Arc<Ask>, from: usize, to: To },
     /// An answer for one of this worker's clients.
     Answer { to: To, frame: Vec<u8> },
+    /// An invalidation for client `target` (this worker's `key`): `value` is the keys (or
+    /// the null of `tracker`'s protocol), from the client tracking on worker `tracker.0`.
+    Invalidate {
+        target: u64,
+        key: usize,
+        value: Vec<u8>,
+        tracker: Tracker,
+    },
+    /// The target of this worker's tracking client has gone.
+    RedirectBroken(Tracker),
+}
+
+/// A tracking client: its worker, its key there and its id.
+#[derive(Clone, Copy)]
+pub(crate) struct Tracker {
+    pub worker: usize,
+    pub key: usize,
+    pub id: u64,
 }
 
 fn client_type(c: &Client) -> ClientType {
@@ -55,6 +73,9 @@ impl Worker {
         }
         if let Some(t) = &c.tracking {
             flags.push('t');
+            if t.redirect.as_ref().is_some_and(|r| r.broken) {
+                flags.push('R');
+            }
             if t.bcast {
                 flags.push('B');
             }
@@ -88,8 +109,10 @@ impl Worker {
             omem: c.out_capacity(),
             cmd: c.cmd,
             user: b"default",
-            // Tracking through the proxy never redirects.
-            redir: if c.tracking.is_some() { 0 } else { -1 },
+            redir: c
+                .tracking
+                .as_ref()
+                .map_or(-1, |t| t.redirect.as_ref().map_or(0, |r| r.target as i64)),
             resp: if c.resp3 { 3 } else { 2 },
             lib_name: c.lib_name.as_deref().unwrap_or_default(),
             lib_ver: c.lib_ver.as_deref().unwrap_or_default(),
@@ -146,6 +169,13 @@ impl Worker {
         for mail in self.shared.take_mail(self.index) {
             match mail {
                 Mail::Answer { to, frame } => self.deliver(to, &frame),
+                Mail::Invalidate {
+                    target,
+                    key,
+                    value,
+                    tracker,
+                } => self.invalidate_target(target, key, &value, tracker),
+                Mail::RedirectBroken(tracker) => self.redirect_broken(tracker),
                 Mail::Ask { ask, from, to } => {
                     let frame = match &*ask {
                         Ask::List(filter) => self.list_clients(filter),

@@ -86,7 +86,9 @@ fn classify(spec: &CommandSpec) -> Kind {
         "subscribe" | "psubscribe" | "ssubscribe" => Kind::Subscribe,
         "unsubscribe" | "punsubscribe" | "sunsubscribe" => Kind::Unsubscribe,
         "monitor" => Kind::Monitor,
-        "client|tracking" | "client|caching" | "client|trackinginfo" => Kind::Tracking,
+        "client|tracking" | "client|caching" | "client|trackinginfo" | "client|getredir" => {
+            Kind::Tracking
+        }
         "wait" | "client|reply" | "client|pause" | "client|unpause" | "client|unblock" => {
             Kind::Refused(NEEDS_PINNING)
         }
@@ -301,6 +303,7 @@ impl Worker {
             Kind::Tracking if spec.name == "client|caching" => {
                 self.client_caching(key, args.get(2))
             }
+            Kind::Tracking if spec.name == "client|getredir" => self.get_redirect(key, args, raw),
             Kind::Tracking => self.tracking_info(key, args, raw),
             Kind::Refused(why) => self.refuse(key, spec, why),
             Kind::Error(text) => self.reply_error(key, text),

@@ -20,6 +20,7 @@ mod pubsub;
 mod tracking;
 mod worker;
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     /// Each worker's mailbox (CLIENT LIST and KILL across workers).
     mail: OnceLock<Vec<Mutex<Vec<clients::Mail>>>>,
     next_client_id: AtomicU64,
+    /// Every client's worker and its key there, by id (CLIENT TRACKING REDIRECT's target).
+    clients: Mutex<HashMap<u64, (usize, usize)>>,
     /// Where clients reach this proxy: `host`, `port`.
     pub host: String,
     pub port: OnceLock<u16>,
@@ -90,6 +93,20 @@ impl Shared {
 
     pub(crate) fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records that client `id` is `key` on worker `worker`, or (`None`) that it has gone.
+    pub(crate) fn register(&self, id: u64, at: Option<(usize, usize)>) {
+        let mut clients = self.clients.lock().expect("clients lock");
+        match at {
+            Some(at) => clients.insert(id, at),
+            None => clients.remove(&id),
+        };
+    }
+
+    /// Where client `id` is: its worker and its key there.
+    pub(crate) fn locate(&self, id: u64) -> Option<(usize, usize)> {
+        self.clients.lock().expect("clients lock").get(&id).copied()
     }
 
     /// The number of workers.
@@ -138,6 +155,7 @@ impl Proxy {
             wakers: OnceLock::new(),
             mail: OnceLock::new(),
             next_client_id: AtomicU64::new(1),
+            clients: Mutex::new(HashMap::new()),
             host,
             port: OnceLock::new(),
             database: config.database.clone(),

@@ -118,6 +118,8 @@ pub(crate) struct Client {
     pub tracking: Option<Box<Tracking>>,
     /// CLIENT CACHING was given for the next command or transaction.
     pub caching: bool,
+    /// CLIENT TRACKING ON REDIRECT being set up: nothing else is read until it is done.
+    pub setup: Option<Box<Setup>>,
     /// Close once the replies owed are written (QUIT, a protocol error).
     pub closing: bool,
     /// Not read while it is owed `MAX_PENDING` replies.
@@ -153,6 +155,58 @@ pub(crate) struct Tracking {
     pub optin: bool,
     pub optout: bool,
     pub bcast: bool,
+    pub noloop: bool,
+    pub redirect: Option<Box<Redirect>>,
+}
+
+/// CLIENT TRACKING ON REDIRECT: each shard sends the invalidations to a connection of the
+/// client's own there (a feed), and the proxy passes them to the target.
+pub(crate) struct Redirect {
+    /// The proxy client invalidations go to.
+    pub target: u64,
+    /// The command's arguments: `args[at]` becomes the shard's id for the feed.
+    pub args: Vec<Vec<u8>>,
+    pub at: usize,
+    /// Each shard's address and its id for the client's feed there.
+    pub feeds: Vec<(String, u64)>,
+    /// BCAST prefixes, sorted (for CLIENT TRACKINGINFO).
+    pub prefixes: Vec<Vec<u8>>,
+    /// The target has gone.
+    pub broken: bool,
+}
+
+impl Tracking {
+    /// The command for the client's connection to `addr`; none for a redirecting client
+    /// without a feed there.
+    pub(crate) fn command_for(&self, addr: &str) -> Option<Vec<u8>> {
+        let Some(r) = &self.redirect else {
+            return Some(self.command.clone());
+        };
+        let (_, id) = r.feeds.iter().find(|(a, _)| a == addr)?;
+        let id = itoa::Buffer::new().format(*id).as_bytes().to_vec();
+        let args: Vec<&[u8]> = r
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| if i == r.at { &id[..] } else { &a[..] })
+            .collect();
+        let mut out = Vec::new();
+        write_command(&mut out, &args);
+        Some(out)
+    }
+}
+
+/// CLIENT TRACKING ON REDIRECT waiting for the shards' ids of its feeds; the client's later
+/// commands wait with it.
+pub(crate) struct Setup {
+    pub tracking: Tracking,
+    /// Per shard: its primary's address, the feed connection, and the shard's id for it.
+    pub shards: Vec<(String, usize, Option<u64>)>,
+    /// The client's reply: its sequence number.
+    pub seq: u64,
+    pub waiting: usize,
+    /// Why a feed could not be made.
+    pub failed: Option<Vec<u8>>,
 }
 
 /// Keys a client watches, on its private connection `backend`.
@@ -176,6 +230,8 @@ pub(crate) enum To {
     },
     /// Nobody: ASKING, the MULTI and QUEUED replies of a transaction.
     Discard,
+    /// The shard's id for client `key`'s feed to shard number `shard` (`tracking.rs`).
+    Feed { key: usize, id: u64, shard: u32 },
     /// The connection's own set-up (AUTH, HELLO): an error is logged.
     Handshake,
 }
@@ -205,6 +261,8 @@ struct Backend {
     monitor: bool,
     /// CLIENT TRACKING ON was sent on this private connection.
     pub tracking: bool,
+    /// A RESP3 connection where the shard sends a redirecting client's invalidations.
+    feed: bool,
     stream: Option<TcpStream>,
     connected: bool,
     connect_deadline: Instant,
@@ -391,8 +449,10 @@ impl Worker {
                         tracing::warn!("proxy: cannot register a client: {e}");
                         continue;
                     }
+                    let id = self.shared.next_client_id();
+                    self.shared.register(id, Some((self.index, key)));
                     entry.insert(Client {
-                        id: self.shared.next_client_id(),
+                        id,
                         stream,
                         peer: peer.to_string(),
                         local,
@@ -418,6 +478,7 @@ impl Worker {
                         monitoring: false,
                         tracking: None,
                         caching: false,
+                        setup: None,
                         closing: false,
                         paused: false,
                         dirty: false,
@@ -484,7 +545,7 @@ impl Worker {
         let mut pos = 0;
         while pos < filled {
             let c = &mut self.clients[key];
-            if c.closing {
+            if c.closing || c.setup.is_some() {
                 break;
             }
             if c.queue.len() >= MAX_PENDING || c.out.len() - c.written > MAX_UNREAD {
@@ -514,7 +575,12 @@ impl Worker {
         c.filled = consume(&mut c.inb, filled, pos);
     }
 
-    fn mark_client(&mut self, key: usize) {
+    /// Client `key`'s input is read and handled again at the end of this loop turn.
+    pub(crate) fn resume_client(&mut self, key: usize) {
+        self.resume.push(key);
+    }
+
+    pub(crate) fn mark_client(&mut self, key: usize) {
         if let Some(c) = self.clients.get_mut(key)
             && !c.dirty
         {
@@ -558,6 +624,7 @@ impl Worker {
 
     pub(crate) fn close_client(&mut self, key: usize) {
         if let Some(mut c) = self.clients.try_remove(key) {
+            self.shared.register(c.id, None);
             let _ = self.poll.registry().deregister(&mut c.stream);
             // Closing a private connection ends what blocks there and the shard's WATCH.
             for b in c.private {
@@ -606,7 +673,7 @@ impl Worker {
 
     /// A message (or another push) from one of the client's private connections: after the
     /// replies the client is owed. A client that leaves too many unread is disconnected.
-    fn push_to(&mut self, key: usize, frame: &[u8]) {
+    pub(crate) fn push_to(&mut self, key: usize, frame: &[u8]) {
         let Some(c) = self.clients.get_mut(key) else {
             return;
         };
@@ -639,6 +706,7 @@ impl Worker {
         let (key, id, seq, part) = match to {
             To::Client { key, id, seq, part } => (key, id, seq, part),
             To::Discard => return,
+            To::Feed { key, id, shard } => return self.feed_id(key, id, shard as usize, frame),
             To::Handshake => {
                 if frame::is_error(frame) {
                     tracing::warn!(
@@ -713,7 +781,7 @@ impl Worker {
         let resp3 = self.clients[key].resp3;
         let found = self.clients[key].private.iter().copied().find(|&b| {
             let be = &self.backends[b];
-            be.addr == addr && be.resp3 == resp3 && !be.monitor
+            be.addr == addr && be.resp3 == resp3 && !be.monitor && !be.feed
         });
         let b = match found {
             Some(b) => b,
@@ -755,6 +823,31 @@ impl Worker {
     /// Records whether CLIENT TRACKING ON is in force on connection `b`.
     pub(crate) fn set_tracking(&mut self, b: usize, on: bool) {
         self.backends[b].tracking = on;
+    }
+
+    /// A new RESP3 private connection of client `key` to `addr`, where the shard sends the
+    /// invalidations of the client's reads (CLIENT TRACKING REDIRECT).
+    pub(crate) fn feed_backend(&mut self, key: usize, addr: &str) -> Result<usize, String> {
+        let b = self.new_backend(addr, true, Some(key));
+        self.backends[b].feed = true;
+        self.clients[key].private.push(b);
+        match self.ensure_connected(b) {
+            Ok(()) => Ok(b),
+            Err(e) => {
+                self.drop_private(key, b);
+                Err(e)
+            }
+        }
+    }
+
+    /// Client `key`'s feed connections.
+    pub(crate) fn feed_backends(&self, key: usize) -> Vec<usize> {
+        self.clients[key]
+            .private
+            .iter()
+            .copied()
+            .filter(|&b| self.backends[b].feed)
+            .collect()
     }
 
     /// Client `key`'s MONITOR feed connections.
@@ -813,6 +906,7 @@ impl Worker {
             subscriptions: [0; 2],
             monitor: false,
             tracking: false,
+            feed: false,
             stream: None,
             connected: false,
             connect_deadline: Instant::now(),
@@ -886,12 +980,26 @@ impl Worker {
         // A tracking client's new connection tracks what it reads from the start.
         let be = &self.backends[b];
         if !be.monitor
+            && !be.feed
             && let Some(owner) = be.owner
             && let Some(t) = self.clients.get(owner).and_then(|c| c.tracking.as_ref())
         {
-            let command = t.command.clone();
-            self.backends[b].tracking = true;
-            self.send(b, To::Handshake, 0, |o| o.extend_from_slice(&command));
+            match t.command_for(&be.addr) {
+                Some(command) => {
+                    self.backends[b].tracking = true;
+                    self.send(b, To::Handshake, 0, |o| o.extend_from_slice(&command));
+                }
+                None => {
+                    // No feed at that address for its invalidations: the client goes, as
+                    // when a tracking connection is lost.
+                    tracing::warn!(
+                        "proxy: a client tracking with REDIRECT needs a connection to {}, where it has no feed; disconnecting it",
+                        be.addr
+                    );
+                    self.clients[owner].closing = true;
+                    self.mark_client(owner);
+                }
+            }
         }
         Ok(())
     }
@@ -1179,6 +1287,12 @@ impl Worker {
             }
             return true;
         }
+        if be.feed && reply.first() == Some(&b'>') {
+            if let Some(owner) = be.owner {
+                self.redirect_invalidation(owner, reply);
+            }
+            return true;
+        }
         let push = reply.first() == Some(&b'>');
         if push || (be.pubsub && reply.first() == Some(&b'*')) {
             let Some(owner) = be.owner else {
@@ -1334,8 +1448,9 @@ impl Worker {
             && let Some(c) = self.clients.get_mut(key)
             && (c.subs.as_ref().is_some_and(|s| s.uses(b))
                 || self.backends[b].monitor
-                // The shard forgot the keys the client read: the client must drop its cache.
-                || (self.backends[b].tracking && c.tracking.is_some()))
+                // The shard forgot the keys the client read, or where to tell it: the client
+                // must drop its cache.
+                || ((self.backends[b].tracking || self.backends[b].feed) && c.tracking.is_some()))
         {
             c.closing = true;
             self.mark_client(key);

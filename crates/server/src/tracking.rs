@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
 
+use tessera_protocol::clients::TrackingInfo;
 use tessera_protocol::command::{CommandSpec, flag};
 use tessera_protocol::{Args, Reply};
 
@@ -588,47 +589,19 @@ pub(crate) fn client_caching(s: &mut Server, tok: usize, arg: &[u8]) -> Result<(
 
 /// `CLIENT TRACKINGINFO`
 pub(crate) fn tracking_info(s: &Server, tok: usize, r: &mut Reply<'_>) {
-    let tr = s.clients[tok].tracking.as_ref();
-    r.map(3);
-    r.bulk(b"flags");
-    let mut flags: Vec<&str> = Vec::new();
-    match tr {
-        None => flags.push("off"),
-        Some(t) => {
-            flags.push("on");
-            if t.bcast {
-                flags.push("bcast");
-            }
-            if t.optin {
-                flags.push("optin");
-                if t.caching {
-                    flags.push("caching-yes");
-                }
-            }
-            if t.optout {
-                flags.push("optout");
-                if t.caching {
-                    flags.push("caching-no");
-                }
-            }
-            if t.noloop {
-                flags.push("noloop");
-            }
-            if t.broken_redirect {
-                flags.push("broken_redirect");
-            }
-        }
-    }
-    r.set(flags.len());
-    for f in flags {
-        r.bulk(f.as_bytes());
-    }
-    r.bulk(b"redirect");
-    r.int(tr.map_or(-1, |t| t.redirect as i64));
-    r.bulk(b"prefixes");
-    let prefixes = tr.map_or(&[][..], |t| &t.prefixes[..]);
-    r.array(prefixes.len());
-    for p in prefixes {
-        r.bulk(p);
-    }
+    let info = match s.clients[tok].tracking.as_ref() {
+        None => TrackingInfo::default(),
+        Some(t) => TrackingInfo {
+            on: true,
+            bcast: t.bcast,
+            optin: t.optin,
+            optout: t.optout,
+            caching: t.caching,
+            noloop: t.noloop,
+            broken_redirect: t.broken_redirect,
+            redirect: t.redirect,
+            prefixes: &t.prefixes,
+        },
+    };
+    info.write(r);
 }
