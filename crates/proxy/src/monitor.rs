@@ -3,7 +3,7 @@
 //! feed as it comes. RESET (or leaving) closes those connections, which ends the feeds.
 
 use crate::merge::{Gather, Merge};
-use crate::worker::{Worker, write_command};
+use crate::worker::{Feed, Worker, write_command};
 
 impl Worker {
     /// MONITOR.
@@ -18,7 +18,7 @@ impl Worker {
         };
         let mut feeds = Vec::with_capacity(addrs.len());
         for addr in &addrs {
-            match self.monitor_backend(key, addr) {
+            match self.feed_backend(key, addr, Feed::Monitor) {
                 Ok(b) => feeds.push(b),
                 Err(e) => {
                     for b in feeds {
@@ -40,7 +40,7 @@ impl Worker {
         if !std::mem::take(&mut self.clients[key].monitoring) {
             return;
         }
-        for b in self.monitor_feeds(key) {
+        for b in self.feed_backends(key, Feed::Monitor) {
             self.drop_private(key, b);
         }
     }

@@ -24,7 +24,7 @@ use tessera_protocol::{Args, frame, num};
 use crate::clients::{Mail, Tracker};
 use crate::commands::{is, write_request};
 use crate::merge::{Gather, Merge};
-use crate::worker::{Pending, Redirect, Setup, To, Tracking, Worker, write_command};
+use crate::worker::{Feed, Pending, Redirect, Setup, To, Tracking, Worker, write_command};
 
 const REDIRECT_CHANGE: &str =
     "ERR CLIENT TRACKING through the proxy: turn tracking OFF before changing REDIRECT";
@@ -152,7 +152,7 @@ impl Worker {
     /// client's reply (a part per shard) and its later commands wait for the ids.
     fn start_feeds(&mut self, key: usize, t: Tracking, addrs: Vec<String>) {
         // Feeds of an earlier REDIRECT that did not come into force.
-        for b in self.feed_backends(key) {
+        for b in self.feed_backends(key, Feed::Invalidations) {
             self.drop_private(key, b);
         }
         let mut gather = Gather::new(Merge::AllSucceeded, addrs.len());
@@ -161,7 +161,7 @@ impl Worker {
         let mut shards = Vec::with_capacity(addrs.len());
         let mut failed = None;
         for (i, addr) in addrs.into_iter().enumerate() {
-            match self.feed_backend(key, &addr) {
+            match self.feed_backend(key, &addr, Feed::Invalidations) {
                 Ok(b) => {
                     let to = To::Feed {
                         key,
@@ -361,7 +361,7 @@ impl Worker {
         let c = &mut self.clients[key];
         c.tracking = None;
         c.caching = false;
-        for b in self.feed_backends(key) {
+        for b in self.feed_backends(key, Feed::Invalidations) {
             self.drop_private(key, b);
         }
         let tracked = self.tracking_backends(key);
@@ -380,7 +380,7 @@ impl Worker {
         let c = &mut self.clients[key];
         c.tracking = None;
         c.caching = false;
-        for b in self.feed_backends(key) {
+        for b in self.feed_backends(key, Feed::Invalidations) {
             self.drop_private(key, b);
         }
         for b in self.tracking_backends(key) {

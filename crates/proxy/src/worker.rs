@@ -256,13 +256,10 @@ struct Backend {
     /// The shard's count of this connection's subscriptions, channels and patterns, and
     /// shard channels (from its last confirmations).
     subscriptions: [i64; 2],
-    /// MONITOR was sent on this private connection: once its `+OK` has come, everything is
-    /// the shard's feed. Used for nothing else.
-    monitor: bool,
+    /// A private connection used for one feed only.
+    feed: Option<Feed>,
     /// CLIENT TRACKING ON was sent on this private connection.
-    pub tracking: bool,
-    /// A RESP3 connection where the shard sends a redirecting client's invalidations.
-    feed: bool,
+    tracking: bool,
     stream: Option<TcpStream>,
     connected: bool,
     connect_deadline: Instant,
@@ -278,6 +275,16 @@ struct Backend {
     retry_at: Option<Instant>,
     last_error: String,
     dirty: bool,
+}
+
+/// What a private connection used for one thing only brings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// MONITOR was sent: once its `+OK` has come, everything is the shard's feed.
+    Monitor,
+    /// A RESP3 connection where the shard sends a redirecting tracking client's
+    /// invalidations (`tracking.rs`).
+    Invalidations,
 }
 
 /// A command to send again after `-TRYAGAIN`.
@@ -781,7 +788,7 @@ impl Worker {
         let resp3 = self.clients[key].resp3;
         let found = self.clients[key].private.iter().copied().find(|&b| {
             let be = &self.backends[b];
-            be.addr == addr && be.resp3 == resp3 && !be.monitor && !be.feed
+            be.addr == addr && be.resp3 == resp3 && be.feed.is_none()
         });
         let b = match found {
             Some(b) => b,
@@ -795,10 +802,16 @@ impl Worker {
         Ok(b)
     }
 
-    /// A new private connection of client `key` to `addr`, for a MONITOR feed.
-    pub(crate) fn monitor_backend(&mut self, key: usize, addr: &str) -> Result<usize, String> {
-        let b = self.new_backend(addr, self.clients[key].resp3, Some(key));
-        self.backends[b].monitor = true;
+    /// A new private connection of client `key` to `addr`, used for `feed` only.
+    pub(crate) fn feed_backend(
+        &mut self,
+        key: usize,
+        addr: &str,
+        feed: Feed,
+    ) -> Result<usize, String> {
+        let resp3 = feed == Feed::Invalidations || self.clients[key].resp3;
+        let b = self.new_backend(addr, resp3, Some(key));
+        self.backends[b].feed = Some(feed);
         self.clients[key].private.push(b);
         match self.ensure_connected(b) {
             Ok(()) => Ok(b),
@@ -807,6 +820,16 @@ impl Worker {
                 Err(e)
             }
         }
+    }
+
+    /// Client `key`'s connections used for `feed`.
+    pub(crate) fn feed_backends(&self, key: usize, feed: Feed) -> Vec<usize> {
+        self.clients[key]
+            .private
+            .iter()
+            .copied()
+            .filter(|&b| self.backends[b].feed == Some(feed))
+            .collect()
     }
 
     /// Client `key`'s private connections where CLIENT TRACKING ON was sent, and that are
@@ -825,45 +848,10 @@ impl Worker {
         self.backends[b].tracking = on;
     }
 
-    /// A new RESP3 private connection of client `key` to `addr`, where the shard sends the
-    /// invalidations of the client's reads (CLIENT TRACKING REDIRECT).
-    pub(crate) fn feed_backend(&mut self, key: usize, addr: &str) -> Result<usize, String> {
-        let b = self.new_backend(addr, true, Some(key));
-        self.backends[b].feed = true;
-        self.clients[key].private.push(b);
-        match self.ensure_connected(b) {
-            Ok(()) => Ok(b),
-            Err(e) => {
-                self.drop_private(key, b);
-                Err(e)
-            }
-        }
-    }
-
-    /// Client `key`'s feed connections.
-    pub(crate) fn feed_backends(&self, key: usize) -> Vec<usize> {
-        self.clients[key]
-            .private
-            .iter()
-            .copied()
-            .filter(|&b| self.backends[b].feed)
-            .collect()
-    }
-
-    /// Client `key`'s MONITOR feed connections.
-    pub(crate) fn monitor_feeds(&self, key: usize) -> Vec<usize> {
-        self.clients[key]
-            .private
-            .iter()
-            .copied()
-            .filter(|&b| self.backends[b].monitor)
-            .collect()
-    }
-
     /// Closes private connection `b` of client `key`; what was in flight on it gets an error.
     pub(crate) fn drop_private(&mut self, key: usize, b: usize) {
         // Closed on purpose: not a lost feed that would close the client.
-        self.backends[b].monitor = false;
+        self.backends[b].feed = None;
         if !self.backends[b].inflight.is_empty() {
             self.fail_backend(b, "closed by the client");
         }
@@ -904,9 +892,8 @@ impl Worker {
             owner,
             pubsub: false,
             subscriptions: [0; 2],
-            monitor: false,
+            feed: None,
             tracking: false,
-            feed: false,
             stream: None,
             connected: false,
             connect_deadline: Instant::now(),
@@ -979,8 +966,7 @@ impl Worker {
         }
         // A tracking client's new connection tracks what it reads from the start.
         let be = &self.backends[b];
-        if !be.monitor
-            && !be.feed
+        if be.feed.is_none()
             && let Some(owner) = be.owner
             && let Some(t) = self.clients.get(owner).and_then(|c| c.tracking.as_ref())
         {
@@ -1281,13 +1267,13 @@ impl Worker {
     /// One reply from `b`: the answer to its oldest request in flight.
     fn on_reply(&mut self, b: usize, reply: &[u8]) -> bool {
         let be = &mut self.backends[b];
-        if be.monitor && be.inflight.is_empty() {
+        if be.feed == Some(Feed::Monitor) && be.inflight.is_empty() {
             if let Some(owner) = be.owner {
                 self.push_to(owner, reply);
             }
             return true;
         }
-        if be.feed && reply.first() == Some(&b'>') {
+        if be.feed == Some(Feed::Invalidations) && reply.first() == Some(&b'>') {
             if let Some(owner) = be.owner {
                 self.redirect_invalidation(owner, reply);
             }
@@ -1447,10 +1433,12 @@ impl Worker {
         if let Some(key) = self.backends[b].owner
             && let Some(c) = self.clients.get_mut(key)
             && (c.subs.as_ref().is_some_and(|s| s.uses(b))
-                || self.backends[b].monitor
+                || self.backends[b].feed == Some(Feed::Monitor)
                 // The shard forgot the keys the client read, or where to tell it: the client
                 // must drop its cache.
-                || ((self.backends[b].tracking || self.backends[b].feed) && c.tracking.is_some()))
+                || ((self.backends[b].tracking
+                    || self.backends[b].feed == Some(Feed::Invalidations))
+                    && c.tracking.is_some()))
         {
             c.closing = true;
             self.mark_client(key);
