@@ -35,6 +35,34 @@ impl ClientType {
 
 const SYNTAX: &str = "ERR syntax error";
 
+/// The three kinds of subscription: channels, patterns and shard channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl Family {
+    /// The family a (un)subscribe command (or confirmation word) is about.
+    pub fn of(command: &str) -> Family {
+        match command {
+            "psubscribe" | "punsubscribe" => Family::Pattern,
+            "ssubscribe" | "sunsubscribe" => Family::Shard,
+            _ => Family::Channel,
+        }
+    }
+
+    /// The (subscribe, unsubscribe) words of confirmations and commands.
+    pub fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Family::Channel => ("subscribe", "unsubscribe"),
+            Family::Pattern => ("psubscribe", "punsubscribe"),
+            Family::Shard => ("ssubscribe", "sunsubscribe"),
+        }
+    }
+}
+
 /// The refusal of `name` (a command's full name) to a RESP2 client in subscribed mode, or
 /// `None` when it may run there (Redis's processCommand check).
 pub fn subscribed_mode_refusal(name: &str) -> Option<String> {
@@ -341,5 +369,62 @@ impl TrackingInfo<'_> {
         for p in self.prefixes {
             r.bulk(p);
         }
+    }
+}
+
+/// The options of `CLIENT TRACKING on|off [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN]
+/// [OPTOUT] [NOLOOP]`, as Redis reads them (shard and proxy).
+#[derive(Default)]
+pub struct TrackingOptions {
+    /// The client invalidations go to, and the place of its argument.
+    pub redirect: Option<(u64, usize)>,
+    pub bcast: bool,
+    pub optin: bool,
+    pub optout: bool,
+    pub noloop: bool,
+    pub prefixes: Vec<Vec<u8>>,
+}
+
+impl TrackingOptions {
+    /// Reads the options after ON/OFF; `exists` says whether a REDIRECT target is a client,
+    /// checked where Redis checks it (before the options after it).
+    pub fn parse(
+        args: &crate::Args<'_>,
+        exists: impl Fn(u64) -> bool,
+    ) -> Result<TrackingOptions, &'static str> {
+        let is = |a: &[u8], w: &str| a.eq_ignore_ascii_case(w.as_bytes());
+        let mut opts = TrackingOptions::default();
+        let mut j = 3;
+        while j < args.len() {
+            let a = args.get(j);
+            let more = j + 1 < args.len();
+            if is(a, "redirect") && more {
+                j += 1;
+                if opts.redirect.is_some() {
+                    return Err("ERR A client can only redirect to a single other client");
+                }
+                let id = crate::num::parse_i64(args.get(j))
+                    .ok_or("ERR value is not an integer or out of range")?;
+                if id <= 0 || !exists(id as u64) {
+                    return Err("ERR The client ID you want redirect to does not exist");
+                }
+                opts.redirect = Some((id as u64, j));
+            } else if is(a, "bcast") {
+                opts.bcast = true;
+            } else if is(a, "optin") {
+                opts.optin = true;
+            } else if is(a, "optout") {
+                opts.optout = true;
+            } else if is(a, "noloop") {
+                opts.noloop = true;
+            } else if is(a, "prefix") && more {
+                j += 1;
+                opts.prefixes.push(args.get(j).to_vec());
+            } else {
+                return Err("ERR syntax error");
+            }
+            j += 1;
+        }
+        Ok(opts)
     }
 }

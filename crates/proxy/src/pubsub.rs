@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use indexmap::IndexMap;
-use tessera_protocol::clients;
+use tessera_protocol::clients::{self, Family};
 use tessera_protocol::command::CommandSpec;
 use tessera_protocol::frame;
 use tessera_protocol::reply::Reply;
@@ -28,33 +28,6 @@ use tessera_protocol::{Args, key_hash_slot};
 
 use crate::merge::{Gather, Merge};
 use crate::worker::{To, Worker, write_command};
-
-/// The three kinds of subscription.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Family {
-    Channel,
-    Pattern,
-    Shard,
-}
-
-impl Family {
-    fn of(command: &str) -> Family {
-        match command {
-            "psubscribe" | "punsubscribe" => Family::Pattern,
-            "ssubscribe" | "sunsubscribe" => Family::Shard,
-            _ => Family::Channel,
-        }
-    }
-
-    /// The (subscribe, unsubscribe) words of confirmations and commands.
-    fn words(self) -> (&'static str, &'static str) {
-        match self {
-            Family::Channel => ("subscribe", "unsubscribe"),
-            Family::Pattern => ("psubscribe", "punsubscribe"),
-            Family::Shard => ("ssubscribe", "sunsubscribe"),
-        }
-    }
-}
 
 /// A client's subscriptions, each with the private connections it is on.
 #[derive(Default)]

@@ -18,8 +18,8 @@
 //! to a RESP3 target, an `__redis__:invalidate` message to a subscribed RESP2 one, as Redis's
 //! `sendTrackingMessage`. A target that has gone makes the redirect broken, as in Redis.
 
-use tessera_protocol::clients::TrackingInfo;
-use tessera_protocol::{Args, frame, num};
+use tessera_protocol::clients::{TrackingInfo, TrackingOptions};
+use tessera_protocol::{Args, frame};
 
 use crate::clients::{Mail, Tracker};
 use crate::commands::{is, write_request};
@@ -34,58 +34,30 @@ impl Worker {
     pub(crate) fn client_tracking(&mut self, key: usize, args: &Args<'_>, raw: &[u8]) {
         let on = is(args.get(2), "on");
         let off = is(args.get(2), "off");
-        let mut valid = on || off;
+        let shared = &self.shared;
+        let opts = match TrackingOptions::parse(args, |id| shared.locate(id).is_some()) {
+            Ok(opts) => opts,
+            Err(e) => return self.reply_error(key, e),
+        };
+        if !on && !off {
+            return self.reply_error(key, "ERR syntax error");
+        }
+        let TrackingOptions {
+            redirect,
+            bcast,
+            optin,
+            optout,
+            noloop,
+            mut prefixes,
+        } = opts;
         let mut t = Tracking {
             command: Vec::new(),
-            optin: false,
-            optout: false,
-            bcast: false,
-            noloop: false,
+            optin,
+            optout,
+            bcast,
+            noloop,
             redirect: None,
         };
-        // (target, its argument's place)
-        let mut redirect: Option<(u64, usize)> = None;
-        let mut prefixes: Vec<Vec<u8>> = Vec::new();
-        let mut i = 3;
-        while i < args.len() {
-            let a = args.get(i);
-            let more = i + 1 < args.len();
-            if is(a, "redirect") && more {
-                i += 1;
-                if redirect.is_some() {
-                    return self.reply_error(
-                        key,
-                        "ERR A client can only redirect to a single other client",
-                    );
-                }
-                let Some(id) = num::parse_i64(args.get(i)) else {
-                    return self.reply_error(key, "ERR value is not an integer or out of range");
-                };
-                if self.shared.locate(id as u64).is_none() {
-                    return self
-                        .reply_error(key, "ERR The client ID you want redirect to does not exist");
-                }
-                redirect = Some((id as u64, i));
-            } else if is(a, "prefix") && more {
-                i += 1;
-                prefixes.push(args.get(i).to_vec());
-            } else if is(a, "noloop") {
-                t.noloop = true;
-            } else if is(a, "optin") {
-                t.optin = true;
-            } else if is(a, "optout") {
-                t.optout = true;
-            } else if is(a, "bcast") {
-                t.bcast = true;
-            } else {
-                valid = false;
-            }
-            i += 1;
-        }
-        if !valid {
-            // A shard's syntax error; nothing changes.
-            return self.forward_to_any(key, raw, args);
-        }
         if off {
             return self.tracking_off(key, args, raw);
         }

@@ -1299,7 +1299,8 @@ impl Worker {
                     return true;
                 }
                 PushKind::Confirm(family, count, left) => {
-                    be.subscriptions[usize::from(family == crate::pubsub::Family::Shard)] = count;
+                    be.subscriptions
+                        [usize::from(family == tessera_protocol::clients::Family::Shard)] = count;
                     if let Some(name) = left
                         && let Some(c) = self.clients.get_mut(owner)
                         && c.subs.as_mut().is_some_and(|s| s.left(b, family, name))

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
 
-use tessera_protocol::clients::TrackingInfo;
+use tessera_protocol::clients::{TrackingInfo, TrackingOptions};
 use tessera_protocol::command::{CommandSpec, flag};
 use tessera_protocol::{Args, Reply};
 
@@ -446,40 +446,22 @@ impl Server {
 /// `CLIENT TRACKING on|off [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`
 pub(crate) fn client_tracking(s: &mut Server, tok: usize, args: &Args<'_>) -> Result<(), String> {
     let is = |a: &[u8], w: &str| a.eq_ignore_ascii_case(w.as_bytes());
-    let mut redirect = 0u64;
-    let mut opts = ClientTracking::default();
-    let mut prefixes: Vec<Vec<u8>> = Vec::new();
-    let mut j = 3;
-    while j < args.len() {
-        let a = args.get(j);
-        let more = j + 1 < args.len();
-        if is(a, "redirect") && more {
-            j += 1;
-            if redirect != 0 {
-                return Err("ERR A client can only redirect to a single other client".into());
-            }
-            let id = tessera_protocol::num::parse_i64(args.get(j))
-                .ok_or("ERR value is not an integer or out of range")?;
-            if !s.client_ids.contains_key(&(id as u64)) {
-                return Err("ERR The client ID you want redirect to does not exist".into());
-            }
-            redirect = id as u64;
-        } else if is(a, "bcast") {
-            opts.bcast = true;
-        } else if is(a, "optin") {
-            opts.optin = true;
-        } else if is(a, "optout") {
-            opts.optout = true;
-        } else if is(a, "noloop") {
-            opts.noloop = true;
-        } else if is(a, "prefix") && more {
-            j += 1;
-            prefixes.push(args.get(j).to_vec());
-        } else {
-            return Err("ERR syntax error".into());
-        }
-        j += 1;
-    }
+    let TrackingOptions {
+        redirect,
+        bcast,
+        optin,
+        optout,
+        noloop,
+        mut prefixes,
+    } = TrackingOptions::parse(args, |id| s.client_ids.contains_key(&id))?;
+    let redirect = redirect.map_or(0, |(id, _)| id);
+    let opts = ClientTracking {
+        bcast,
+        optin,
+        optout,
+        noloop,
+        ..ClientTracking::default()
+    };
     let mode = args.get(2);
     if is(mode, "off") {
         s.disable_tracking(tok);

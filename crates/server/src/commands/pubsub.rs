@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use tessera_protocol::clients::Family as Kind;
 use tessera_protocol::{Args, Reply, glob};
 
 use crate::dispatch::{Call, CmdResult};
@@ -52,32 +53,6 @@ impl PubSub {
     /// Shard channels with subscribers (`pubsubshard_channels`).
     pub fn shard_channel_count(&self) -> usize {
         self.shard_channels.len()
-    }
-}
-
-/// The three kinds of subscription.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Channel,
-    Pattern,
-    Shard,
-}
-
-impl Kind {
-    fn of(name: &str) -> Kind {
-        match name {
-            "psubscribe" | "punsubscribe" => Kind::Pattern,
-            "ssubscribe" | "sunsubscribe" => Kind::Shard,
-            _ => Kind::Channel,
-        }
-    }
-
-    fn words(self) -> (&'static [u8], &'static [u8]) {
-        match self {
-            Kind::Channel => (b"subscribe", b"unsubscribe"),
-            Kind::Pattern => (b"psubscribe", b"punsubscribe"),
-            Kind::Shard => (b"ssubscribe", b"sunsubscribe"),
-        }
     }
 }
 
@@ -238,7 +213,12 @@ pub fn subscribe(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRes
             s.subs_map(kind).entry(name.to_vec()).or_default().push(tok);
         }
         let count = s.subscription_count(tok, kind);
-        reply_sub(&mut call.reply(), kind.words().0, Some(name), count);
+        reply_sub(
+            &mut call.reply(),
+            kind.words().0.as_bytes(),
+            Some(name),
+            count,
+        );
     }
     Ok(())
 }
@@ -247,7 +227,7 @@ pub fn subscribe(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdRes
 pub fn unsubscribe(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let kind = Kind::of(call.spec.name);
     let tok = call.client;
-    let word = kind.words().1;
+    let word = kind.words().1.as_bytes();
     let names: Vec<Vec<u8>> = if args.len() > 1 {
         args.iter_from(1).map(<[u8]>::to_vec).collect()
     } else {
