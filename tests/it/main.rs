@@ -17,6 +17,7 @@ mod notifications;
 mod persistence;
 mod protocol;
 mod proxy;
+mod proxy_clients;
 mod proxy_table;
 mod pubsub;
 mod replication;

@@ -327,9 +327,11 @@ fn proxy_routes_splits_and_merges() {
     assert_eq!(p.cmd_str(&["DBSIZE"]), ":0\r\n");
 }
 
-/// The same commands through the proxy and against one redis-server give the same replies.
 /// A key of the proxied database whose slot is in `range` (the shards' ranges are even).
-fn key_in(p: &mut crate::support::RawConn, range: std::ops::RangeInclusive<i64>) -> String {
+pub(crate) fn key_in(
+    p: &mut crate::support::RawConn,
+    range: std::ops::RangeInclusive<i64>,
+) -> String {
     (0..)
         .map(|i| format!("key{i}"))
         .find(|k| range.contains(&int(&p.cmd_str(&["CLUSTER", "KEYSLOT", k]))))

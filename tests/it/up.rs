@@ -216,7 +216,12 @@ fn up_serves_and_starts_again_with_the_same_data() {
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "OK")
     });
-    assert_eq!(redis_cli(second, &["DBSIZE"]), "1");
+    // Every shard of it answers (the SET above needed only one of them up).
+    wait_for(
+        Duration::from_secs(30),
+        "every shard of the second database",
+        || redis_cli(second, &["DBSIZE"]) == "1",
+    );
     assert_eq!(redis_cli(port, &["EXISTS", "other"]), "0");
 
     // Ctrl-C stops every process.

@@ -1,6 +1,9 @@
 //! CLIENT LIST / CLIENT INFO lines and the CLIENT LIST / CLIENT KILL filters, as Redis 7.0
 //! writes and reads them: shared by the shard and the proxy, which keep their clients apart.
 
+use std::time::{Duration, Instant};
+
+use crate::command::{self, CommandSpec, flag};
 use crate::{Args, num};
 
 /// A client type of `TYPE` in CLIENT LIST and CLIENT KILL.
@@ -53,6 +56,20 @@ impl Family {
         }
     }
 
+    /// True for the six (un)subscribe commands, whose confirmations are pushes: Redis sends
+    /// them even with CLIENT REPLY OFF.
+    pub fn is_subscription(command: &str) -> bool {
+        matches!(
+            command,
+            "subscribe"
+                | "psubscribe"
+                | "ssubscribe"
+                | "unsubscribe"
+                | "punsubscribe"
+                | "sunsubscribe"
+        )
+    }
+
     /// The (subscribe, unsubscribe) words of confirmations and commands.
     pub fn words(self) -> (&'static str, &'static str) {
         match self {
@@ -98,6 +115,80 @@ pub fn check_name(name: &[u8]) -> Result<(), &'static str> {
         return Err("ERR Client names cannot contain spaces, newlines or special characters.");
     }
     Ok(())
+}
+
+/// A `CLIENT PAUSE` in force.
+#[derive(Clone, Copy, Debug)]
+pub struct Pause {
+    pub until: Instant,
+    /// `CLIENT PAUSE WRITE`: only commands that may write wait.
+    pub writes_only: bool,
+}
+
+impl Pause {
+    /// `CLIENT PAUSE timeout [WRITE|ALL]` on top of the pause in force, if any: a new pause
+    /// never shortens or weakens one in force (Redis's `pauseClients`). Errors in Redis's
+    /// order and words.
+    pub fn parse(args: &Args<'_>, current: Option<Pause>, now: Instant) -> Result<Pause, String> {
+        if args.len() > 4 {
+            return Err(command::subcommand_syntax_error(args.get(0), args.get(1)));
+        }
+        let writes_only = match args.try_get(3) {
+            None => false,
+            Some(a) if a.eq_ignore_ascii_case(b"write") => true,
+            Some(a) if a.eq_ignore_ascii_case(b"all") => false,
+            Some(_) => return Err("ERR CLIENT PAUSE mode must be WRITE or ALL".into()),
+        };
+        let ms =
+            num::parse_i64(args.get(2)).ok_or("ERR timeout is not an integer or out of range")?;
+        if ms < 0 {
+            return Err("ERR timeout is negative".into());
+        }
+        // A timeout beyond what the clock can add means "until CLIENT UNPAUSE".
+        let until = now
+            .checked_add(Duration::from_millis(ms as u64))
+            .unwrap_or(now + Duration::from_secs(100 * 365 * 86400));
+        Ok(match current {
+            Some(p) if p.until > now => Pause {
+                until: p.until.max(until),
+                writes_only: p.writes_only && writes_only,
+            },
+            _ => Pause { until, writes_only },
+        })
+    }
+
+    /// True when a command of `spec` waits for the pause to end. The commands that observe
+    /// or end a pause go through.
+    pub fn holds(&self, spec: &CommandSpec) -> bool {
+        if matches!(
+            spec.name,
+            "client|unpause" | "client|pause" | "info" | "ping" | "quit"
+        ) {
+            return false;
+        }
+        !self.writes_only || Pause::may_write(spec)
+    }
+
+    /// True for the commands CLIENT PAUSE WRITE holds.
+    pub fn may_write(spec: &CommandSpec) -> bool {
+        spec.has(flag::WRITE) || spec.name == "publish" || spec.name.starts_with("eval")
+    }
+}
+
+/// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: the client's id, and true for ERROR. Errors in
+/// Redis's order and words.
+pub fn parse_unblock(args: &Args<'_>) -> Result<(i64, bool), String> {
+    if args.len() > 4 {
+        return Err(command::subcommand_syntax_error(args.get(0), args.get(1)));
+    }
+    let error = match args.try_get(3) {
+        None => false,
+        Some(a) if a.eq_ignore_ascii_case(b"timeout") => false,
+        Some(a) if a.eq_ignore_ascii_case(b"error") => true,
+        Some(_) => return Err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into()),
+    };
+    let id = num::parse_i64(args.get(2)).ok_or("ERR value is not an integer or out of range")?;
+    Ok((id, error))
 }
 
 /// A CLIENT SETINFO attribute.

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use tessera_protocol::clients;
+use tessera_protocol::clients::{self, Family, Pause};
 use tessera_protocol::command::{self, CommandSpec, CommandTable, REDIS_COMMANDS, flag};
 use tessera_protocol::{Args, SLOTS, key_hash_slot, num};
 
 use crate::merge::{Gather, Merge, SCAN_SHARD_BITS};
-use crate::worker::{Multi, Pending, To, Watch, Worker, write_bulk, write_command, write_header};
+use crate::worker::{
+    Multi, Pending, To, WaitFor, Watch, Worker, write_bulk, write_command, write_header,
+};
 
 /// How the proxy serves a command.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +43,8 @@ enum Kind {
     Monitor,
     /// CLIENT TRACKING and CLIENT CACHING (`tracking.rs`).
     Tracking,
+    /// WAIT (`worker::WaitFor`).
+    Wait,
     /// Not served through the proxy, for the reason given.
     Refused(&'static str),
     /// Refused as Redis Cluster refuses it, with this error.
@@ -60,9 +64,9 @@ fn classify(spec: &CommandSpec) -> Kind {
         "ping" | "echo" | "quit" | "hello" | "auth" | "select" | "reset" | "readonly"
         | "readwrite" | "asking" | "multi" | "exec" | "discard" | "watch" | "unwatch"
         | "client|setname" | "client|getname" | "client|id" | "client|info" | "client|list"
-        | "client|kill" | "client|setinfo" | "cluster|slots" | "cluster|shards"
-        | "cluster|nodes" | "cluster|info" | "cluster|myid" | "cluster|myshardid"
-        | "cluster|keyslot" => Kind::Local,
+        | "client|kill" | "client|setinfo" | "client|reply" | "client|pause" | "client|unpause"
+        | "client|unblock" | "cluster|slots" | "cluster|shards" | "cluster|nodes"
+        | "cluster|info" | "cluster|myid" | "cluster|myshardid" | "cluster|keyslot" => Kind::Local,
         "cluster|countkeysinslot" | "cluster|getkeysinslot" => Kind::SlotArgument,
         "mget" => Kind::Split(Mget),
         "mset" => Kind::Split(AllSucceeded),
@@ -89,9 +93,7 @@ fn classify(spec: &CommandSpec) -> Kind {
         "client|tracking" | "client|caching" | "client|trackinginfo" | "client|getredir" => {
             Kind::Tracking
         }
-        "wait" | "client|reply" | "client|pause" | "client|unpause" | "client|unblock" => {
-            Kind::Refused(NEEDS_PINNING)
-        }
+        "wait" => Kind::Wait,
         // They would change a shard connection every client shares.
         "client|no-evict" | "client|no-touch" => {
             Kind::Refused("it would apply to a shard connection other clients share")
@@ -208,14 +210,16 @@ impl Worker {
 
     /// Serves one request of client `key`; `raw` is its bytes as they came.
     pub(crate) fn handle(&mut self, key: usize, args: &Args<'_>, raw: &[u8]) {
+        let c = &mut self.clients[key];
+        c.quiet = c.reply_off || std::mem::take(&mut c.skip_next);
         self.serve(key, args, raw);
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        c.quiet = false;
         // CLIENT CACHING applies to the next command or transaction only, as in Redis's
         // `resetClient`.
-        if let Some(c) = self.clients.get_mut(key)
-            && c.caching
-            && c.multi.is_none()
-            && !is(args.get(0), "client")
-        {
+        if c.caching && c.multi.is_none() && !is(args.get(0), "client") {
             c.caching = false;
         }
     }
@@ -237,6 +241,10 @@ impl Worker {
         let c = &mut self.clients[key];
         c.active = now;
         c.cmd = spec.name;
+        // Subscription confirmations are pushes: they go out whatever CLIENT REPLY says.
+        if c.quiet && Family::is_subscription(spec.name) {
+            c.quiet = false;
+        }
         if !spec.arity_ok(args.len()) {
             let text = format!("ERR wrong number of arguments for '{}' command", spec.name);
             return self.refuse_queued(key, &text);
@@ -304,6 +312,7 @@ impl Worker {
                 self.client_caching(key, args.get(2))
             }
             Kind::Tracking if spec.name == "client|getredir" => self.get_redirect(key, args, raw),
+            Kind::Wait => self.wait(key, args, raw),
             Kind::Tracking => self.tracking_info(key, args, raw),
             Kind::Refused(why) => self.refuse(key, spec, why),
             Kind::Error(text) => self.reply_error(key, text),
@@ -327,6 +336,79 @@ impl Worker {
             Ok(b) => self.forward(key, b, raw, args),
             Err(e) => self.reply_error(key, &e),
         }
+    }
+
+    /// True when CLIENT PAUSE holds client `key`'s next command (`args`): the client is put
+    /// in the worker's `held` until the pause ends. A command that fails its checks is
+    /// answered at once, as in Redis.
+    pub(crate) fn held_by_pause(&mut self, key: usize, args: &Args<'_>) -> bool {
+        let Some(pause) = self.shared.pause(self.now) else {
+            return false;
+        };
+        let table = CommandTable::redis();
+        let spec = match table.get(args.get(0)) {
+            Some(s) if s.is_container() && args.len() >= 2 => s.subcommand(args.get(1)),
+            s => s,
+        };
+        let c = &mut self.clients[key];
+        let Some(spec) = spec.filter(|s| s.arity_ok(args.len()) && c.authed) else {
+            return false;
+        };
+        let exec_writes = spec.name == "exec" && c.multi.as_ref().is_some_and(|m| m.may_write);
+        if !pause.holds(spec) && !exec_writes {
+            return false;
+        }
+        if !c.held {
+            c.held = true;
+            self.held.push(key);
+        }
+        true
+    }
+
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: sent to each shard where the client has a
+    /// connection of its own (a blocking command or WAIT waits there), under the shard's id
+    /// for it; 1 when a shard unblocked it.
+    fn client_unblock(&mut self, key: usize, args: &Args<'_>) {
+        let (target, error) = match clients::parse_unblock(args) {
+            Ok(t) => t,
+            Err(e) => return self.reply_error(key, &e),
+        };
+        let conns = u64::try_from(target)
+            .map(|id| self.shared.shard_ids(id))
+            .unwrap_or_default();
+        if conns.is_empty() {
+            return self.reply_with(key, |r| r.int(0));
+        }
+        let part = self.expect_parts(key, Gather::new(Merge::Max, conns.len()));
+        let how: &[u8] = if error { b"ERROR" } else { b"TIMEOUT" };
+        for (i, (addr, sid)) in conns.iter().enumerate() {
+            let to = part(i);
+            let sid = itoa::Buffer::new().format(*sid).as_bytes().to_vec();
+            match self.addr_backend(addr, false) {
+                Ok(b) => self.send(b, to, 0, |o| {
+                    write_command(o, &[b"CLIENT", b"UNBLOCK", &sid, how])
+                }),
+                Err(e) => self.deliver(to, format!("-{e}\r\n").as_bytes()),
+            }
+        }
+    }
+
+    /// WAIT: to every shard, once the client's earlier replies are in (`worker::WaitFor`).
+    fn wait(&mut self, key: usize, args: &Args<'_>, raw: &[u8]) {
+        let addrs = match self.primary_addrs() {
+            Ok(a) => a,
+            Err(e) => return self.reply_error(key, e),
+        };
+        let mut request = Vec::with_capacity(raw.len());
+        write_request(&mut request, raw, args);
+        let gather = Gather::new(Merge::Min, addrs.len());
+        let (_, seq) = self.expect(key, Pending::Gather(Box::new(gather)));
+        self.clients[key].wait = Some(Box::new(WaitFor {
+            seq,
+            addrs,
+            request: Some(request),
+        }));
+        self.wait_step(key);
     }
 
     /// WATCH: on the client's private connection to the shard of the keys, where EXEC then
@@ -556,7 +638,8 @@ impl Worker {
             Kind::SlotArgument => num::parse_i64(args.get(2))
                 .filter(|s| (0..SLOTS as i64).contains(s))
                 .map(|s| s as u16),
-            Kind::Any => None,
+            // Inside EXEC, WAIT does not wait: one shard answers.
+            Kind::Any | Kind::Wait => None,
             // The flag applies inside the transaction, on the shard.
             Kind::Tracking if spec.name != "client|tracking" => None,
             Kind::Channel => Some(key_hash_slot(args.get(1))),
@@ -582,6 +665,7 @@ impl Worker {
                 _ => m.slot = Some(s),
             }
         }
+        m.may_write |= Pause::may_write(spec);
         let before = m.cmds.len();
         write_request(&mut m.cmds, raw, args);
         m.lens.push((m.cmds.len() - before) as u32);
@@ -674,6 +758,8 @@ impl Worker {
             "quit" => {
                 self.reply_with(key, |r| r.ok());
                 self.clients[key].closing = true;
+                // Closed once its replies are out, even with none to write (CLIENT REPLY OFF).
+                self.mark_client(key);
             }
             "select" => match num::parse_i64(args.get(1)) {
                 Some(0) => self.reply_with(key, |r| r.ok()),
@@ -707,6 +793,10 @@ impl Worker {
                 let authed = self.open_access();
                 let c = &mut self.clients[key];
                 c.multi = None;
+                // RESET answers even after CLIENT REPLY OFF, which it ends.
+                c.quiet &= !c.reply_off;
+                c.reply_off = false;
+                c.skip_next = false;
                 c.resp3 = false;
                 c.name = None;
                 c.authed = authed;
@@ -754,6 +844,33 @@ impl Worker {
                 }
                 Err(e) => self.reply_error(key, &e),
             },
+            "client|reply" => {
+                let c = &mut self.clients[key];
+                let mode = args.get(2);
+                if is(mode, "on") {
+                    c.reply_off = false;
+                    c.quiet = false;
+                    self.reply_with(key, |r| r.ok());
+                } else if is(mode, "off") {
+                    c.reply_off = true;
+                } else if is(mode, "skip") {
+                    c.skip_next = !c.reply_off;
+                } else {
+                    self.reply_error(key, "ERR syntax error");
+                }
+            }
+            "client|pause" => match Pause::parse(args, self.shared.pause(self.now), self.now) {
+                Ok(p) => {
+                    self.shared.set_pause(Some(p));
+                    self.reply_with(key, |r| r.ok());
+                }
+                Err(e) => self.reply_error(key, &e),
+            },
+            "client|unpause" => {
+                self.shared.set_pause(None);
+                self.reply_with(key, |r| r.ok());
+            }
+            "client|unblock" => self.client_unblock(key, args),
             "client|info" => self.client_info(key),
             "client|list" => self.client_all(key, false, args),
             "client|kill" => self.client_all(key, true, args),

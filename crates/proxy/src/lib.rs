@@ -22,11 +22,12 @@ mod worker;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tessera_protocol::clients::Pause;
 use tessera_protocol::cluster::Topology;
 
 /// What a proxy serves and where.
@@ -49,6 +50,15 @@ pub struct Config {
     pub database: String,
 }
 
+/// A client's private connection as its shard knows it.
+struct ShardConn {
+    /// The connection (a worker's backend key).
+    backend: usize,
+    addr: String,
+    /// The shard's client id for it.
+    id: u64,
+}
+
 /// State the workers share: the newest topology and the wakers to tell them about it.
 pub(crate) struct Shared {
     topology: Mutex<Option<Arc<Topology>>>,
@@ -59,6 +69,11 @@ pub(crate) struct Shared {
     next_client_id: AtomicU64,
     /// Every client's worker and its key there, by id (CLIENT TRACKING REDIRECT's target).
     clients: Mutex<HashMap<u64, (usize, usize)>>,
+    /// Each client's private shard connections that the shard named (for CLIENT UNBLOCK).
+    shard_ids: Mutex<HashMap<u64, Vec<ShardConn>>>,
+    /// CLIENT PAUSE, for every client of the proxy; `pausing` says whether to look.
+    pause: Mutex<Option<Pause>>,
+    pausing: AtomicBool,
     /// Where clients reach this proxy: `host`, `port`.
     pub host: String,
     pub port: OnceLock<u16>,
@@ -100,8 +115,70 @@ impl Shared {
         let mut clients = self.clients.lock().expect("clients lock");
         match at {
             Some(at) => clients.insert(id, at),
-            None => clients.remove(&id),
+            None => {
+                self.shard_ids.lock().expect("shard ids lock").remove(&id);
+                clients.remove(&id)
+            }
         };
+    }
+
+    /// Records the shard's id for client `id`'s private connection `b` to `addr` (none: the
+    /// connection is closed).
+    pub(crate) fn note_shard_id(&self, id: u64, b: usize, addr: &str, shard_id: Option<u64>) {
+        let mut all = self.shard_ids.lock().expect("shard ids lock");
+        let list = all.entry(id).or_default();
+        list.retain(|c| c.backend != b);
+        if let Some(id) = shard_id {
+            list.push(ShardConn {
+                backend: b,
+                addr: addr.to_string(),
+                id,
+            });
+        }
+        if list.is_empty() {
+            all.remove(&id);
+        }
+    }
+
+    /// Client `id`'s private connections as the shards know them: (address, shard's id).
+    pub(crate) fn shard_ids(&self, id: u64) -> Vec<(String, u64)> {
+        let all = self.shard_ids.lock().expect("shard ids lock");
+        all.get(&id)
+            .map(|l| l.iter().map(|c| (c.addr.clone(), c.id)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The CLIENT PAUSE in force at `now`.
+    pub(crate) fn pause(&self, now: Instant) -> Option<Pause> {
+        if !self.pausing.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut p = self.pause.lock().expect("pause lock");
+        match *p {
+            Some(pause) if pause.until > now => Some(pause),
+            _ => {
+                *p = None;
+                self.pausing.store(false, Ordering::Release);
+                None
+            }
+        }
+    }
+
+    /// True while a CLIENT PAUSE may be in force (one atomic read, for every command).
+    pub(crate) fn pausing(&self) -> bool {
+        self.pausing.load(Ordering::Relaxed)
+    }
+
+    /// Starts, extends or (with `None`) ends the pause; the workers look at their held
+    /// clients again.
+    pub(crate) fn set_pause(&self, pause: Option<Pause>) {
+        let mut p = self.pause.lock().expect("pause lock");
+        *p = pause;
+        self.pausing.store(pause.is_some(), Ordering::Release);
+        drop(p);
+        for w in self.wakers.get().into_iter().flatten() {
+            let _ = w.wake();
+        }
     }
 
     /// Where client `id` is: its worker and its key there.
@@ -156,6 +233,9 @@ impl Proxy {
             mail: OnceLock::new(),
             next_client_id: AtomicU64::new(1),
             clients: Mutex::new(HashMap::new()),
+            shard_ids: Mutex::new(HashMap::new()),
+            pause: Mutex::new(None),
+            pausing: AtomicBool::new(false),
             host,
             port: OnceLock::new(),
             database: config.database.clone(),

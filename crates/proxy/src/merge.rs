@@ -13,6 +13,10 @@ use crate::worker::{Tracking, write_bulk, write_header};
 pub(crate) enum Merge {
     /// Integers added (DEL, EXISTS, DBSIZE).
     Sum,
+    /// The smallest integer (WAIT: the replicas every shard has).
+    Min,
+    /// The largest integer (CLIENT UNBLOCK: 1 when any shard unblocked the client).
+    Max,
     /// The first reply when every part succeeded, else the first error (MSET, FLUSHALL).
     AllSucceeded,
     /// The first success, else the first error (SCRIPT KILL).
@@ -56,6 +60,8 @@ pub(crate) struct Gather {
     pub made: Vec<u8>,
     /// CLIENT TRACKING ON: the client's mode before it, back in force if a shard refuses.
     pub tracking_before: Option<Option<Box<Tracking>>>,
+    /// The merged reply is dropped (CLIENT REPLY OFF or SKIP).
+    pub quiet: bool,
 }
 
 const UNEXPECTED: &[u8] = b"-ERR proxy: a shard sent an unexpected reply\r\n";
@@ -73,6 +79,7 @@ impl Gather {
             scan: (0, 0),
             made: Vec::new(),
             tracking_before: None,
+            quiet: false,
         }
     }
 
@@ -115,6 +122,8 @@ impl Gather {
         }
         let merged = match self.merge {
             Merge::Sum => sum(&parts),
+            Merge::Min => integers(&parts).and_then(|v| v.into_iter().min().map(int_reply)),
+            Merge::Max => integers(&parts).and_then(|v| v.into_iter().max().map(int_reply)),
             Merge::AllSucceeded | Merge::OneSucceeded | Merge::RandomKey => Some(parts[0].to_vec()),
             Merge::Concat => concat(&parts, false),
             Merge::Union => concat(&parts, true),
@@ -152,6 +161,10 @@ fn int_reply(n: i64) -> Vec<u8> {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     out.extend_from_slice(b"\r\n");
     out
+}
+
+fn integers(parts: &[&[u8]]) -> Option<Vec<i64>> {
+    parts.iter().map(|p| frame::integer(p)).collect()
 }
 
 fn sum(parts: &[&[u8]]) -> Option<Vec<u8>> {

@@ -62,6 +62,8 @@ const PUBSUB_UNREAD_LIMIT: usize = 32 << 20;
 pub(crate) enum Pending {
     /// One shard's reply, passed through.
     Wait,
+    /// One shard's reply, dropped (CLIENT REPLY OFF or SKIP).
+    Quiet,
     /// Several shards' replies, merged.
     Gather(Box<Gather>),
     /// A reply that is ready but waits for the ones before it.
@@ -79,6 +81,8 @@ pub(crate) struct Multi {
     pub slot: Option<u16>,
     /// A command was refused while queueing: EXEC answers EXECABORT.
     pub failed: bool,
+    /// A queued command may write: CLIENT PAUSE WRITE holds the EXEC.
+    pub may_write: bool,
 }
 
 pub(crate) struct Client {
@@ -120,8 +124,18 @@ pub(crate) struct Client {
     pub caching: bool,
     /// CLIENT TRACKING ON REDIRECT being set up: nothing else is read until it is done.
     pub setup: Option<Box<Setup>>,
+    /// WAIT being answered: nothing else is read until it is done.
+    pub wait: Option<Box<WaitFor>>,
+    /// CLIENT REPLY OFF is in force; CLIENT REPLY SKIP was given for the next command.
+    pub reply_off: bool,
+    pub skip_next: bool,
+    /// The command being served gets no reply (Redis's `CLIENT_REPLY_OFF|CLIENT_REPLY_SKIP`;
+    /// pushes still go out, as in Redis).
+    pub quiet: bool,
     /// Close once the replies owed are written (QUIT, a protocol error).
     pub closing: bool,
+    /// Its next command waits for CLIENT PAUSE to end (it is in the worker's `held`).
+    pub held: bool,
     /// Not read while it is owed `MAX_PENDING` replies.
     paused: bool,
     dirty: bool,
@@ -209,6 +223,20 @@ pub(crate) struct Setup {
     pub failed: Option<Vec<u8>>,
 }
 
+/// WAIT through the proxy: each shard's primary waits for its replicas to reach the offset it
+/// has when the WAIT arrives. It is sent once the client's earlier replies are in, so every
+/// write the client made before is within that offset, and on the client's private
+/// connections, since a shard blocks the connection that waits. The reply is the smallest
+/// count; the client's later commands wait for it, as Redis blocks the client.
+pub(crate) struct WaitFor {
+    /// The reply's sequence number.
+    pub seq: u64,
+    /// Every shard's primary, one part of the reply each.
+    pub addrs: Vec<String>,
+    /// The command, until it is sent.
+    pub request: Option<Vec<u8>>,
+}
+
 /// Keys a client watches, on its private connection `backend`.
 #[derive(Clone, Copy)]
 pub(crate) struct Watch {
@@ -232,6 +260,8 @@ pub(crate) enum To {
     Discard,
     /// The shard's id for client `key`'s feed to shard number `shard` (`tracking.rs`).
     Feed { key: usize, id: u64, shard: u32 },
+    /// The shard's id for client `key`'s private connection `backend` (CLIENT UNBLOCK).
+    ShardId { key: usize, id: u64, backend: usize },
     /// The connection's own set-up (AUTH, HELLO): an error is logged.
     Handshake,
 }
@@ -321,6 +351,8 @@ pub(crate) struct Worker {
     dirty_clients: Vec<usize>,
     dirty_backends: Vec<usize>,
     resume: Vec<usize>,
+    /// Clients whose next command waits for CLIENT PAUSE to end.
+    pub held: Vec<usize>,
     retries: Vec<Retry>,
     /// Round robin over the shards for commands any shard can answer.
     next_any: usize,
@@ -358,6 +390,7 @@ impl Worker {
             dirty_clients: Vec::new(),
             dirty_backends: Vec::new(),
             resume: Vec::new(),
+            held: Vec::new(),
             retries: Vec::new(),
             next_any: 0,
         })
@@ -372,10 +405,17 @@ impl Worker {
         loop {
             let timeout = if !self.resume.is_empty() {
                 Duration::ZERO
-            } else if self.retries.is_empty() {
-                Duration::from_millis(100)
-            } else {
+            } else if !self.retries.is_empty() {
                 Duration::from_millis(5)
+            } else if !self.held.is_empty() {
+                // Awake when the pause ends (CLIENT UNPAUSE wakes every worker).
+                let now = Instant::now();
+                self.shared
+                    .pause(now)
+                    .map_or(Duration::ZERO, |p| p.until - now)
+                    .min(Duration::from_millis(100))
+            } else {
+                Duration::from_millis(100)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -486,7 +526,12 @@ impl Worker {
                         tracking: None,
                         caching: false,
                         setup: None,
+                        wait: None,
+                        reply_off: false,
+                        skip_next: false,
+                        quiet: false,
                         closing: false,
+                        held: false,
                         paused: false,
                         dirty: false,
                     });
@@ -552,7 +597,7 @@ impl Worker {
         let mut pos = 0;
         while pos < filled {
             let c = &mut self.clients[key];
-            if c.closing || c.setup.is_some() {
+            if c.closing || c.setup.is_some() || c.wait.is_some() {
                 break;
             }
             if c.queue.len() >= MAX_PENDING || c.out.len() - c.written > MAX_UNREAD {
@@ -563,6 +608,10 @@ impl Worker {
                 Ok(Some(n)) => {
                     let raw = &inb[pos..pos + n];
                     let args = parser.args(raw);
+                    if self.shared.pausing() && self.held_by_pause(key, &args) {
+                        // Read again, from this command, when the pause ends.
+                        break;
+                    }
                     if !args.is_empty() {
                         self.handle(key, &args, raw);
                     }
@@ -646,6 +695,14 @@ impl Worker {
     pub(crate) fn expect(&mut self, key: usize, p: Pending) -> (u64, u64) {
         let c = &mut self.clients[key];
         let seq = c.head_seq + c.queue.len() as u64;
+        let p = match p {
+            Pending::Wait if c.quiet => Pending::Quiet,
+            Pending::Gather(mut g) if c.quiet => {
+                g.quiet = true;
+                Pending::Gather(g)
+            }
+            p => p,
+        };
         c.queue.push_back(p);
         (c.id, seq)
     }
@@ -664,6 +721,9 @@ impl Worker {
     /// A reply the proxy makes itself, in its place among the client's replies.
     pub(crate) fn reply_with(&mut self, key: usize, f: impl FnOnce(&mut Reply<'_>)) {
         let c = &mut self.clients[key];
+        if c.quiet {
+            return;
+        }
         if c.queue.is_empty() {
             f(&mut Reply::new(&mut c.out, c.resp3));
         } else {
@@ -714,6 +774,18 @@ impl Worker {
             To::Client { key, id, seq, part } => (key, id, seq, part),
             To::Discard => return,
             To::Feed { key, id, shard } => return self.feed_id(key, id, shard as usize, frame),
+            To::ShardId { key, id, backend } => {
+                if let (Some(sid), Some(c), Some(be)) = (
+                    frame::integer(frame),
+                    self.clients.get(key),
+                    self.backends.get(backend),
+                ) && c.id == id
+                {
+                    self.shared
+                        .note_shard_id(id, backend, &be.addr, Some(sid as u64));
+                }
+                return;
+            }
             To::Handshake => {
                 if frame::is_error(frame) {
                     tracing::warn!(
@@ -740,6 +812,11 @@ impl Worker {
                 *p = Pending::Done(frame.to_vec());
                 return;
             }
+            Pending::Quiet if idx == 0 => {}
+            Pending::Quiet => {
+                *p = Pending::Done(Vec::new());
+                return;
+            }
             Pending::Gather(g) => {
                 if !g.add(part, frame) {
                     return;
@@ -751,6 +828,7 @@ impl Worker {
                 {
                     c.tracking = before;
                 }
+                let merged = if g.quiet { Vec::new() } else { merged };
                 if idx > 0 {
                     *p = Pending::Done(merged);
                     return;
@@ -768,7 +846,44 @@ impl Worker {
             }
             c.head_seq += 1;
         }
+        let waiting = c.wait.is_some();
         self.mark_client(key);
+        if waiting {
+            self.wait_step(key);
+        }
+    }
+
+    /// Moves client `key`'s WAIT on: sent once it heads the client's replies, done (and the
+    /// client's input read again) once answered.
+    pub(crate) fn wait_step(&mut self, key: usize) {
+        let c = &mut self.clients[key];
+        let Some(w) = c.wait.as_mut() else {
+            return;
+        };
+        if w.seq < c.head_seq {
+            c.wait = None;
+            self.resume_client(key);
+            return;
+        }
+        if w.seq != c.head_seq {
+            return;
+        }
+        let Some(request) = w.request.take() else {
+            return;
+        };
+        let (id, seq, addrs) = (c.id, w.seq, w.addrs.clone());
+        for (part, addr) in addrs.iter().enumerate() {
+            let to = To::Client {
+                key,
+                id,
+                seq,
+                part: part as u32,
+            };
+            match self.private_backend(key, addr) {
+                Ok(b) => self.send(b, to, 0, |o| o.extend_from_slice(&request)),
+                Err(e) => self.deliver(to, format!("-{e}\r\n").as_bytes()),
+            }
+        }
     }
 
     // ---- shard connections ----
@@ -858,7 +973,9 @@ impl Worker {
         if let Some(mut s) = self.backends.try_remove(b).and_then(|be| be.stream) {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        self.clients[key].private.retain(|&p| p != b);
+        let c = &mut self.clients[key];
+        c.private.retain(|&p| p != b);
+        self.shared.note_shard_id(c.id, b, "", None);
     }
 
     /// The address of the primary serving `slot`.
@@ -963,6 +1080,19 @@ impl Worker {
         }
         if self.backends[b].resp3 {
             self.send(b, To::Handshake, 0, |o| write_command(o, &[b"HELLO", b"3"]));
+        }
+        // The shard's id for a client's own connection, for CLIENT UNBLOCK.
+        let be = &self.backends[b];
+        if be.feed.is_none()
+            && let Some(owner) = be.owner
+            && let Some(c) = self.clients.get(owner)
+        {
+            let to = To::ShardId {
+                key: owner,
+                id: c.id,
+                backend: b,
+            };
+            self.send(b, to, 0, |o| write_command(o, &[b"CLIENT", b"ID"]));
         }
         // A tracking client's new connection tracks what it reads from the start.
         let be = &self.backends[b];
@@ -1078,12 +1208,17 @@ impl Worker {
         if !self.moved.is_empty()
             && let Some(addr) = self.moved.get(&slot).cloned()
         {
-            let b = self.backend_at(&addr, resp3);
-            self.ensure_connected(b)?;
-            return Ok(b);
+            return self.addr_backend(&addr, resp3);
         }
         let shard = self.slot_owner(slot)?;
         self.shard_backend(shard, resp3)
+    }
+
+    /// The thread's shared connection to the process at `addr`, connected.
+    pub(crate) fn addr_backend(&mut self, addr: &str, resp3: bool) -> Result<usize, String> {
+        let b = self.backend_at(addr, resp3);
+        self.ensure_connected(b)?;
+        Ok(b)
     }
 
     /// True when clients need no AUTH: the configuration is known and has no password. Before
@@ -1092,7 +1227,6 @@ impl Worker {
         self.topology.as_ref().is_some_and(|t| t.password.is_none())
     }
 
-    /// The number of shards, or the error for a cluster without a configuration yet.
     /// The address of every shard's primary.
     pub(crate) fn primary_addrs(&self) -> Result<Vec<String>, &'static str> {
         let shards = self.shard_count()?;
@@ -1103,6 +1237,7 @@ impl Worker {
             .collect())
     }
 
+    /// The number of shards, or the error for a cluster without a configuration yet.
     pub(crate) fn shard_count(&self) -> Result<usize, &'static str> {
         match &self.topology {
             Some(t) if !t.shards.is_empty() => Ok(t.shards.len()),
@@ -1477,6 +1612,14 @@ impl Worker {
 
     fn timers(&mut self) {
         let now = Instant::now();
+        if !self.held.is_empty() && self.shared.pause(now).is_none() {
+            for key in std::mem::take(&mut self.held) {
+                if let Some(c) = self.clients.get_mut(key) {
+                    c.held = false;
+                    self.resume.push(key);
+                }
+            }
+        }
         let late: Vec<usize> = self
             .backends
             .iter()

@@ -203,7 +203,8 @@ impl Server {
         let Some(blocked) = client.blocked.take() else {
             return false;
         };
-        if let Some(io) = client.io.as_mut() {
+        let muted = client.muted();
+        if let Some(io) = client.io.as_mut().filter(|_| !muted) {
             let mut r = Reply::new(&mut io.out, client.resp3);
             match how {
                 Release::Timeout => r.null_array(),
@@ -211,6 +212,27 @@ impl Server {
             }
         }
         self.forget_blocked(tok, &blocked);
+        self.release_done(tok);
+        true
+    }
+
+    /// CLIENT UNBLOCK of a client in WAIT: TIMEOUT answers the replicas that acknowledged so
+    /// far, as when its time runs out.
+    pub(crate) fn release_waiter(&mut self, tok: usize, how: Release) -> bool {
+        let Some(w) = self.clients.get_mut(tok).and_then(|c| c.wait_acks.take()) else {
+            return false;
+        };
+        let acked = self.acked_replicas(w.offset);
+        let client = &mut self.clients[tok];
+        let resp3 = client.resp3;
+        let muted = client.muted();
+        if let Some(io) = client.io.as_mut().filter(|_| !muted) {
+            let mut r = Reply::new(&mut io.out, resp3);
+            match how {
+                Release::Timeout => r.int(acked as i64),
+                Release::Error => r.error("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
+            }
+        }
         self.release_done(tok);
         true
     }

@@ -100,6 +100,23 @@ pub struct Client {
 }
 
 impl Client {
+    /// True when the reply being written now is dropped (CLIENT REPLY OFF, or SKIP for this
+    /// command); moves SKIP on, as Redis's `resetClient`.
+    pub fn muted(&mut self) -> bool {
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
+            ReplyMode::SkipNext => {
+                self.reply_mode = ReplyMode::Skip;
+                true
+            }
+        }
+    }
+
     /// A new client for an accepted connection.
     pub fn new(id: u64, stream: TcpStream, addr: SocketAddr, limits: Limits, auth: bool) -> Self {
         let laddr = stream.local_addr().ok();

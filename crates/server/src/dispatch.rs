@@ -10,7 +10,6 @@ use tessera_protocol::command::{self, CommandSpec, CommandTable, flag};
 use tessera_protocol::{Args, Reply};
 use tessera_storage::OpError;
 
-use crate::client::ReplyMode;
 use crate::commands;
 use crate::server::{Server, unix_ms};
 use crate::stats::{CommandStats, LatencyHistogram};
@@ -187,25 +186,6 @@ impl Commands {
     }
 
     /// True if CLIENT PAUSE holds back this request.
-    pub fn is_paused_by(&self, args: &Args<'_>, writes_only: bool) -> bool {
-        let Ok(idx) = self.lookup(args) else {
-            return false;
-        };
-        let spec = self.entries[idx].spec;
-        // Redis lets these through a pause: they are needed to observe or end it.
-        if matches!(
-            spec.name,
-            "client|unpause" | "client|pause" | "info" | "ping" | "quit"
-        ) {
-            return false;
-        }
-        if writes_only {
-            spec.has(flag::WRITE) || spec.name == "publish" || spec.name.starts_with("eval")
-        } else {
-            true
-        }
-    }
-
     /// The spec of the command (or subcommand) a request names.
     pub fn spec_of(&self, args: &Args<'_>) -> Option<&'static CommandSpec> {
         self.lookup(args).ok().map(|i| self.entries[i].spec)
@@ -657,6 +637,7 @@ impl Server {
         spec: &'static CommandSpec,
         duration_us: u64,
     ) {
+        let blocking = self.blocking.request.is_some();
         let Some(client) = self.clients.get_mut(tok) else {
             return;
         };
@@ -674,17 +655,14 @@ impl Server {
         if client.asking && client.multi.is_none() && spec.name != "asking" {
             client.asking = false;
         }
-        match client.reply_mode {
-            ReplyMode::On => {}
-            ReplyMode::Off => out.truncate(out_start),
-            ReplyMode::Skip => {
-                out.truncate(out_start);
-                client.reply_mode = ReplyMode::On;
-            }
-            ReplyMode::SkipNext => {
-                out.truncate(out_start);
-                client.reply_mode = ReplyMode::Skip;
-            }
+        // A command that blocked (or WAIT) replies when it is released, muted or not then.
+        let blocked = blocking || client.wait_acks.is_some();
+        // Subscription confirmations are pushes: they go out whatever CLIENT REPLY says.
+        if !blocked
+            && client.muted()
+            && !tessera_protocol::clients::Family::is_subscription(spec.name)
+        {
+            out.truncate(out_start);
         }
         let threshold = self.config.slowlog_log_slower_than;
         if threshold >= 0 && duration_us >= threshold as u64 && !spec.has(flag::SKIP_SLOWLOG) {
@@ -752,7 +730,11 @@ impl Server {
             }
         };
         self.count_error_text(text);
+        let start = out.len();
         Reply::new(out, self.clients[tok].resp3).error(text);
+        if self.clients[tok].muted() {
+            out.truncate(start);
+        }
     }
 
     /// A replica refuses writes (`replica-read-only`) and, with its link down and

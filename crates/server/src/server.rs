@@ -75,14 +75,6 @@ const OUT_KEEP: usize = 64 * 1024;
 /// server's memory without bound.
 const OUT_BACKPRESSURE: usize = 64 * 1024 * 1024;
 
-/// A `CLIENT PAUSE` in force.
-#[derive(Clone, Copy, Debug)]
-pub struct Pause {
-    pub until: Instant,
-    /// `CLIENT PAUSE WRITE`: only commands that may write wait.
-    pub writes_only: bool,
-}
-
 /// The shard server.
 pub struct Server {
     pub config: Config,
@@ -92,7 +84,7 @@ pub struct Server {
     pub commands: Commands,
     pub slowlog: SlowLog,
     pub latency: LatencyMonitor,
-    pub pause: Option<Pause>,
+    pub pause: Option<tessera_protocol::clients::Pause>,
     /// Clients in MONITOR mode.
     pub monitors: Vec<usize>,
     /// `DEBUG SET-ACTIVE-EXPIRE`.
@@ -766,7 +758,9 @@ impl Server {
         if Instant::now() >= pause.until {
             return false;
         }
-        self.commands.is_paused_by(args, pause.writes_only)
+        self.commands
+            .spec_of(args)
+            .is_some_and(|spec| pause.holds(spec))
     }
 
     /// Writes as much pending output as the socket takes.

@@ -237,6 +237,16 @@ pub fn unknown_command(args: &Args<'_>) -> String {
     )
 }
 
+/// Redis's `addReplySubcommandSyntaxError`: a subcommand `sub` (as the client typed it) of
+/// `name` with arguments its handler does not take.
+pub fn subcommand_syntax_error(name: &[u8], sub: &[u8]) -> String {
+    format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        trunc(sub, 128),
+        String::from_utf8_lossy(name).to_uppercase()
+    )
+}
+
 /// Redis's error text for an unknown subcommand `sub` of container command `name`.
 pub fn unknown_subcommand(name: &[u8], sub: &[u8]) -> String {
     format!(

@@ -1,6 +1,6 @@
 //! Connection commands: PING, ECHO, HELLO, AUTH, QUIT, RESET, SELECT, CLIENT.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tessera_protocol::Args;
 use tessera_protocol::clients::{self, ClientType, KillFilter, Line, ListFilter};
@@ -10,7 +10,7 @@ use crate::acl;
 use crate::client::{Client, ReplyMode};
 use crate::dispatch::{Call, CmdError, CmdResult};
 use crate::repl::primary::Phase;
-use crate::server::{Pause, Server};
+use crate::server::Server;
 
 /// The Redis version Tessera is compatible with, reported where clients look for it.
 pub use tessera_protocol::REDIS_VERSION;
@@ -409,32 +409,8 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
             }
         }
         "client|pause" => {
-            let ms = int_arg(args.get(2))
-                .ok()
-                .filter(|&n| n >= 0)
-                .ok_or_else(|| CmdError::msg("ERR timeout is not an integer or out of range"))?;
-            let writes_only = match args.try_get(3) {
-                None => false,
-                Some(a) if is(a, "write") => true,
-                Some(a) if is(a, "all") => false,
-                Some(_) => return Err(CmdError::Syntax),
-            };
-            if args.len() > 4 {
-                return Err(CmdError::Syntax);
-            }
-            // A timeout beyond what the clock can add means "until CLIENT UNPAUSE".
-            let now = Instant::now();
-            let until = now
-                .checked_add(Duration::from_millis(ms as u64))
-                .unwrap_or(now + Duration::from_secs(100 * 365 * 86400));
-            // A new pause never shortens or weakens one in force (Redis's pauseClients).
-            let pause = match s.pause {
-                Some(p) if p.until > Instant::now() => Pause {
-                    until: p.until.max(until),
-                    writes_only: p.writes_only && writes_only,
-                },
-                _ => Pause { until, writes_only },
-            };
+            let pause =
+                clients::Pause::parse(args, s.pause, Instant::now()).map_err(CmdError::msg)?;
             s.pause = Some(pause);
             call.reply().ok();
         }
@@ -459,23 +435,19 @@ pub fn client(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
         }
         "client|trackinginfo" => crate::tracking::tracking_info(s, tok, &mut call.reply()),
         "client|unblock" => {
-            let id = int_arg(args.get(2))?;
-            let how = match args.try_get(3) {
-                None => crate::blocking::Release::Timeout,
-                Some(a) if is(a, "timeout") => crate::blocking::Release::Timeout,
-                Some(a) if is(a, "error") => crate::blocking::Release::Error,
-                Some(_) => {
-                    return Err(CmdError::msg(
-                        "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
-                    ));
-                }
+            let (id, error) = clients::parse_unblock(args).map_err(CmdError::msg)?;
+            let how = if error {
+                crate::blocking::Release::Error
+            } else {
+                crate::blocking::Release::Timeout
             };
             let target = s
                 .clients
                 .iter()
                 .find(|(_, c)| c.id == id as u64)
                 .map(|(t, _)| t);
-            let done = target.is_some_and(|t| s.release_blocked(t, how));
+            let done =
+                target.is_some_and(|t| s.release_blocked(t, how) || s.release_waiter(t, how));
             call.reply().int(i64::from(done));
         }
         "client|help" => return super::server::help(call, CLIENT_HELP),

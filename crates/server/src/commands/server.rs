@@ -322,10 +322,9 @@ pub fn debug(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult 
         }
         call.reply().ok();
     } else {
-        return Err(CmdError::msg(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
-            String::from_utf8_lossy(sub)
-        )));
+        return Err(CmdError::msg(
+            tessera_protocol::command::subcommand_syntax_error(b"debug", sub),
+        ));
     }
     Ok(())
 }

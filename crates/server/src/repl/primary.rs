@@ -574,7 +574,8 @@ impl Server {
                 let c = &mut self.clients[tok];
                 c.wait_acks = None;
                 let resp3 = c.resp3;
-                if let Some(io) = c.io.as_mut() {
+                let muted = c.muted();
+                if let Some(io) = c.io.as_mut().filter(|_| !muted) {
                     tessera_protocol::Reply::new(&mut io.out, resp3).int(acked as i64);
                 }
                 self.schedule_write(tok);

@@ -599,9 +599,9 @@ pub fn function(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResu
 }
 
 fn wrong_subcommand(args: &Args<'_>) -> CmdError {
-    CmdError::msg(format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
-        String::from_utf8_lossy(args.get(1))
+    CmdError::msg(tessera_protocol::command::subcommand_syntax_error(
+        args.get(0),
+        args.get(1),
     ))
 }
 
