@@ -327,11 +327,33 @@ fn proxy_routes_splits_and_merges() {
     assert_eq!(p.cmd_str(&["DBSIZE"]), ":0\r\n");
 }
 
+/// One key on each shard of a 3-shard proxied database, in shard order.
+pub(crate) fn key_per_shard(p: &mut RawConn) -> Vec<String> {
+    [0..=5460, 5461..=10922, 10923..=16383]
+        .into_iter()
+        .map(|range| key_in(p, range))
+        .collect()
+}
+
+/// What `script` reads through the proxy at `port` with `keys` (one per shard), from an empty
+/// database, must be what it reads from a new redis-server and from one new shard process
+/// alone (so that a difference is known to be the proxy's).
+pub(crate) fn same_frames_as_redis(
+    port: u16,
+    keys: &[String],
+    script: fn(u16, &[String]) -> Vec<String>,
+) {
+    let redis = TestServer::start_redis();
+    let want = script(redis.port, keys);
+    let alone = TestServer::start(&[]);
+    assert_eq!(script(alone.port, keys), want, "a shard alone");
+    // Empty, as the two servers just started are.
+    assert_eq!(RawConn::connect(port).cmd_str(&["FLUSHALL"]), "+OK\r\n");
+    assert_eq!(script(port, keys), want, "through the proxy");
+}
+
 /// A key of the proxied database whose slot is in `range` (the shards' ranges are even).
-pub(crate) fn key_in(
-    p: &mut crate::support::RawConn,
-    range: std::ops::RangeInclusive<i64>,
-) -> String {
+fn key_in(p: &mut crate::support::RawConn, range: std::ops::RangeInclusive<i64>) -> String {
     (0..)
         .map(|i| format!("key{i}"))
         .find(|k| range.contains(&int(&p.cmd_str(&["CLUSTER", "KEYSLOT", k]))))
@@ -532,11 +554,7 @@ fn pubsub_script(port: u16, c: &[String]) -> Vec<String> {
 fn proxy_serves_pub_sub() {
     let db = proxied_db(3, false, "none", 2);
     let mut p = db.proxy.raw();
-    let channels = vec![
-        key_in(&mut p, 0..=5460),
-        key_in(&mut p, 5461..=10922),
-        key_in(&mut p, 10923..=16383),
-    ];
+    let channels = key_per_shard(&mut p);
     let redis = TestServer::start_redis();
     let want = pubsub_script(redis.port, &channels);
     let got = pubsub_script(db.proxy.port, &channels);
@@ -815,21 +833,9 @@ fn redirect_script(port: u16, k: &[String]) -> Vec<String> {
 fn proxy_tracks_keys_for_client_side_caching() {
     let db = proxied_db(3, false, "none", 2);
     let mut p = db.proxy.raw();
-    let keys = vec![
-        key_in(&mut p, 0..=5460),
-        key_in(&mut p, 5461..=10922),
-        key_in(&mut p, 10923..=16383),
-    ];
-    let redis = TestServer::start_redis();
-    let want = tracking_script(redis.port, &keys);
-    // One shard process alone answers the same: a difference below is the proxy's.
-    let alone = TestServer::start(&[]);
-    assert_eq!(tracking_script(alone.port, &keys), want);
-    let got = tracking_script(db.proxy.port, &keys);
-    assert_eq!(got, want);
-    let want = redirect_script(redis.port, &keys);
-    assert_eq!(redirect_script(alone.port, &keys), want);
-    assert_eq!(redirect_script(db.proxy.port, &keys), want);
+    let keys = key_per_shard(&mut p);
+    same_frames_as_redis(db.proxy.port, &keys, tracking_script);
+    same_frames_as_redis(db.proxy.port, &keys, redirect_script);
 
     // Changing REDIRECT takes tracking off first through the proxy.
     let mut t = db.proxy.raw();
@@ -896,11 +902,7 @@ fn client_lines(reply: &[u8]) -> Vec<HashMap<String, String>> {
 fn proxy_monitors_every_shard() {
     let db = proxied_db(3, false, "none", 2);
     let mut p = db.proxy.raw();
-    let keys = [
-        key_in(&mut p, 0..=5460),
-        key_in(&mut p, 5461..=10922),
-        key_in(&mut p, 10923..=16383),
-    ];
+    let keys = key_per_shard(&mut p);
     let mut m = db.proxy.raw();
     assert_eq!(m.cmd_str(&["MONITOR"]), "+OK\r\n");
     for k in &keys {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::proxy::{key_in, proxied_db};
+use crate::proxy::{key_per_shard, proxied_db, same_frames_as_redis};
 use crate::support::{RawConn, TestServer, wait_for};
 
 /// Sends `cmds` in one write, then `ECHO end`: every frame that comes back before `end`.
@@ -111,18 +111,11 @@ fn reply_script(port: u16, k: &[String]) -> Vec<String> {
 fn proxy_client_reply_as_redis() {
     let db = proxied_db(3, false, "none", 2);
     let mut p = db.proxy.raw();
-    let keys = vec![
-        key_in(&mut p, 0..=5460),
-        key_in(&mut p, 5461..=10922),
-        key_in(&mut p, 10923..=16383),
-    ];
-    let redis = TestServer::start_redis();
-    let want = reply_script(redis.port, &keys);
-    let alone = TestServer::start(&[]);
-    assert_eq!(reply_script(alone.port, &keys), want);
-    assert_eq!(reply_script(db.proxy.port, &keys), want);
+    let keys = key_per_shard(&mut p);
+    same_frames_as_redis(db.proxy.port, &keys, reply_script);
     // QUIT with replies off closes the connection without a word (redis-server 7.0 leaves it
     // open: nothing is left to write, so it never gets to close it).
+    let alone = TestServer::start(&[]);
     for port in [alone.port, db.proxy.port] {
         let mut c = RawConn::connect(port);
         c.send_cmd(&[b"CLIENT", b"REPLY", b"OFF"]);
@@ -301,11 +294,7 @@ fn proxy_pauses_its_clients() {
 fn proxy_wait_reaches_every_shards_replicas() {
     let db = proxied_db(3, true, "none", 2);
     let mut p = db.proxy.raw();
-    let keys = [
-        key_in(&mut p, 0..=5460),
-        key_in(&mut p, 5461..=10922),
-        key_in(&mut p, 10923..=16383),
-    ];
+    let keys = key_per_shard(&mut p);
     // Each primary's replica.
     let replicas: Vec<u16> = db
         .primaries
