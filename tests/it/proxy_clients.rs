@@ -278,6 +278,14 @@ fn proxy_pauses_its_clients() {
             "PING is not held"
         );
     }
+    // An empty request or an unknown subcommand is not held (nor does it upset the proxy).
+    let mut e = db.proxy.raw();
+    e.send(b"*0\r\n");
+    assert!(
+        e.cmd_str(&["CLIENT", "NOSUCH"])
+            .starts_with("-ERR unknown subcommand")
+    );
+    assert_eq!(e.cmd_str(&["PING"]), "+PONG\r\n");
     for c in &mut clients {
         assert!(c.pending_replies(Duration::from_millis(50)).is_empty());
     }

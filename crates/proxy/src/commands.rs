@@ -345,13 +345,13 @@ impl Worker {
         let Some(pause) = self.shared.pause(self.now) else {
             return false;
         };
-        let table = CommandTable::redis();
-        let spec = match table.get(args.get(0)) {
-            Some(s) if s.is_container() && args.len() >= 2 => s.subcommand(args.get(1)),
-            s => s,
-        };
         let c = &mut self.clients[key];
-        let Some(spec) = spec.filter(|s| s.arity_ok(args.len()) && c.authed) else {
+        // Not an empty request, an unknown (sub)command, a wrong arity or a client that has
+        // not authenticated: those are answered with their error.
+        let Some(spec) = CommandTable::redis()
+            .resolve(args)
+            .filter(|s| !s.is_container() && s.arity_ok(args.len()) && c.authed)
+        else {
             return false;
         };
         let exec_writes = spec.name == "exec" && c.multi.as_ref().is_some_and(|m| m.may_write);
@@ -405,8 +405,7 @@ impl Worker {
         let (_, seq) = self.expect(key, Pending::Gather(Box::new(gather)));
         self.clients[key].wait = Some(Box::new(WaitFor {
             seq,
-            addrs,
-            request: Some(request),
+            unsent: Some((addrs, request)),
         }));
         self.wait_step(key);
     }

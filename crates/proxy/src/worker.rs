@@ -231,10 +231,8 @@ pub(crate) struct Setup {
 pub(crate) struct WaitFor {
     /// The reply's sequence number.
     pub seq: u64,
-    /// Every shard's primary, one part of the reply each.
-    pub addrs: Vec<String>,
-    /// The command, until it is sent.
-    pub request: Option<Vec<u8>>,
+    /// Until it is sent: every shard's primary (one part of the reply each) and the command.
+    pub unsent: Option<(Vec<String>, Vec<u8>)>,
 }
 
 /// Keys a client watches, on its private connection `backend`.
@@ -868,10 +866,10 @@ impl Worker {
         if w.seq != c.head_seq {
             return;
         }
-        let Some(request) = w.request.take() else {
+        let Some((addrs, request)) = w.unsent.take() else {
             return;
         };
-        let (id, seq, addrs) = (c.id, w.seq, w.addrs.clone());
+        let (id, seq) = (c.id, w.seq);
         for (part, addr) in addrs.iter().enumerate() {
             let to = To::Client {
                 key,

@@ -203,14 +203,7 @@ impl Server {
         let Some(blocked) = client.blocked.take() else {
             return false;
         };
-        let muted = client.muted();
-        if let Some(io) = client.io.as_mut().filter(|_| !muted) {
-            let mut r = Reply::new(&mut io.out, client.resp3);
-            match how {
-                Release::Timeout => r.null_array(),
-                Release::Error => r.error("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
-            }
-        }
+        self.release_reply(tok, how, |r| r.null_array());
         self.forget_blocked(tok, &blocked);
         self.release_done(tok);
         true
@@ -223,18 +216,26 @@ impl Server {
             return false;
         };
         let acked = self.acked_replicas(w.offset);
+        self.release_reply(tok, how, |r| r.int(acked as i64));
+        self.release_done(tok);
+        true
+    }
+
+    /// The reply of client `tok` released without data: `timeout`'s, or CLIENT UNBLOCK's
+    /// error; none when CLIENT REPLY mutes it.
+    fn release_reply(&mut self, tok: usize, how: Release, timeout: impl FnOnce(&mut Reply<'_>)) {
         let client = &mut self.clients[tok];
         let resp3 = client.resp3;
-        let muted = client.muted();
-        if let Some(io) = client.io.as_mut().filter(|_| !muted) {
+        if client.muted() {
+            return;
+        }
+        if let Some(io) = client.io.as_mut() {
             let mut r = Reply::new(&mut io.out, resp3);
             match how {
-                Release::Timeout => r.int(acked as i64),
+                Release::Timeout => timeout(&mut r),
                 Release::Error => r.error("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
             }
         }
-        self.release_done(tok);
-        true
     }
 
     fn release_done(&mut self, tok: usize) {
