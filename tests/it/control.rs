@@ -99,7 +99,7 @@ impl Member {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn call(
+    pub(crate) fn call(
         &self,
         method: reqwest::Method,
         path: &str,

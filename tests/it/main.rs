@@ -17,6 +17,7 @@ mod notifications;
 mod persistence;
 mod protocol;
 mod proxy;
+mod proxy_acl;
 mod proxy_clients;
 mod proxy_table;
 mod pubsub;

@@ -13,7 +13,7 @@ use crate::control::{Member, TOKEN, cluster};
 use crate::support::{RawConn, TestServer, free_port, wait_for};
 
 pub(crate) struct ProxiedDb {
-    _members: Vec<Member>,
+    members: Vec<Member>,
     pub primaries: Vec<u16>,
     pub proxy: TestServer,
     pub dir: std::path::PathBuf,
@@ -51,9 +51,38 @@ pub(crate) fn proxied_db(
                 .is_ok_and(|info| info.contains("cluster_state:ok"))
         });
     }
-    let control = members[0].addr();
+    let proxy = proxy_for(&members[0], threads);
+    let mut c = proxy.raw();
+    wait_for(Duration::from_secs(10), "the proxy to route", || {
+        c.cmd_str(&["SET", "probe", "1"]) == "+OK\r\n"
+    });
+    c.cmd_str(&["DEL", "probe"]);
+    ProxiedDb {
+        members,
+        primaries,
+        proxy,
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+    }
+}
+
+impl ProxiedDb {
+    /// The control member that runs the database.
+    pub(crate) fn member(&self) -> &Member {
+        &self.members[0]
+    }
+
+    /// Another `tessera proxy` for the same database.
+    pub(crate) fn second_proxy(&self) -> TestServer {
+        proxy_for(self.member(), 2)
+    }
+}
+
+/// A `tessera proxy` with `threads` workers for database `cache` of `member`'s cluster.
+fn proxy_for(member: &Member, threads: usize) -> TestServer {
+    let control = member.addr();
     let threads = threads.to_string();
-    let proxy = TestServer::start_proxy(&[
+    TestServer::start_proxy(&[
         "--database",
         "cache",
         "--control",
@@ -62,19 +91,7 @@ pub(crate) fn proxied_db(
         TOKEN,
         "--threads",
         &threads,
-    ]);
-    let mut c = proxy.raw();
-    wait_for(Duration::from_secs(10), "the proxy to route", || {
-        c.cmd_str(&["SET", "probe", "1"]) == "+OK\r\n"
-    });
-    c.cmd_str(&["DEL", "probe"]);
-    ProxiedDb {
-        _members: members,
-        primaries,
-        proxy,
-        dir: dir.path().to_path_buf(),
-        _dir: dir,
-    }
+    ])
 }
 
 /// Keys of the shard at `port` (read directly, as `EVAL` sees them there).

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -138,6 +138,11 @@ pub fn router(node: Arc<Node>) -> Router {
             get(database).patch(update_database).delete(delete_database),
         )
         .route("/v1/databases/{name}/slots", get(slots))
+        .route(
+            "/v1/databases/{name}/users",
+            get(users).delete(delete_users),
+        )
+        .route("/v1/databases/{name}/users/{user}", put(set_user))
         .route("/v1/shards", get(shards))
         .route("/v1/config", get(watch_config))
         .route("/v1/leases", get(leases).post(renew_lease))
@@ -405,6 +410,73 @@ async fn update_database(
 async fn delete_database(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult<Epoch> {
     let epoch = check(node.write(Command::DeleteDatabase { name }).await?)?;
     Ok(Json(Epoch { epoch }))
+}
+
+async fn users(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult<Vec<String>> {
+    let cfg = node.current();
+    Ok(Json(cfg.database_named(&name)?.users.clone()))
+}
+
+/// `PUT /v1/databases/{name}/users/{user}`'s body: ACL SETUSER's rules.
+#[derive(Deserialize)]
+struct UserRules {
+    rules: Vec<String>,
+}
+
+/// ACL SETUSER for a database. Clear-text passwords are hashed here, before the Raft log.
+async fn set_user(
+    State(node): State<Shared>,
+    Path((name, user)): Path<(String, String)>,
+    Body(b): Body<UserRules>,
+) -> ApiResult<Epoch> {
+    let ops = b.rules.into_iter().map(String::into_bytes).collect();
+    let rules = tessera_acl::commands::hash_passwords(ops)
+        .into_iter()
+        .map(|r| String::from_utf8(r).expect("rules were text and hashes are hex"))
+        .collect();
+    let cmd = Command::SetUser {
+        database: name,
+        user,
+        rules,
+    };
+    let epoch = check(node.write(cmd).await?)?;
+    applied(&node, epoch).await;
+    Ok(Json(Epoch { epoch }))
+}
+
+#[derive(Deserialize)]
+struct UserNames {
+    users: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Deleted {
+    epoch: u64,
+    deleted: u64,
+}
+
+/// ACL DELUSER for a database: how many of the users named were deleted.
+async fn delete_users(
+    State(node): State<Shared>,
+    Path(name): Path<String>,
+    Body(b): Body<UserNames>,
+) -> ApiResult<Deleted> {
+    let cmd = Command::DeleteUsers {
+        database: name,
+        users: b.users,
+    };
+    match node.write(cmd).await? {
+        Response::Count { epoch, count } => {
+            applied(&node, epoch).await;
+            Ok(Json(Deleted {
+                epoch,
+                deleted: count,
+            }))
+        }
+        other => Err(check(other)
+            .err()
+            .unwrap_or_else(|| ApiError::new("unavailable", "unexpected reply to DeleteUsers"))),
+    }
 }
 
 async fn slots(State(node): State<Shared>, Path(name): Path<String>) -> ApiResult<Vec<SlotOwner>> {

@@ -83,6 +83,12 @@ pub struct Database {
     pub eviction: String,
     /// The epoch the database was created at.
     pub created: u64,
+    /// The database's users, as `ACL SETUSER` through a proxy or the REST API left them:
+    /// `user <name> <rules>` lines in `ACL LIST`'s format (passwords as SHA-256 hashes), in
+    /// name order. The default user is `password`'s unless a line describes it
+    /// (`tessera_acl::Acl::from_lines`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
 }
 
 /// One process of a shard: where it runs.
@@ -142,6 +148,17 @@ pub struct DatabaseSpec {
     pub password: Option<String>,
     #[serde(default = "default_eviction")]
     pub eviction: String,
+}
+
+/// A database's users, built from its configuration.
+fn users_of(db: &Database) -> Result<tessera_acl::Acl, Refusal> {
+    tessera_acl::Acl::from_lines(db.password.as_deref(), &db.users).map_err(|e| Refusal {
+        code: "invalid".into(),
+        message: format!(
+            "the stored users of database {:?} do not load: {e}",
+            db.name
+        ),
+    })
 }
 
 fn default_eviction() -> String {
@@ -210,6 +227,18 @@ pub enum Command {
         id: u64,
         commit: bool,
     },
+    /// `ACL SETUSER` on a database's users: the rules, applied in order to the user (a new
+    /// one when absent), all or none. Passwords come as hashes (`#...`, `!...`).
+    SetUser {
+        database: String,
+        user: String,
+        rules: Vec<String>,
+    },
+    /// `ACL DELUSER` on a database's users; names that are not users are skipped.
+    DeleteUsers {
+        database: String,
+        users: Vec<String>,
+    },
 }
 
 /// A request as it goes through the Raft log.
@@ -264,6 +293,11 @@ pub enum Response {
         id: u64,
     },
     Refused(Refusal),
+    /// Applied; how many things it changed (users deleted).
+    Count {
+        epoch: u64,
+        count: u64,
+    },
 }
 
 /// The whole configuration.
@@ -400,6 +434,12 @@ impl ClusterConfig {
                 }
                 if let Some(p) = &update.password {
                     db2.password = Some(p.clone());
+                }
+                if db2.password != db.password && !db.users.is_empty() {
+                    // A default user the lines describe takes the new password as well.
+                    let mut acl = users_of(&db)?;
+                    acl.set_requirepass(db2.password.as_deref());
+                    db2.users = acl.to_lines(db2.password.as_deref());
                 }
                 if let Some(e) = &update.eviction {
                     check_eviction(e)?;
@@ -549,6 +589,46 @@ impl ClusterConfig {
                     to.slots.push(m.slots);
                     to.slots = normalize(&to.slots);
                 }
+            }
+            Command::SetUser {
+                database,
+                user,
+                rules,
+            } => {
+                let db = self.database_named(database)?.clone();
+                let mut acl = users_of(&db)?;
+                if tessera_acl::has_spaces(user.as_bytes()) {
+                    return refuse(
+                        "invalid",
+                        "ERR Usernames can't contain spaces or null characters",
+                    );
+                }
+                let ops: Vec<Vec<u8>> = rules.iter().map(|r| r.as_bytes().to_vec()).collect();
+                if let Err(e) = acl.set_user(user.as_bytes(), &ops) {
+                    return refuse("invalid", e);
+                }
+                let mut db2 = db;
+                db2.users = acl.to_lines(db2.password.as_deref());
+                self.databases.insert(db2.id, db2);
+            }
+            Command::DeleteUsers { database, users } => {
+                let db = self.database_named(database)?.clone();
+                if users.iter().any(|u| u == "default") {
+                    return refuse("invalid", "ERR The 'default' user cannot be removed");
+                }
+                let mut acl = users_of(&db)?;
+                let count = users
+                    .iter()
+                    .filter(|u| acl.remove_user(u.as_bytes()).is_some())
+                    .count() as u64;
+                let mut db2 = db;
+                db2.users = acl.to_lines(db2.password.as_deref());
+                self.databases.insert(db2.id, db2);
+                self.epoch = index;
+                return Ok(Response::Count {
+                    epoch: index,
+                    count,
+                });
             }
         }
         self.epoch = index;
@@ -707,6 +787,7 @@ impl ClusterConfig {
             password: spec.password.clone(),
             eviction: spec.eviction.clone(),
             created: index,
+            users: Vec::new(),
         };
         self.next_database += 1;
         self.databases.insert(db.id, db.clone());
@@ -1212,6 +1293,80 @@ mod tests {
         assert!(c.migrations.is_empty());
     }
 
+    /// ACL SETUSER and DELUSER on a database's users: all or nothing, lines in ACL LIST's
+    /// format, the default user kept out while its password alone describes it, and a new
+    /// password reaching a default user the lines describe.
+    #[test]
+    fn users_are_set_and_deleted() {
+        let (mut c, i) = cluster(&[machine(1, None), machine(2, None)]);
+        let r = c.apply(
+            i + 1,
+            &Request::new("db", Command::CreateDatabase(spec("cache", 1))),
+        );
+        assert!(matches!(r, Response::Database { .. }), "{r:?}");
+        let i = i + 1;
+        let set = |user: &str, rules: &[&str]| Command::SetUser {
+            database: "cache".into(),
+            user: user.into(),
+            rules: rules.iter().map(|r| r.to_string()).collect(),
+        };
+        let hash = tessera_acl::hash_password(b"s");
+        let r = c.apply(
+            i + 1,
+            &Request::new(
+                "u1",
+                set("app", &["on", &format!("#{hash}"), "~app:*", "+get"]),
+            ),
+        );
+        assert_eq!(r, Response::Done { epoch: i + 1 });
+        let users = &c.database_named("cache").unwrap().users;
+        assert_eq!(
+            users,
+            &[format!(
+                "user app on #{hash} ~app:* resetchannels -@all +get"
+            )]
+        );
+        let r = c.apply(i + 2, &Request::new("u2", set("app", &["off", "+nosuch"])));
+        let Response::Refused(f) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            f.message,
+            "ERR Error in ACL SETUSER modifier '+nosuch': Unknown command or category name in ACL"
+        );
+        assert_eq!(c.epoch, i + 1);
+        c.apply(
+            i + 3,
+            &Request::new("u3", set("default", &["-@all", "+ping"])),
+        );
+        assert_eq!(c.database_named("cache").unwrap().users.len(), 2);
+        let update = Command::UpdateDatabase {
+            name: "cache".into(),
+            update: DatabaseUpdate {
+                password: Some("pw".into()),
+                ..DatabaseUpdate::default()
+            },
+        };
+        c.apply(i + 4, &Request::new("u4", update));
+        let db = c.database_named("cache").unwrap();
+        let acl = tessera_acl::Acl::from_lines(db.password.as_deref(), &db.users).unwrap();
+        assert!(acl.authenticate(b"default", b"pw").is_some());
+        let del = |users: &[&str]| Command::DeleteUsers {
+            database: "cache".into(),
+            users: users.iter().map(|u| u.to_string()).collect(),
+        };
+        let r = c.apply(i + 5, &Request::new("u5", del(&["app", "nobody"])));
+        assert_eq!(
+            r,
+            Response::Count {
+                epoch: i + 5,
+                count: 1
+            }
+        );
+        let r = c.apply(i + 6, &Request::new("u6", del(&["default"])));
+        assert!(matches!(r, Response::Refused(_)), "{r:?}");
+    }
+
     /// The encoding is frozen: every variant as first written decodes to the same request and
     /// encodes to the same bytes. Append new cases; never edit old ones.
     #[test]
@@ -1274,6 +1429,21 @@ mod tests {
             Command::EndMigration {
                 id: 0,
                 commit: true,
+            },
+            Command::SetUser {
+                database: "cache".into(),
+                user: "app".into(),
+                rules: vec![
+                    "on".into(),
+                    "#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8".into(),
+                    "~app:*".into(),
+                    "+@read".into(),
+                    "(+set ~w:*)".into(),
+                ],
+            },
+            Command::DeleteUsers {
+                database: "cache".into(),
+                users: vec!["app".into(), "old".into()],
             },
         ]
         .into_iter()

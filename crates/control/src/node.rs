@@ -610,7 +610,8 @@ pub fn check(r: Response) -> Result<u64, ApiError> {
     match r {
         Response::Done { epoch }
         | Response::Database { epoch, .. }
-        | Response::Migration { epoch, .. } => Ok(epoch),
+        | Response::Migration { epoch, .. }
+        | Response::Count { epoch, .. } => Ok(epoch),
         Response::Refused(f) => Err(f.into()),
     }
 }

@@ -59,6 +59,9 @@ pub struct Topology {
     /// The database's endpoint port (where its proxy listens) and password, if any.
     pub port: u16,
     pub password: Option<String>,
+    /// The database's users beyond what `password` says, as `ACL LIST` lines (the proxy
+    /// enforces them: `tessera_acl::Acl::from_lines`).
+    pub users: Vec<String>,
     /// Sorted by shard id.
     pub shards: Vec<ShardView>,
     /// Index into `shards` for each slot, or [`UNASSIGNED`].
@@ -89,6 +92,8 @@ struct DatabaseJson {
     port: u16,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    users: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +169,7 @@ impl Topology {
         let mut t = Topology::new(cfg.epoch, database, shards);
         t.port = db.port;
         t.password = db.password.clone();
+        t.users = db.users.clone();
         Ok(t)
     }
 
@@ -201,6 +207,7 @@ impl Topology {
             database: database.to_string(),
             port: 0,
             password: None,
+            users: Vec::new(),
             shards,
             owner,
         }

@@ -58,7 +58,7 @@ fn client_type(c: &Client) -> ClientType {
 
 impl Worker {
     /// Client `key`'s CLIENT LIST line, without the newline.
-    fn client_line(&self, key: usize) -> String {
+    pub(crate) fn client_line(&self, key: usize) -> String {
         let c = &self.clients[key];
         // In Redis's order (`catClientInfoString`).
         let mut flags = String::new();
@@ -108,7 +108,7 @@ impl Worker {
             oll: c.queue.len(),
             omem: c.out_capacity(),
             cmd: c.cmd,
-            user: b"default",
+            user: self.user_name(key),
             redir: c
                 .tracking
                 .as_ref()
@@ -130,7 +130,7 @@ impl Worker {
     pub(crate) fn client_all(&mut self, key: usize, kill: bool, args: &Args<'_>) {
         let parsed = if kill {
             KillFilter::parse(args).and_then(|filter| match &filter.user {
-                Some(u) if u.as_slice() != b"default" => {
+                Some(u) if self.acl.as_ref().is_none_or(|a| a.id_of(u).is_none()) => {
                     Err(format!("ERR No such user '{}'", String::from_utf8_lossy(u)))
                 }
                 _ => Ok(Ask::Kill {
@@ -212,7 +212,7 @@ impl Worker {
                     id: c.id,
                     addr: &c.peer,
                     laddr: &c.local,
-                    user: b"default",
+                    user: self.user_name(k),
                     ..Line::default()
                 };
                 let me = c.id == asker;

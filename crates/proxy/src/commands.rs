@@ -45,6 +45,8 @@ enum Kind {
     Tracking,
     /// WAIT (`worker::WaitFor`).
     Wait,
+    /// ACL ... (`acl.rs`).
+    Acl,
     /// Not served through the proxy, for the reason given.
     Refused(&'static str),
     /// Refused as Redis Cluster refuses it, with this error.
@@ -106,10 +108,7 @@ fn classify(spec: &CommandSpec) -> Kind {
         name if name.starts_with("module") || name.starts_with("cluster") => {
             Kind::Refused(NOT_THROUGH_PROXY)
         }
-        // Users live in each shard process; the proxy has no ACL of its own yet (issue 8).
-        name if name.starts_with("acl") => {
-            Kind::Refused("users are not managed through the proxy yet")
-        }
+        name if name.starts_with("acl") => Kind::Acl,
         // XREAD and XREADGROUP block only with BLOCK: see `handle`.
         "xread" | "xreadgroup" => Kind::Keyed,
         _ if spec.has(flag::BLOCKING) && !spec.key_specs.is_empty() => Kind::Blocking,
@@ -204,10 +203,6 @@ pub(crate) fn is(a: &[u8], word: &str) -> bool {
 }
 
 impl Worker {
-    fn password(&self) -> Option<&str> {
-        self.topology.as_ref()?.password.as_deref()
-    }
-
     /// Serves one request of client `key`; `raw` is its bytes as they came.
     pub(crate) fn handle(&mut self, key: usize, args: &Args<'_>, raw: &[u8]) {
         let c = &mut self.clients[key];
@@ -247,7 +242,7 @@ impl Worker {
         }
         if !spec.arity_ok(args.len()) {
             let text = format!("ERR wrong number of arguments for '{}' command", spec.name);
-            return self.refuse_queued(key, &text);
+            return self.reject(key, spec, &text);
         }
         if !self.clients[key].authed && self.open_access() {
             // Connected before the configuration said there is no password.
@@ -259,7 +254,10 @@ impl Worker {
             } else {
                 "NOAUTH Authentication required."
             };
-            return self.refuse_queued(key, text);
+            return self.reject(key, spec, text);
+        }
+        if let Err(text) = self.check_permission(key, spec, args) {
+            return self.reject(key, spec, &text);
         }
         let c = &self.clients[key];
         if !c.resp3 && c.subscribed() {
@@ -313,6 +311,7 @@ impl Worker {
             }
             Kind::Tracking if spec.name == "client|getredir" => self.get_redirect(key, args, raw),
             Kind::Wait => self.wait(key, args, raw),
+            Kind::Acl => self.acl_command(key, spec, args),
             Kind::Tracking => self.tracking_info(key, args, raw),
             Kind::Refused(why) => self.refuse(key, spec, why),
             Kind::Error(text) => self.reply_error(key, text),
@@ -470,6 +469,20 @@ impl Worker {
         );
     }
 
+    /// A command refused before it runs (arity, authentication, permissions): inside MULTI
+    /// the transaction is doomed, and a refused EXEC discards it with the reason (Redis's
+    /// `rejectCommand` and `execCommandAbort`).
+    fn reject(&mut self, key: usize, spec: &CommandSpec, text: &str) {
+        if spec.name != "exec" {
+            return self.refuse_queued(key, text);
+        }
+        self.clients[key].multi = None;
+        self.unwatch(key, None);
+        let reason = text.strip_prefix("ERR ").unwrap_or(text);
+        let text = format!("EXECABORT Transaction discarded because of: {reason}");
+        self.reply_error(key, &text);
+    }
+
     /// An error that also dooms the transaction being queued, as Redis's `flagTransaction`.
     fn refuse_queued(&mut self, key: usize, text: &str) {
         if let Some(m) = &mut self.clients[key].multi {
@@ -497,13 +510,7 @@ impl Worker {
     }
 
     pub(crate) fn forward(&mut self, key: usize, b: usize, raw: &[u8], args: &Args<'_>) {
-        let (id, seq) = self.expect(key, Pending::Wait);
-        let to = To::Client {
-            key,
-            id,
-            seq,
-            part: 0,
-        };
+        let to = self.expect_one(key);
         self.send(b, to, 0, |o| write_request(o, raw, args));
     }
 
@@ -717,7 +724,7 @@ impl Worker {
             Ok(b) => b,
             Err(e) => return self.reply_error(key, &e),
         };
-        let (id, seq) = self.expect(key, Pending::Wait);
+        let to = self.expect_one(key);
         self.send(b, To::Discard, 0, |o| write_command(o, &[b"MULTI"]));
         let mut start = 0;
         for len in m.lens {
@@ -727,12 +734,6 @@ impl Worker {
             });
             start = end;
         }
-        let to = To::Client {
-            key,
-            id,
-            seq,
-            part: 0,
-        };
         self.send(b, to, 0, |o| write_command(o, &[b"EXEC"]));
     }
 
@@ -772,13 +773,13 @@ impl Worker {
                     3 => (Some(args.get(1)), args.get(2)),
                     _ => return self.reply_error(key, "ERR syntax error"),
                 };
-                if user.is_none() && self.password().is_none() {
+                if user.is_none() && self.default_nopass() {
                     return self.reply_error(
                         key,
                         "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
                     );
                 }
-                match self.check_password(user, pass) {
+                match self.authenticate(key, args.get(0), user, pass) {
                     Ok(()) => self.reply_with(key, |r| r.ok()),
                     Err(e) => self.reply_error(key, e),
                 }
@@ -799,6 +800,8 @@ impl Worker {
                 c.resp3 = false;
                 c.name = None;
                 c.authed = authed;
+                c.user = tessera_acl::DEFAULT_USER;
+                c.user_name.clear();
                 self.reply_with(key, |r| r.simple("RESET"));
             }
             "multi" => {
@@ -894,21 +897,6 @@ impl Worker {
         }
     }
 
-    fn check_password(&self, user: Option<&[u8]>, pass: &[u8]) -> Result<(), &'static str> {
-        const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-        if user.is_some_and(|u| u != b"default") {
-            return Err(WRONGPASS);
-        }
-        if self.topology.is_none() {
-            return Err("CLUSTERDOWN The cluster is down");
-        }
-        match self.password() {
-            None => Ok(()),
-            Some(p) if p.as_bytes() == pass => Ok(()),
-            Some(_) => Err(WRONGPASS),
-        }
-    }
-
     /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`, as a shard answers.
     fn hello(&mut self, key: usize, args: &Args<'_>) {
         let command::HelloArgs {
@@ -919,11 +907,10 @@ impl Worker {
             Ok(h) => h,
             Err(e) => return self.reply_error(key, &e),
         };
-        if let Some((user, pass)) = auth {
-            match self.check_password(Some(user), pass) {
-                Ok(()) => self.clients[key].authed = true,
-                Err(e) => return self.reply_error(key, e),
-            }
+        if let Some((user, pass)) = auth
+            && let Err(e) = self.authenticate(key, args.get(0), Some(user), pass)
+        {
+            return self.reply_error(key, e);
         }
         if !self.clients[key].authed {
             return self.reply_error(

@@ -12,6 +12,7 @@
 //! A watcher thread (`tessera_watch`) keeps the database's topology from the control group;
 //! workers take a newer one at the top of their next turn.
 
+mod acl;
 mod clients;
 mod commands;
 mod merge;
@@ -20,13 +21,14 @@ mod pubsub;
 mod tracking;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tessera_acl::{Acl, LogEntry};
 use tessera_protocol::clients::Pause;
 use tessera_protocol::cluster::Topology;
 
@@ -62,6 +64,14 @@ struct ShardConn {
 /// State the workers share: the newest topology and the wakers to tell them about it.
 pub(crate) struct Shared {
     topology: Mutex<Option<Arc<Topology>>>,
+    /// The users of `topology`, made again only when its users or password change (a worker
+    /// tells a change by the pointer).
+    users: Mutex<Option<Arc<Acl>>>,
+    /// ACL LOG, for every worker.
+    acl_log: Mutex<VecDeque<LogEntry>>,
+    /// The control members and the token, for the changes the proxy makes (ACL SETUSER).
+    control: Vec<String>,
+    token: Option<String>,
     epoch: AtomicU64,
     wakers: OnceLock<Vec<Arc<mio::Waker>>>,
     /// Each worker's mailbox (CLIENT LIST and KILL across workers).
@@ -88,6 +98,13 @@ impl Shared {
             if cur.as_ref().is_some_and(|c| c.epoch >= epoch) {
                 return;
             }
+            let same_users = cur
+                .as_ref()
+                .is_some_and(|c| c.users == t.users && c.password == t.password);
+            if !same_users {
+                let acl = acl::users_of(t.password.as_deref(), &t.users);
+                *self.users.lock().expect("users lock") = Some(Arc::new(acl));
+            }
             *cur = Some(Arc::new(t));
         }
         self.epoch.store(epoch, Ordering::Release);
@@ -104,6 +121,21 @@ impl Shared {
 
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The users of the newest topology.
+    pub(crate) fn users(&self) -> Option<Arc<Acl>> {
+        self.users.lock().expect("users lock").clone()
+    }
+
+    /// A change through the control API (`tessera_watch::call`).
+    pub(crate) fn control_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        tessera_watch::call(&self.control, self.token.as_deref(), method, path, body)
     }
 
     pub(crate) fn next_client_id(&self) -> u64 {
@@ -228,6 +260,10 @@ impl Proxy {
         };
         let shared = Arc::new(Shared {
             topology: Mutex::new(None),
+            users: Mutex::new(None),
+            acl_log: Mutex::new(VecDeque::new()),
+            control: config.control.clone(),
+            token: config.token.clone(),
             epoch: AtomicU64::new(0),
             wakers: OnceLock::new(),
             mail: OnceLock::new(),

@@ -63,6 +63,22 @@ impl Subs {
         (self.channels.len(), self.patterns.len(), self.shard.len())
     }
 
+    /// The channels and shard channels, and the patterns (for the ACL's channel rules).
+    pub(crate) fn names(
+        &self,
+    ) -> (
+        impl Iterator<Item = &[u8]> + '_,
+        impl Iterator<Item = &[u8]> + '_,
+    ) {
+        (
+            self.channels
+                .keys()
+                .chain(self.shard.keys())
+                .map(Vec::as_slice),
+            self.patterns.keys().map(Vec::as_slice),
+        )
+    }
+
     /// True while the client has a subscription (RESP2's subscribed mode).
     pub(crate) fn subscribed(&self) -> bool {
         !(self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty())

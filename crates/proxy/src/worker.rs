@@ -107,6 +107,10 @@ pub(crate) struct Client {
     pub head_seq: u64,
     pub resp3: bool,
     pub authed: bool,
+    /// The client's user (`Worker::acl`), and its name (empty for the default user), by which
+    /// it is found again when the users change.
+    pub user: tessera_acl::UserId,
+    pub user_name: Vec<u8>,
     pub name: Option<Vec<u8>>,
     pub multi: Option<Multi>,
     /// The client's private shard connections (blocking commands, WATCH).
@@ -339,6 +343,8 @@ pub(crate) struct Worker {
     backends: Slab<Backend>,
     by_addr: HashMap<(String, bool), usize>,
     pub topology: Option<Arc<Topology>>,
+    /// The database's users (`acl.rs`), from the same configuration.
+    pub acl: Option<Arc<tessera_acl::Acl>>,
     epoch: u64,
     /// Per shard of `topology`: its primary's connection, RESP2 and RESP3.
     routes: Vec<[Option<usize>; 2]>,
@@ -381,6 +387,7 @@ impl Worker {
             backends: Slab::new(),
             by_addr: HashMap::new(),
             topology: None,
+            acl: None,
             epoch: 0,
             routes: Vec::new(),
             moved: HashMap::new(),
@@ -470,6 +477,11 @@ impl Worker {
             port,
         ));
         self.topology = Some(t);
+        if let Some(users) = self.shared.users()
+            && !self.acl.as_ref().is_some_and(|a| Arc::ptr_eq(a, &users))
+        {
+            self.take_users(users);
+        }
     }
 
     // ---- clients ----
@@ -515,6 +527,8 @@ impl Worker {
                         head_seq: 0,
                         resp3: false,
                         authed,
+                        user: tessera_acl::DEFAULT_USER,
+                        user_name: Vec::new(),
                         name: None,
                         multi: None,
                         private: Vec::new(),
@@ -703,6 +717,18 @@ impl Worker {
         };
         c.queue.push_back(p);
         (c.id, seq)
+    }
+
+    /// Adds a reply of one shard's (or the proxy's own) the client is owed; returns where it is
+    /// addressed.
+    pub(crate) fn expect_one(&mut self, key: usize) -> To {
+        let (id, seq) = self.expect(key, Pending::Wait);
+        To::Client {
+            key,
+            id,
+            seq,
+            part: 0,
+        }
     }
 
     /// Adds a reply made of parts the client is owed; returns where part `i` is addressed.
@@ -1217,12 +1243,6 @@ impl Worker {
         let b = self.backend_at(addr, resp3);
         self.ensure_connected(b)?;
         Ok(b)
-    }
-
-    /// True when clients need no AUTH: the configuration is known and has no password. Before
-    /// the first configuration nobody is let in.
-    pub(crate) fn open_access(&self) -> bool {
-        self.topology.as_ref().is_some_and(|t| t.password.is_none())
     }
 
     /// The address of every shard's primary.

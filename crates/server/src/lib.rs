@@ -8,7 +8,7 @@
 //!
 //! No locks on the hot path: the event loop owns the keyspace and every client.
 
-pub mod acl;
+use tessera_acl as acl;
 pub mod blocking;
 pub mod checkpoint;
 pub mod client;

@@ -1,7 +1,8 @@
 //! Watches the control group's configuration for one database: a thread long-polls
 //! `GET /v1/config?after=EPOCH` at the control members in turn (the next one when a member
 //! fails) and hands each newer topology to a callback. Shards in cluster mode and the proxy
-//! both route by what it delivers.
+//! both route by what it delivers. [`call`] makes one change through the control API (the
+//! proxy's ACL SETUSER and DELUSER).
 
 use std::time::Duration;
 
@@ -87,4 +88,57 @@ fn watch(
             }
         }
     }
+}
+
+/// Makes one request of the control API (`method` `path` with a JSON body), at the members in
+/// turn while they cannot be reached. A member that answered is the answer: its JSON, or its
+/// refusal's message as the error. Once a request may have reached a member (it was sent and
+/// no answer came in time) it is not sent again: the error says the outcome is unknown.
+pub fn call(
+    members: &[String],
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("not an HTTP method: {method}"))?;
+    let mut unreachable = String::from("no control member is configured");
+    for member in members {
+        let mut req = client
+            .request(method.clone(), format!("http://{member}{path}"))
+            .json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = match req.send() {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                unreachable = format!("control member {member} cannot be reached: {e}");
+                continue;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "the control group did not answer ({e}): the change may or may not have been made"
+                ));
+            }
+        };
+        let ok = resp.status().is_success();
+        let v: serde_json::Value = resp
+            .json()
+            .map_err(|e| format!("the control group's answer is not JSON: {e}"))?;
+        if ok {
+            return Ok(v);
+        }
+        return Err(v["error"]["message"]
+            .as_str()
+            .unwrap_or("the control group refused the change")
+            .to_string());
+    }
+    Err(unreachable)
 }

@@ -114,7 +114,23 @@ fn lookup_by_pattern(
 /// `SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC | DESC] [ALPHA]
 /// [STORE destination]`, `SORT_RO` (without STORE)
 pub fn sort(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
-    let o = parse_options(args, call.spec.name == "sort_ro", s.cluster.enabled)?;
+    let read_only = call.spec.name == "sort_ro";
+    // BY and GET patterns read keys the command does not name: only for a user who may read
+    // every key.
+    let user = s
+        .clients
+        .get(call.client)
+        .map_or(crate::acl::DEFAULT_USER, |c| c.user);
+    let user = s.acl.user(user);
+    if !user.unrestricted() {
+        let id = crate::acl::selector::universe().id(call.spec);
+        if !user.reads_every_key(id, call.spec, args)
+            && let Some(e) = crate::acl::commands::sort_denial(args, read_only)
+        {
+            return Err(CmdError::msg(e));
+        }
+    }
+    let o = parse_options(args, read_only, s.cluster.enabled)?;
     let key = args.get(1);
     // BY without `*` means "do not sort" (Redis's dontsort).
     let mut dontsort = o.by.is_some_and(|p| !p.contains(&b'*'));

@@ -1198,7 +1198,7 @@ impl Server {
             .as_ref()
             .and_then(|r| self.clients.get(r.client))
             .map_or(crate::acl::DEFAULT_USER, |c| c.user);
-        let allowed = crate::commands::acl::lookup(&args).map(|spec| {
+        let allowed = crate::acl::commands::lookup(&args).map(|spec| {
             let id = crate::acl::selector::universe().id(spec);
             self.acl.user(user).check(id, spec, &args).is_ok()
         });

@@ -17,7 +17,7 @@ use super::has_spaces;
 const WORDS: usize = 8;
 
 /// Every command and subcommand, numbered: each command is followed by its subcommands.
-pub(crate) struct Universe {
+pub struct Universe {
     pub specs: Vec<&'static CommandSpec>,
     /// The subcommands' ids of each id.
     subs: Vec<Vec<usize>>,
@@ -28,7 +28,7 @@ pub(crate) struct Universe {
     by_ptr: HashMap<usize, usize>,
 }
 
-pub(crate) fn universe() -> &'static Universe {
+pub fn universe() -> &'static Universe {
     static U: OnceLock<Universe> = OnceLock::new();
     U.get_or_init(|| {
         let mut u = Universe {
@@ -94,7 +94,7 @@ impl Universe {
 }
 
 /// The categories, in Redis's order (`ACL CAT`, and the order rules are described in).
-pub(crate) const CATEGORIES: [(&str, u32); 21] = [
+pub const CATEGORIES: [(&str, u32); 21] = [
     ("keyspace", acl::KEYSPACE),
     ("read", acl::READ),
     ("write", acl::WRITE),
@@ -118,7 +118,7 @@ pub(crate) const CATEGORIES: [(&str, u32); 21] = [
     ("scripting", acl::SCRIPTING),
 ];
 
-pub(crate) fn category(name: &[u8]) -> Option<u32> {
+pub fn category(name: &[u8]) -> Option<u32> {
     CATEGORIES
         .iter()
         .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
@@ -127,7 +127,7 @@ pub(crate) fn category(name: &[u8]) -> Option<u32> {
 
 /// Why a rule was refused; the texts are Redis's `ACLSetUserStringError`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RuleError {
+pub enum RuleError {
     UnknownCommand,
     Syntax,
     KeysAfterAll,
@@ -162,14 +162,14 @@ impl RuleError {
 }
 
 /// Key permission bits of a pattern.
-pub(crate) const READ: u8 = 1;
-pub(crate) const WRITE: u8 = 2;
+pub const READ: u8 = 1;
+pub const WRITE: u8 = 2;
 const ALL_PERMS: u8 = READ | WRITE;
 
 /// One set of permissions: a user has a root selector and any number of `(...)` selectors; a
 /// command runs if one selector allows all of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Selector {
+pub struct Selector {
     pub root: bool,
     pub all_keys: bool,
     pub all_channels: bool,

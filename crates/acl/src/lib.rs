@@ -2,9 +2,13 @@
 //! selectors, the permission check run before every command (scripts' commands included), the
 //! ACL log, and the ACL file. `requirepass` is the default user's password.
 //!
-//! The server side (the verify step, `AUTH`, `ACL ...`, killing the clients of a deleted user)
-//! is in `commands::acl`.
+//! Shared by the shard (`tessera_server::commands::acl`: the verify step, `AUTH`, `ACL ...`,
+//! killing the clients of a deleted user), the proxy (the database's users from the cluster
+//! configuration) and the control group (which applies `ACL SETUSER` rules to the stored users).
+//! Everything here is deterministic but `ACL GENPASS`: the same rules give the same users on
+//! every member. Depends on the protocol crate's command table only.
 
+pub mod commands;
 pub mod selector;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -16,7 +20,7 @@ use tessera_protocol::command::{CommandSpec, key_spec_flag};
 use tessera_protocol::glob;
 
 use selector::{READ, WRITE};
-pub(crate) use selector::{RuleError, Selector};
+pub use selector::{RuleError, Selector};
 
 /// A user's index in `Acl::users`; the default user is always 0.
 pub type UserId = usize;
@@ -42,7 +46,7 @@ pub struct User {
     pub name: Vec<u8>,
     flags: u8,
     pub passwords: Vec<String>,
-    pub(crate) selectors: Vec<Selector>,
+    pub selectors: Vec<Selector>,
     /// Every command, key and channel: the check can be skipped.
     unrestricted: bool,
 }
@@ -116,6 +120,49 @@ impl User {
         self.flags & ON != 0
     }
 
+    /// Every command, key and channel is allowed: nothing needs checking.
+    #[inline]
+    pub fn unrestricted(&self) -> bool {
+        self.unrestricted
+    }
+
+    /// Whether a client of this user may keep these subscriptions after its rules changed
+    /// (Redis's `ACLKillPubsubClientsIfNeeded`): channels and shard channels must match a
+    /// channel pattern of some selector, patterns must be one of them literally.
+    pub fn allows_subscriptions<'a>(
+        &self,
+        channels: impl IntoIterator<Item = &'a [u8]>,
+        patterns: impl IntoIterator<Item = &'a [u8]>,
+    ) -> bool {
+        if self.selectors.iter().any(|s| s.all_channels) {
+            return true;
+        }
+        let allowed: Vec<&[u8]> = self
+            .selectors
+            .iter()
+            .flat_map(|s| s.channels.iter().map(Vec::as_slice))
+            .collect();
+        patterns.into_iter().all(|p| allowed.contains(&p))
+            && channels
+                .into_iter()
+                .all(|ch| allowed.iter().any(|p| glob::matches(p, ch, false)))
+    }
+
+    /// True when this user allows every channel the other allowed (nobody needs to lose a
+    /// subscription).
+    pub fn keeps_channels_of(&self, old: &User) -> bool {
+        if self.selectors.iter().any(|s| s.all_channels) {
+            return true;
+        }
+        let allowed: Vec<&Vec<u8>> = self.selectors.iter().flat_map(|s| &s.channels).collect();
+        !old.selectors.iter().any(|s| s.all_channels)
+            && old
+                .selectors
+                .iter()
+                .flat_map(|s| &s.channels)
+                .all(|c| allowed.contains(&c))
+    }
+
     pub fn nopass(&self) -> bool {
         self.flags & NOPASS != 0
     }
@@ -128,7 +175,7 @@ impl User {
     }
 
     /// Applies one rule (Redis's `ACLSetUser`). `all_channels`: `acl-pubsub-default`.
-    pub(crate) fn apply(&mut self, op: &[u8], all_channels: bool) -> Result<(), RuleError> {
+    pub fn apply(&mut self, op: &[u8], all_channels: bool) -> Result<(), RuleError> {
         let result = self.apply_rule(op, all_channels);
         self.unrestricted = self
             .selectors
@@ -213,6 +260,15 @@ impl User {
         Ok(())
     }
 
+    /// `user <name> <rules>`, a line of `ACL LIST` and of the ACL file.
+    pub fn line(&self) -> Vec<u8> {
+        let mut line = b"user ".to_vec();
+        line.extend_from_slice(&self.name);
+        line.push(b' ');
+        line.extend_from_slice(&self.describe());
+        line
+    }
+
     /// The user's rules, as `ACL LIST` and the ACL file give them (Redis's `ACLDescribeUser`).
     pub fn describe(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -265,6 +321,23 @@ impl User {
             return Ok(());
         }
         self.check_selectors(id, spec, args)
+    }
+
+    /// Whether some selector allows this command and reading every key (Redis's
+    /// `ACLUserCheckCmdWithUnrestrictedKeyAccess` with `CMD_KEY_ACCESS`): SORT's BY and GET
+    /// patterns need it ([`commands::sort_denial`]).
+    pub fn reads_every_key(&self, id: usize, spec: &'static CommandSpec, args: &Args<'_>) -> bool {
+        if self.unrestricted {
+            return true;
+        }
+        let mut keys = None;
+        self.selectors.iter().any(|s| {
+            check_selector(s, id, spec, args, &mut keys).is_ok()
+                && (s.all_keys
+                    || s.patterns
+                        .iter()
+                        .any(|(f, p)| f & READ == READ && p.as_slice() == b"*"))
+        })
     }
 
     fn check_selectors(
@@ -499,6 +572,37 @@ impl Acl {
         self.user(id).opens_with(pass).then_some(id)
     }
 
+    /// A database's users as the cluster configuration keeps them (`docs/CLUSTER.md`, "Users"):
+    /// the default user opened by `requirepass` (or by none), then every `user <name> <rules>`
+    /// line, each of which describes its user entirely, the default one included. Channels
+    /// start closed (`acl-pubsub-default resetchannels`, Redis 7's default).
+    pub fn from_lines(requirepass: Option<&str>, lines: &[String]) -> Result<Acl, String> {
+        let mut acl = Acl::new(requirepass, false);
+        for line in lines {
+            let argv: Vec<&[u8]> = line.as_bytes().split(|&b| b == b' ').collect();
+            if argv.len() < 2 || argv[0] != b"user" || has_spaces(argv[1]) {
+                return Err(format!("not a user line: {line:?}"));
+            }
+            let ops: Vec<Vec<u8>> = argv[2..].iter().map(|a| a.to_vec()).collect();
+            let ops = merge_selectors(&ops)
+                .map_err(|_| format!("unmatched parenthesis in a selector of {line:?}"))?;
+            acl.put_user(argv[1], &ops, true)?;
+        }
+        Ok(acl)
+    }
+
+    /// The lines [`Acl::from_lines`] rebuilds these users from: every user but a default one
+    /// that `requirepass` alone describes, in name order.
+    pub fn to_lines(&self, requirepass: Option<&str>) -> Vec<String> {
+        let plain_default = Acl::new(requirepass, self.all_channels)
+            .user(DEFAULT_USER)
+            .line();
+        self.users()
+            .filter(|&(id, u)| id != DEFAULT_USER || u.line() != plain_default)
+            .map(|(_, u)| String::from_utf8_lossy(&u.line()).into_owned())
+            .collect()
+    }
+
     /// `ACL SETUSER`: applies every rule to a copy and keeps it only if all are valid. Returns
     /// the user's id and, for an existing user, its rules before the change.
     pub fn set_user(
@@ -506,10 +610,20 @@ impl Acl {
         name: &[u8],
         ops: &[Vec<u8>],
     ) -> Result<(UserId, Option<User>), String> {
+        self.put_user(name, ops, false)
+    }
+
+    /// [`Acl::set_user`], from a new user's rules with `fresh` (the rules describe it whole).
+    fn put_user(
+        &mut self,
+        name: &[u8],
+        ops: &[Vec<u8>],
+        fresh: bool,
+    ) -> Result<(UserId, Option<User>), String> {
         let existing = self.id_of(name);
         let mut user = match existing {
-            Some(id) => self.user(id).clone(),
-            None => User::new(name, self.all_channels),
+            Some(id) if !fresh => self.user(id).clone(),
+            _ => User::new(name, self.all_channels),
         };
         for op in ops {
             user.apply(op, self.all_channels).map_err(|e| {
@@ -546,39 +660,16 @@ impl Acl {
         Some(id)
     }
 
-    /// Adds an entry to the log, or counts it on a similar recent one (Redis's
-    /// `addACLLogEntry`); the log keeps `max_len` entries.
+    /// Adds an entry to the log (see [`log_event`]).
     pub fn log_event(&mut self, entry: LogEntry, max_len: usize) {
-        const GROUPING_MS: i64 = 60_000;
-        let similar = self.log.iter().take(10).position(|e| {
-            e.reason == entry.reason
-                && e.context == entry.context
-                && (e.ctime_ms - entry.ctime_ms).abs() <= GROUPING_MS
-                && e.object == entry.object
-                && e.username == entry.username
-        });
-        match similar.and_then(|i| self.log.remove(i)) {
-            Some(mut e) => {
-                e.count += 1;
-                e.ctime_ms = entry.ctime_ms;
-                e.client_info = entry.client_info;
-                self.log.push_front(e);
-            }
-            None => {
-                self.log.push_front(entry);
-                self.log.truncate(max_len);
-            }
-        }
+        log_event(&mut self.log, entry, max_len);
     }
 
     /// The ACL file's text: one `user <name> <rules>` line per user, in name order.
     pub fn file_text(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for (_, u) in self.users() {
-            out.extend_from_slice(b"user ");
-            out.extend_from_slice(&u.name);
-            out.push(b' ');
-            out.extend_from_slice(&u.describe());
+            out.extend_from_slice(&u.line());
             out.push(b'\n');
         }
         out
@@ -595,6 +686,12 @@ impl Acl {
                 strerror(&e)
             )
         })?;
+        self.load_text(&text, &fname.to_string())
+    }
+
+    /// Replaces every user with those of `text`, lines in the ACL file's format, as
+    /// [`Acl::load_file`] does; `fname` names the source in errors.
+    pub fn load_text(&mut self, text: &[u8], fname: &str) -> Result<Vec<UserId>, String> {
         let mut errors = String::new();
         let mut users: BTreeMap<Vec<u8>, User> = BTreeMap::new();
         for (i, line) in text.split(|&b| b == b'\n').enumerate() {
@@ -681,6 +778,31 @@ impl Acl {
     }
 }
 
+/// Adds an entry to an ACL log, or counts it on a similar recent one (Redis's
+/// `addACLLogEntry`); the log keeps `max_len` entries.
+pub fn log_event(log: &mut VecDeque<LogEntry>, entry: LogEntry, max_len: usize) {
+    const GROUPING_MS: i64 = 60_000;
+    let similar = log.iter().take(10).position(|e| {
+        e.reason == entry.reason
+            && e.context == entry.context
+            && (e.ctime_ms - entry.ctime_ms).abs() <= GROUPING_MS
+            && e.object == entry.object
+            && e.username == entry.username
+    });
+    match similar.and_then(|i| log.remove(i)) {
+        Some(mut e) => {
+            e.count += 1;
+            e.ctime_ms = entry.ctime_ms;
+            e.client_info = entry.client_info;
+            log.push_front(e);
+        }
+        None => {
+            log.push_front(entry);
+            log.truncate(max_len);
+        }
+    }
+}
+
 /// The C library's text for an I/O error, without Rust's `(os error N)`.
 fn strerror(e: &std::io::Error) -> String {
     let text = e.to_string();
@@ -760,6 +882,38 @@ mod tests {
             String::from_utf8(u.describe()).unwrap(),
             format!("on #{} resetchannels -@all +get", hash_password(b"pw"))
         );
+    }
+
+    /// The cluster configuration's lines give back the same users, and a default user that
+    /// the password alone describes is left out.
+    #[test]
+    fn users_survive_their_configuration_lines() {
+        let ops = |v: &[&str]| v.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        let mut acl = Acl::new(Some("pw"), false);
+        assert!(acl.to_lines(Some("pw")).is_empty());
+        acl.set_user(
+            b"app",
+            &ops(&["on", ">s", "~app:*", "+@read", "(+set ~w:*)"]),
+        )
+        .unwrap();
+        acl.set_user(b"off", &ops(&["off"])).unwrap();
+        let lines = acl.to_lines(Some("pw"));
+        assert_eq!(lines.len(), 2);
+        let back = Acl::from_lines(Some("pw"), &lines).unwrap();
+        assert_eq!(back.to_lines(Some("pw")), lines);
+        assert_eq!(back.file_text(), acl.file_text());
+        assert!(back.authenticate(b"app", b"s").is_some());
+        assert!(back.authenticate(b"default", b"pw").is_some());
+        // A changed default user is kept, whole: its line wins over the password.
+        acl.set_user(b"default", &ops(&["resetpass", ">other", "-@all", "+get"]))
+            .unwrap();
+        let lines = acl.to_lines(Some("pw"));
+        assert_eq!(lines.len(), 3);
+        let back = Acl::from_lines(Some("pw"), &lines).unwrap();
+        assert!(back.authenticate(b"default", b"pw").is_none());
+        assert!(back.authenticate(b"default", b"other").is_some());
+        assert!(Acl::from_lines(None, &["usr x on".into()]).is_err());
+        assert!(Acl::from_lines(None, &["user x +nosuch".into()]).is_err());
     }
 
     #[test]
