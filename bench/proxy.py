@@ -4,17 +4,20 @@
 Starts a control member with a 3-shard database (no replicas, no persistence) and its
 `tessera proxy`, a real `redis-server`, and Debian's twemproxy (`nutcracker`) in front of three
 standalone `tessera server` processes (twemproxy does not speak Redis Cluster, so its shards are
-not in cluster mode; they are the same binary and settings otherwise). Then, with
+not in cluster mode; they are the same binary and settings otherwise, `sched-policy batch` as
+the supervisor gives its shards included). Then, with
 redis-benchmark, median of interleaved rounds:
 
 1. `-t set,get -c 50 -d 16 -r 1000000` at -P 1 and -P 16: the proxy vs redis-server directly
    (targets 0.8x and 0.6x), and the proxy vs twemproxy (target 1.3x).
-2. GET with 1000 connections vs 50 through the proxy (target 0.9x), and how many connections
-   the proxy holds to each shard (target: at most 2 per proxy thread).
+2. GET with 1000 connections vs 50 through the proxy (target 0.9x), the same for redis-server
+   directly (what the load generator itself loses with 1000 connections), and how many
+   connections the proxy holds to each shard (target: at most 2 per proxy thread).
 3. Added p50 latency at -P 1 with one connection: through the proxy minus directly to a shard
    (target 150 us or less).
 
-CPU per request of each process group (proxy, shards, redis-server, nutcracker) comes from /proc.
+CPU per request of each process group (proxy and shards, redis-server, nutcracker and shards)
+comes from /proc, and the proxy's own apart.
 
 usage: bench/proxy.py [--rounds 3] [--requests 200000] [--pipeline-requests 1000000]
                       [--threads N (default: half the cores)] [--no-build]
@@ -169,7 +172,8 @@ class Setup:
             os.makedirs(d)
             self.plain.append((port, self.spawn(
                 [TESSERA, "server", "--port", str(port), "--dir", d, "--save", "",
-                 "--appendonly", "no", "--loglevel", "warning"], None)))
+                 "--appendonly", "no", "--loglevel", "warning", "--sched-policy", "batch"],
+                None)))
             wait_port(port, "a standalone shard")
         self.twem_port = free_port()
         conf = f"{self.tmp.name}/nutcracker.yml"
@@ -215,19 +219,22 @@ class Setup:
         self.tmp.cleanup()
 
 
-def bench(port, pids, pipeline, requests, tests, clients=50, random=True):
-    """{test: (rps, p50 ms, p99 ms, cpu us/request)}"""
+def bench(port, pids, pipeline, requests, tests, clients=50, random=True, own=()):
+    """{test: (rps, p50 ms, p99 ms, cpu us/request, cpu us/request of `own` alone)}"""
     before = cpu_ticks(pids)
+    own_before = cpu_ticks(own)
     keys = ["-r", "1000000"] if random else []
     out = subprocess.run(
         ["redis-benchmark", "-p", str(port), "-c", str(clients), *keys, "-d", "16",
          "-n", str(requests), "-P", str(pipeline), "--csv", "-t", tests],
         capture_output=True, text=True, check=True).stdout
-    cpu = (cpu_ticks(pids) - before) * 1e6 / CLK_TCK / requests / len(tests.split(","))
+    per = 1e6 / CLK_TCK / requests / len(tests.split(","))
+    cpu = (cpu_ticks(pids) - before) * per
+    own_cpu = (cpu_ticks(own) - own_before) * per
     rows = {}
     for row in csv.DictReader(io.StringIO(out)):
         rows[row["test"].split(" ")[0]] = (float(row["rps"]), float(row["p50_latency_ms"]),
-                                           float(row["p99_latency_ms"]), cpu)
+                                           float(row["p99_latency_ms"]), cpu, own_cpu)
     return rows
 
 
@@ -254,15 +261,18 @@ def main():
                 for name in names:
                     print(f"round {rnd + 1}/{args.rounds}: {name} -P {pipeline}", file=sys.stderr)
                     port, pids = targets[name]
-                    for test, fig in bench(port, pids, pipeline, n, "set,get").items():
+                    own = [s.proxy.pid] if name == "proxy" else []
+                    for test, fig in bench(port, pids, pipeline, n, "set,get", own=own).items():
                         results.setdefault((name, pipeline, test), []).append(fig)
-        # 1000 connections against 50, through the proxy.
-        port, pids = targets["proxy"]
+        # 1000 connections against 50, through the proxy and (for what redis-benchmark itself
+        # loses with 1000 connections) to redis-server directly.
         conns = {}
-        for clients in (50, 1000):
-            figs = [bench(port, pids, 1, args.requests, "get", clients)["GET"]
-                    for _ in range(args.rounds)]
-            conns[clients] = statistics.median(f[0] for f in figs)
+        for name in ("proxy", "redis"):
+            port, pids = targets[name]
+            for clients in (50, 1000):
+                figs = [bench(port, pids, 1, args.requests, "get", clients)["GET"]
+                        for _ in range(args.rounds)]
+                conns[(name, clients)] = statistics.median(f[0] for f in figs)
         # Connections the benchmark's proxy holds to each shard (the supervised proxy has its
         # own, so the shards' connected_clients would count both).
         out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True,
@@ -293,25 +303,28 @@ def main():
     print()
     print(f"redis-benchmark -t set,get -c 50 -r 1000000 -d 16, median of {args.rounds} "
           f"interleaved rounds; proxy: {args.threads} threads, 3 shards")
-    print("cpu: CPU (user+system) per request in microseconds of the proxy and its shards, "
-          "of redis-server, of nutcracker and its shards")
+    print("cpu: CPU (user+system) per request in microseconds of the proxy and its shards "
+          "(of the proxy alone), of redis-server, of nutcracker and its shards")
     header = (f"{'test':<5} {'P':>3} {'proxy ops/s':>12} {'redis ops/s':>12} {'twem ops/s':>11} "
               f"{'vs redis':>8} {'vs twem':>8} {'proxy p50':>9} {'redis p50':>9} "
-              f"{'twem p50':>8} {'proxy cpu':>9} {'redis cpu':>9} {'twem cpu':>8}")
+              f"{'twem p50':>8} {'proxy cpu':>12} {'redis cpu':>9} {'twem cpu':>8}")
     print(header)
     print("-" * len(header))
     for pipeline in (1, 16):
         for test in ("SET", "GET"):
-            f = {n: [med(n, pipeline, test, i) for i in range(4)]
+            f = {n: [med(n, pipeline, test, i) for i in range(5)]
                  for n in ("proxy", "redis", "twemproxy")}
+            proxy_cpu = f"{f['proxy'][3]:.2f} ({f['proxy'][4]:.2f})"
             print(f"{test:<5} {pipeline:>3} {f['proxy'][0]:>12,.0f} {f['redis'][0]:>12,.0f} "
                   f"{f['twemproxy'][0]:>11,.0f} {f['proxy'][0] / f['redis'][0]:>8.2f} "
                   f"{f['proxy'][0] / f['twemproxy'][0]:>8.2f} {f['proxy'][1]:>9.3f} "
-                  f"{f['redis'][1]:>9.3f} {f['twemproxy'][1]:>8.3f} {f['proxy'][3]:>9.2f} "
+                  f"{f['redis'][1]:>9.3f} {f['twemproxy'][1]:>8.3f} {proxy_cpu:>12} "
                   f"{f['redis'][3]:>9.2f} {f['twemproxy'][3]:>8.2f}")
     print()
-    print(f"GET through the proxy, -P 1: 50 connections {conns[50]:,.0f} ops/s, 1000 connections "
-          f"{conns[1000]:,.0f} ops/s, ratio {conns[1000] / conns[50]:.2f}")
+    for name in ("proxy", "redis"):
+        c50, c1000 = conns[(name, 50)], conns[(name, 1000)]
+        print(f"GET to {name}, -P 1: 50 connections {c50:,.0f} ops/s, 1000 connections "
+              f"{c1000:,.0f} ops/s, ratio {c1000 / c50:.2f}")
     print(f"connections from the proxy to each shard ({args.threads} threads): "
           + ", ".join(f"{port}: {n}" for port, n in backend.items()))
     print(f"GET p50 with one connection, -P 1: proxy {lat['proxy']:.0f} us, shard directly "

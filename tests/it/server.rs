@@ -377,6 +377,35 @@ fn busy_polling_and_jemalloc_settings_apply_at_run_time() {
     assert_eq!(c.cmd_str(&["PING"]), "+PONG\r\n");
 }
 
+/// `sched-policy`: the event loop thread (the process's main thread) runs under SCHED_BATCH
+/// (policy 3 in /proc) when asked, at start and at run time, and back under SCHED_OTHER (0).
+#[test]
+fn sched_policy_sets_the_loop_threads_policy() {
+    let s = TestServer::start(&["--sched-policy", "batch"]);
+    let policy = || {
+        let text = std::fs::read_to_string(format!("/proc/{}/sched", s.pid())).unwrap();
+        let line = text.lines().find(|l| l.starts_with("policy")).unwrap();
+        line.rsplit(':').next().unwrap().trim().to_string()
+    };
+    // (The loop starts just after the server says where it listens.)
+    wait_for(Duration::from_secs(5), "SCHED_BATCH", || policy() == "3");
+    let mut c = s.raw();
+    assert_eq!(
+        c.cmd_str(&["CONFIG", "GET", "sched-policy"]),
+        "*2\r\n$12\r\nsched-policy\r\n$5\r\nbatch\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["CONFIG", "SET", "sched-policy", "normal"]),
+        "+OK\r\n"
+    );
+    assert_eq!(policy(), "0");
+    assert_eq!(
+        c.cmd_str(&["CONFIG", "SET", "sched-policy", "fast"]),
+        "-ERR CONFIG SET failed (possibly related to argument 'sched-policy') - argument must be one of the following: normal, batch\r\n"
+    );
+    assert_eq!(policy(), "0");
+}
+
 /// `client-output-buffer-limit normal`: off by default (Tessera then holds a slow reader back
 /// by TCP); when set, a client whose unsent replies pass the hard limit is disconnected, as by
 /// Redis, while other clients carry on.

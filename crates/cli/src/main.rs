@@ -138,6 +138,10 @@ struct ServerArgs {
     /// Serve only loopback clients while the default user has no password: yes or no.
     #[arg(long)]
     protected_mode: Option<String>,
+    /// The event loop's CPU scheduling policy: normal, or batch (Linux's SCHED_BATCH: no
+    /// wakeup preemption; the supervisor's shards use it).
+    #[arg(long)]
+    sched_policy: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -233,6 +237,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         ("masterauth", args.masterauth),
         ("repl-diskless-sync-delay", args.repl_diskless_sync_delay),
         ("protected-mode", args.protected_mode),
+        ("sched-policy", args.sched_policy),
     ] {
         if let Some(v) = value {
             config

@@ -170,6 +170,7 @@ impl ShardSpec {
             cluster_token: &'a str,
             cluster_database: &'a str,
             cluster_announce_ip: &'a str,
+            sched_policy: &'a str,
         }
         let (appendonly, appendfsync, save) = match self.persistence {
             Persistence::None => (false, "everysec", ""),
@@ -195,6 +196,8 @@ impl ShardSpec {
             cluster_token: &self.token,
             cluster_database: &self.database,
             cluster_announce_ip: &self.bind,
+            // Shards serve proxies, which pipeline: see `tessera_server::sched`.
+            sched_policy: "batch",
         })
         .map_err(|e| format!("writing the shard's configuration: {e}"))
     }

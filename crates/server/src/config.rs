@@ -49,6 +49,8 @@ pub struct Config {
     pub jemalloc_bg_thread: bool,
     /// Adaptive busy polling window in microseconds (0: off); see `server::BusyPoll`.
     pub busy_poll_us: u64,
+    /// The event loop's CPU scheduling policy, `normal` or `batch` (`sched.rs`).
+    pub sched_policy: String,
     /// Milliseconds a script runs before other clients are answered `-BUSY` (0: never).
     #[serde(alias = "lua-time-limit")]
     pub busy_reply_threshold: u64,
@@ -155,6 +157,7 @@ impl Default for Config {
             hll_sparse_max_bytes: 3000,
             jemalloc_bg_thread: true,
             busy_poll_us: 50,
+            sched_policy: "normal".into(),
             busy_reply_threshold: 5000,
             lua_memory_limit: 1024 * 1024 * 1024,
             client_output_buffer_limit:
@@ -259,6 +262,11 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "notify-keyspace-events: invalid event class character, use 'Ag$lshzxeKEtmdn'"
                     .into(),
+            ));
+        }
+        if !crate::sched::POLICIES.contains(&self.sched_policy.as_str()) {
+            return Err(ConfigError::Invalid(
+                "sched-policy must be normal or batch".into(),
             ));
         }
         if self.databases != 1 {
@@ -423,6 +431,7 @@ impl Config {
                 self.zset_max_listpack_value.to_string(),
             ),
             ("busy-poll-us", self.busy_poll_us.to_string()),
+            ("sched-policy", self.sched_policy.clone()),
             (
                 "busy-reply-threshold",
                 self.busy_reply_threshold.to_string(),
@@ -605,6 +614,13 @@ impl Config {
                     return Err("argument must be between 0 and 1000000 inclusive".into());
                 }
                 self.busy_poll_us = v;
+            }
+            "sched-policy" => {
+                let v = value.to_ascii_lowercase();
+                if !crate::sched::POLICIES.contains(&v.as_str()) {
+                    return Err("argument must be one of the following: normal, batch".into());
+                }
+                self.sched_policy = v;
             }
             "jemalloc-bg-thread" => {
                 self.jemalloc_bg_thread = yes_no(value)?;

@@ -23,6 +23,7 @@ pub mod memory;
 pub mod notify;
 pub mod persist;
 pub mod repl;
+pub mod sched;
 pub mod scripting;
 pub mod server;
 pub mod stats;

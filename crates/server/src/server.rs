@@ -334,6 +334,9 @@ impl Server {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         crate::memory::set_background_thread(self.config.jemalloc_bg_thread);
+        if let Err(e) = crate::sched::apply(&self.config.sched_policy) {
+            tracing::warn!("sched-policy {}: {e}", self.config.sched_policy);
+        }
         tracing::info!(addr = %self.local_addr, "ready to accept connections");
         let mut busy = BusyPoll::new(Instant::now());
         loop {

@@ -106,6 +106,13 @@ pub fn config(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult
                     "ERR CONFIG SET failed (possibly related to argument 'appendonly') - {reason}"
                 )));
             }
+            if next.sched_policy != s.config.sched_policy
+                && let Err(e) = crate::sched::apply(&next.sched_policy)
+            {
+                return Err(CmdError::msg(format!(
+                    "ERR CONFIG SET failed (possibly related to argument 'sched-policy') - {e}"
+                )));
+            }
             let limits = next.limits();
             s.db.limits = next.compact_limits();
             s.db.lfu = next.lfu();
