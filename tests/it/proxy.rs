@@ -123,6 +123,52 @@ fn strings(reply: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Requests cut anywhere reach the proxy whole: a pipeline with a 100 KB value, written in
+/// pieces of 1 byte to 20 KB (a client's partial request is kept in a buffer of its own, its
+/// complete ones are read from the worker's), interleaved with a second client's.
+#[test]
+fn proxy_reads_requests_cut_anywhere() {
+    use std::io::Write as _;
+    let db = proxied_db(3, false, "none", 1);
+    let big = "v".repeat(100_000);
+    let mut pipeline = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        let key = format!("cut{i}");
+        let value = if i % 50 == 7 {
+            big.clone()
+        } else {
+            format!("value{i}")
+        };
+        pipeline.extend(crate::support::encode(&[
+            b"SET",
+            key.as_bytes(),
+            value.as_bytes(),
+        ]));
+        pipeline.extend(crate::support::encode(&[b"GET", key.as_bytes()]));
+        expected.push("+OK\r\n".to_string());
+        expected.push(format!("${}\r\n{value}\r\n", value.len()));
+    }
+    let mut c = db.proxy.raw();
+    let mut other = db.proxy.raw();
+    let sizes = [1, 7, 3, 4096, 20_000, 16_385, 2, 900];
+    let mut at = 0;
+    for (i, size) in sizes.iter().cycle().enumerate() {
+        if at >= pipeline.len() {
+            break;
+        }
+        let end = (at + size).min(pipeline.len());
+        c.stream.write_all(&pipeline[at..end]).unwrap();
+        at = end;
+        if i % 16 == 0 {
+            assert_eq!(other.cmd_str(&["PING"]), "+PONG\r\n");
+        }
+    }
+    for want in &expected {
+        assert_eq!(&String::from_utf8(c.read_reply()).unwrap(), want);
+    }
+}
+
 #[test]
 fn proxy_routes_splits_and_merges() {
     let db = proxied_db(3, false, "none", 2);
