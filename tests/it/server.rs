@@ -271,6 +271,26 @@ fn client_pause_holds_writes_until_unpause() {
     assert_eq!(admin.cmd_str(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
     assert_eq!(writer.read_reply(), b"+OK\r\n");
     assert_eq!(admin.cmd_str(&["GET", "k"]), "$1\r\nv\r\n");
+    // An EXEC is a write when its queued commands write, as in Redis; a read-only one runs.
+    assert_eq!(writer.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(writer.cmd_str(&["GET", "k"]), "+QUEUED\r\n");
+    assert_eq!(
+        admin.cmd_str(&["CLIENT", "PAUSE", "100000", "WRITE"]),
+        "+OK\r\n"
+    );
+    assert_eq!(writer.cmd_str(&["EXEC"]), "*1\r\n$1\r\nv\r\n");
+    assert_eq!(admin.cmd_str(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
+    assert_eq!(writer.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(writer.cmd_str(&["INCR", "n"]), "+QUEUED\r\n");
+    assert_eq!(
+        admin.cmd_str(&["CLIENT", "PAUSE", "100000", "WRITE"]),
+        "+OK\r\n"
+    );
+    writer.send(&crate::support::encode(&[b"EXEC"]));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(admin.cmd_str(&["GET", "n"]), "$-1\r\n", "the EXEC is held");
+    assert_eq!(admin.cmd_str(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
+    assert_eq!(writer.read_reply(), b"*1\r\n:1\r\n");
 }
 
 #[test]

@@ -700,7 +700,7 @@ impl Server {
                         continue;
                     }
                     if !args.is_empty() {
-                        if self.is_paused_for(&args) {
+                        if self.is_paused_for(tok, &args) {
                             // Keep the request in the buffer (the parser is back at a request
                             // start); it runs again on unpause.
                             let client = &mut self.clients[tok];
@@ -754,16 +754,32 @@ impl Server {
         }
     }
 
-    fn is_paused_for(&self, args: &tessera_protocol::Args<'_>) -> bool {
+    /// True when CLIENT PAUSE holds client `tok`'s command `args`: as Redis, an EXEC counts
+    /// as a write when a queued command may write.
+    fn is_paused_for(&self, tok: usize, args: &tessera_protocol::Args<'_>) -> bool {
         let Some(pause) = self.pause else {
             return false;
         };
         if Instant::now() >= pause.until {
             return false;
         }
-        self.commands
-            .spec_of(args)
-            .is_some_and(|spec| pause.holds(spec))
+        let Some(spec) = self.commands.spec_of(args) else {
+            return false;
+        };
+        if pause.holds(spec) {
+            return true;
+        }
+        let queue = self.clients.get(tok).and_then(|c| c.multi.as_ref());
+        spec.name == "exec"
+            && queue.is_some_and(|m| {
+                m.queue.iter().any(|cmd| {
+                    let (buf, spans) = crate::commands::transactions::flatten(cmd);
+                    let args = tessera_protocol::Args::from_parts(&buf, &spans);
+                    self.commands
+                        .spec_of(&args)
+                        .is_some_and(|queued| pause.holds(queued))
+                })
+            })
     }
 
     /// Writes as much pending output as the socket takes.
