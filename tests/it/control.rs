@@ -151,7 +151,7 @@ impl Member {
     }
 
     /// SIGKILL, and its shard processes with it (a dead control member leaves them).
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

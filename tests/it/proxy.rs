@@ -72,6 +72,10 @@ impl ProxiedDb {
         &self.members[0]
     }
 
+    pub(crate) fn member_mut(&mut self) -> &mut Member {
+        &mut self.members[0]
+    }
+
     /// Another `tessera proxy` for the same database.
     pub(crate) fn second_proxy(&self) -> TestServer {
         proxy_for(self.member(), 2)

@@ -227,3 +227,26 @@ fn proxy_users_reach_every_proxy_of_the_database() {
         "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
     );
 }
+
+/// Without the control group, users cannot change (the error says why, at once) and the
+/// proxy goes on serving with the users it has.
+#[test]
+fn proxy_refuses_user_changes_without_the_control_group() {
+    let mut db = proxied_db(3, false, "none", 1);
+    let mut admin = db.proxy.raw();
+    assert_eq!(
+        admin.cmd_str(&["ACL", "SETUSER", "app", "on", ">pw", "+@all", "~*"]),
+        "+OK\r\n"
+    );
+    db.member_mut().kill();
+    let started = std::time::Instant::now();
+    let reply = admin.cmd_str(&["ACL", "SETUSER", "late", "on"]);
+    assert!(reply.starts_with("-ERR control member "), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let reply = admin.cmd_str(&["ACL", "DELUSER", "app"]);
+    assert!(reply.starts_with("-ERR control member "), "{reply}");
+    let mut app = db.proxy.raw();
+    assert_eq!(app.cmd_str(&["AUTH", "app", "pw"]), "+OK\r\n");
+    assert_eq!(app.cmd_str(&["SET", "k", "v"]), "+OK\r\n");
+    assert_eq!(app.cmd_str(&["GET", "k"]), "$1\r\nv\r\n");
+}
