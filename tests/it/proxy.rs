@@ -127,6 +127,30 @@ fn strings(reply: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// A shard that closes the proxy's connection (CLIENT KILL, a `timeout`) is reached again by
+/// the next command: a connection that was up is made again at once, without the wait that
+/// follows a shard that cannot be reached.
+#[test]
+fn proxy_reconnects_at_once_to_a_shard_that_closed_its_connection() {
+    let db = proxied_db(3, false, "none", 1);
+    let mut c = db.proxy.raw();
+    let keys = key_per_shard(&mut c);
+    for k in &keys {
+        assert_eq!(c.cmd_str(&["SET", k, "v"]), "+OK\r\n");
+    }
+    for round in 0..5 {
+        for &port in &db.primaries {
+            let killed = RawConn::connect(port).cmd_str(&["CLIENT", "KILL", "TYPE", "normal"]);
+            assert!(killed.starts_with(':'), "{killed}");
+        }
+        // The proxy sees its connections close; the next commands make new ones.
+        std::thread::sleep(Duration::from_millis(20));
+        for k in &keys {
+            assert_eq!(c.cmd_str(&["GET", k]), "$1\r\nv\r\n", "round {round}");
+        }
+    }
+}
+
 /// Requests cut anywhere reach the proxy whole: a pipeline with a 100 KB value, written in
 /// pieces of 1 byte to 20 KB (a client's partial request is kept in a buffer of its own, its
 /// complete ones are read from the worker's), interleaved with a second client's.

@@ -51,7 +51,7 @@ const MAX_UNREAD: usize = 8 << 20;
 /// the last one.
 const MAX_REDIRECTS: u8 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// After a shard connection fails, commands for it fail at once for this long.
+/// After a shard connection cannot be made, commands for it fail at once for this long.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 const TRYAGAIN_DELAY: Duration = Duration::from_millis(20);
 /// Bytes of messages a subscribed client may leave unread before it is disconnected (Redis's
@@ -1663,8 +1663,10 @@ impl Worker {
         be.pubsub = false;
         be.subscriptions = [0; 2];
         be.tracking = false;
+        // A connection that was up (the shard closed it, or a timeout did) is made again by
+        // the next command; one that could not be made waits before the next try.
+        be.retry_at = (!be.connected).then(|| Instant::now() + RECONNECT_BACKOFF);
         be.connected = false;
-        be.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
         be.last_error = format!("ERR proxy: shard {} is unreachable ({why})", be.addr);
         let inflight = std::mem::take(&mut be.inflight);
         let addr = be.addr.clone();
