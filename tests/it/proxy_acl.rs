@@ -38,6 +38,7 @@ fn acl_script(port: u16, k: &[String]) -> Vec<String> {
                 "(+get ~other:*)",
             ],
             &["ACL", "SETUSER", "bad", "+nosuch"],
+            &["ACL", "SETUSER", "bad", "+get\r\n+ping"],
             &["ACL", "SETUSER", "bad", "(+get", "~x"],
             &["ACL", "SETUSER", "bad name"],
             &["ACL", "SETUSER", "off-user"],
@@ -108,6 +109,9 @@ fn acl_script(port: u16, k: &[String]) -> Vec<String> {
         ],
         &mut got,
     );
+    // A client of the user, blocked when the user is deleted.
+    app.send_cmd(&[b"BLPOP", format!("app:{{{}}}:list", k[2]).as_bytes(), b"0"]);
+    std::thread::sleep(Duration::from_millis(50));
     run(
         &mut admin,
         &[
@@ -118,7 +122,7 @@ fn acl_script(port: u16, k: &[String]) -> Vec<String> {
         ],
         &mut got,
     );
-    // The deleted user's connection is closed.
+    // The deleted user's connection is closed, blocked as it is.
     app.stream
         .set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();

@@ -24,7 +24,7 @@ use tessera_protocol::command::CommandSpec;
 
 use crate::Shared;
 use crate::clients::Mail;
-use crate::worker::Worker;
+use crate::worker::{To, Worker};
 
 /// Entries ACL LOG keeps (Redis's `acllog-max-len` default).
 const LOG_MAX_LEN: usize = 128;
@@ -71,9 +71,9 @@ impl Worker {
     }
 
     /// Takes the users of a new configuration: each client's user is found again by name; the
-    /// clients of a user that has gone are closed once their replies are out, and subscribers
-    /// to channels their user no longer allows are closed (as Redis does after ACL SETUSER,
-    /// DELUSER and LOAD).
+    /// clients of a user that has gone are closed (the one that deleted it once it has its
+    /// answer), and so are subscribers to channels their user no longer allows, as Redis does
+    /// after ACL SETUSER, DELUSER and LOAD.
     pub(crate) fn take_users(&mut self, acl: Arc<Acl>) {
         let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -84,10 +84,14 @@ impl Worker {
                 acl.id_of(&c.user_name)
             };
             let Some(id) = id else {
-                c.user = DEFAULT_USER;
-                c.authed = false;
-                c.closing = true;
-                self.mark_client(key);
+                if c.acl_pending {
+                    c.user = DEFAULT_USER;
+                    c.authed = false;
+                    c.closing = true;
+                    self.mark_client(key);
+                } else {
+                    self.close_client(key);
+                }
                 continue;
             };
             c.user = id;
@@ -330,6 +334,7 @@ impl Worker {
         reply: impl FnOnce(&serde_json::Value) -> Vec<u8> + Send + 'static,
     ) {
         let to = self.expect_one(key);
+        self.clients[key].acl_pending = true;
         let shared = Arc::clone(&self.shared);
         let worker = self.index;
         let spawned = std::thread::Builder::new()
@@ -342,17 +347,27 @@ impl Worker {
                         }
                         reply(&v)
                     }
-                    Err(e) if e.starts_with("ERR ") => format!("-{e}\r\n").into_bytes(),
-                    Err(e) => format!("-ERR {}\r\n", e.replace(['\r', '\n'], " ")).into_bytes(),
+                    Err(e) => error_frame(&e),
                 };
-                shared.post(worker, Mail::Answer { to, frame });
+                shared.post(worker, Mail::AclAnswer { to, frame });
             });
         if let Err(e) = spawned {
-            self.deliver(
-                to,
-                format!("-ERR cannot reach the control group: {e}\r\n").as_bytes(),
-            );
+            let frame = error_frame(&format!("cannot reach the control group: {e}"));
+            self.acl_answer(to, &frame);
         }
+    }
+}
+
+impl Worker {
+    /// The answer to an ACL change, for the client that made it.
+    pub(crate) fn acl_answer(&mut self, to: To, frame: &[u8]) {
+        if let To::Client { key, id, .. } = to
+            && let Some(c) = self.clients.get_mut(key)
+            && c.id == id
+        {
+            c.acl_pending = false;
+        }
+        self.deliver(to, frame);
     }
 }
 
@@ -365,6 +380,19 @@ impl Shared {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+}
+
+/// An error reply of `text` (Redis's own code kept, `ERR` added otherwise), on one line
+/// whatever it holds: a refused rule is quoted in the control group's message.
+fn error_frame(text: &str) -> Vec<u8> {
+    let mut frame = Vec::new();
+    let mut r = tessera_protocol::Reply::new(&mut frame, false);
+    if text.starts_with("ERR ") {
+        r.error(text);
+    } else {
+        r.error(&format!("ERR {text}"));
+    }
+    frame
 }
 
 /// A path segment with everything but unreserved characters percent-encoded.

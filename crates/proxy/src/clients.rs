@@ -28,6 +28,8 @@ pub(crate) enum Mail {
     Ask { ask: Arc<Ask>, from: usize, to: To },
     /// An answer for one of this worker's clients.
     Answer { to: To, frame: Vec<u8> },
+    /// The control group's answer to a client's ACL SETUSER or DELUSER (`acl.rs`).
+    AclAnswer { to: To, frame: Vec<u8> },
     /// An invalidation for client `target` (this worker's `key`): `value` is the keys (or
     /// the null of `tracker`'s protocol), from the client tracking on worker `tracker.0`.
     Invalidate {
@@ -169,6 +171,7 @@ impl Worker {
         for mail in self.shared.take_mail(self.index) {
             match mail {
                 Mail::Answer { to, frame } => self.deliver(to, &frame),
+                Mail::AclAnswer { to, frame } => self.acl_answer(to, &frame),
                 Mail::Invalidate {
                     target,
                     key,

@@ -111,6 +111,9 @@ pub(crate) struct Client {
     /// it is found again when the users change.
     pub user: tessera_acl::UserId,
     pub user_name: Vec<u8>,
+    /// ACL SETUSER or DELUSER sent to the control group and not yet answered: if the change
+    /// deletes the client's own user, it is closed after the answer, not before.
+    pub acl_pending: bool,
     pub name: Option<Vec<u8>>,
     pub multi: Option<Multi>,
     /// The client's private shard connections (blocking commands, WATCH).
@@ -532,6 +535,7 @@ impl Worker {
                         authed,
                         user: tessera_acl::DEFAULT_USER,
                         user_name: Vec::new(),
+                        acl_pending: false,
                         name: None,
                         multi: None,
                         private: Vec::new(),
