@@ -311,11 +311,10 @@ pub fn hash_passwords(ops: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// SORT and SORT_RO for a user that may not read every key ([`crate::User::reads_every_key`]):
-/// Redis's error for the first BY pattern with a `*` or GET option, which would read keys the
-/// command does not name. `None` when there is none, or when a syntax or number error comes
-/// first (the command reports those).
-pub fn sort_denial(args: &Args<'_>, read_only: bool) -> Option<&'static str> {
+/// SORT and SORT_RO for a user that may not read every key ([`crate::User::sort_refusal`]):
+/// Redis's error for the first BY pattern with a `*` or GET option. `None` when there is none,
+/// or when a syntax or number error comes first (the command reports those).
+pub(crate) fn sort_denial(args: &Args<'_>, read_only: bool) -> Option<&'static str> {
     let is = |a: &[u8], w: &str| a.eq_ignore_ascii_case(w.as_bytes());
     let mut i = 2;
     while i < args.len() {

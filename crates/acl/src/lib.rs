@@ -80,6 +80,17 @@ pub fn hash_password(pass: &[u8]) -> String {
     hex
 }
 
+/// The password hash a rule names: `>pass` and `<pass` hash the clear text, `#hash` and
+/// `!hash` give it (64 lowercase hex digits).
+fn rule_hash(op: &[u8]) -> Result<String, RuleError> {
+    let text = &op[1..];
+    match op[0] {
+        b'>' | b'<' => Ok(hash_password(text)),
+        _ if valid_hash(text) => Ok(String::from_utf8_lossy(text).into_owned()),
+        _ => Err(RuleError::BadHash),
+    }
+}
+
 fn valid_hash(h: &[u8]) -> bool {
     h.len() == 64 && h.iter().all(|&c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -204,25 +215,13 @@ impl User {
             self.flags &= !NOPASS;
             self.passwords.clear();
         } else if op[0] == b'>' || op[0] == b'#' {
-            let hash = if op[0] == b'>' {
-                hash_password(&op[1..])
-            } else if valid_hash(&op[1..]) {
-                String::from_utf8_lossy(&op[1..]).into_owned()
-            } else {
-                return Err(RuleError::BadHash);
-            };
+            let hash = rule_hash(op)?;
             if !self.passwords.contains(&hash) {
                 self.passwords.push(hash);
             }
             self.flags &= !NOPASS;
         } else if op[0] == b'<' || op[0] == b'!' {
-            let hash = if op[0] == b'<' {
-                hash_password(&op[1..])
-            } else if valid_hash(&op[1..]) {
-                String::from_utf8_lossy(&op[1..]).into_owned()
-            } else {
-                return Err(RuleError::BadHash);
-            };
+            let hash = rule_hash(op)?;
             let pos = self
                 .passwords
                 .iter()
@@ -323,13 +322,22 @@ impl User {
         self.check_selectors(id, spec, args)
     }
 
-    /// Whether some selector allows this command and reading every key (Redis's
-    /// `ACLUserCheckCmdWithUnrestrictedKeyAccess` with `CMD_KEY_ACCESS`): SORT's BY and GET
-    /// patterns need it ([`commands::sort_denial`]).
-    pub fn reads_every_key(&self, id: usize, spec: &'static CommandSpec, args: &Args<'_>) -> bool {
-        if self.unrestricted {
-            return true;
+    /// SORT and SORT_RO: Redis's error for a BY pattern or GET option, which read keys the
+    /// command does not name, when this user may not read every key; `None` when it may run.
+    pub fn sort_refusal(
+        &self,
+        spec: &'static CommandSpec,
+        args: &Args<'_>,
+    ) -> Option<&'static str> {
+        if self.unrestricted || self.reads_every_key(selector::universe().id(spec), spec, args) {
+            return None;
         }
+        commands::sort_denial(args, spec.name == "sort_ro")
+    }
+
+    /// Whether some selector allows this command and reading every key (Redis's
+    /// `ACLUserCheckCmdWithUnrestrictedKeyAccess` with `CMD_KEY_ACCESS`).
+    fn reads_every_key(&self, id: usize, spec: &'static CommandSpec, args: &Args<'_>) -> bool {
         let mut keys = None;
         self.selectors.iter().any(|s| {
             check_selector(s, id, spec, args, &mut keys).is_ok()

@@ -126,15 +126,10 @@ impl Worker {
         let id = universe().id(spec);
         let denied = match user.check(id, spec, args) {
             Ok(()) if is_script(spec) => return Err(SCRIPT_NEEDS_ALL.into()),
-            Ok(())
-                if matches!(spec.name, "sort" | "sort_ro")
-                    && !user.reads_every_key(id, spec, args) =>
-            {
-                let read_only = spec.name == "sort_ro";
-                return match commands::sort_denial(args, read_only) {
-                    Some(e) => Err(e.into()),
-                    None => Ok(()),
-                };
+            Ok(()) if matches!(spec.name, "sort" | "sort_ro") => {
+                return user
+                    .sort_refusal(spec, args)
+                    .map_or(Ok(()), |e| Err(e.into()));
             }
             Ok(()) => return Ok(()),
             Err(d) => d,
@@ -270,7 +265,8 @@ impl Worker {
                     self.reply_with(key, |r| r.ok());
                 }
                 Ok(LogRequest::Show(count)) => {
-                    let log = self.shared.acl_log.lock().expect("acl log lock").clone();
+                    let shared = Arc::clone(&self.shared);
+                    let log = shared.acl_log.lock().expect("acl log lock");
                     self.reply_with(key, |r| commands::write_log(r, &log, count, unix_ms()));
                 }
                 Err(e) => self.reply_error(key, e),

@@ -614,12 +614,14 @@ impl Worker {
             let pos = self.handle_input(key, &buf, filled);
             match self.clients.get_mut(key) {
                 Some(c) if shared => {
-                    // A partial request (or requests held back) stays with the client.
+                    // A partial request (or requests held back) stays with the client, in a
+                    // buffer it keeps while it is no larger than a read (a client that often
+                    // leaves one does not allocate it again each time); a larger one goes.
                     if pos < filled {
                         c.inb.clear();
                         c.inb.extend_from_slice(&buf[pos..filled]);
                         c.inb.resize(c.inb.len().max(READ_CHUNK), 0);
-                    } else if c.inb.capacity() > 0 {
+                    } else if c.inb.capacity() > READ_CHUNK {
                         c.inb = Vec::new();
                     }
                     c.filled = filled - pos;

@@ -121,14 +121,8 @@ pub fn sort(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
         .clients
         .get(call.client)
         .map_or(crate::acl::DEFAULT_USER, |c| c.user);
-    let user = s.acl.user(user);
-    if !user.unrestricted() {
-        let id = crate::acl::selector::universe().id(call.spec);
-        if !user.reads_every_key(id, call.spec, args)
-            && let Some(e) = crate::acl::commands::sort_denial(args, read_only)
-        {
-            return Err(CmdError::msg(e));
-        }
+    if let Some(e) = s.acl.user(user).sort_refusal(call.spec, args) {
+        return Err(CmdError::msg(e));
     }
     let o = parse_options(args, read_only, s.cluster.enabled)?;
     let key = args.get(1);
