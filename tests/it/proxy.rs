@@ -108,12 +108,12 @@ fn shard_keys(port: u16) -> usize {
         .unwrap()
 }
 
-fn int(reply: &str) -> i64 {
+pub(crate) fn int(reply: &str) -> i64 {
     reply.trim_start_matches(':').trim().parse().unwrap()
 }
 
 /// The bulk strings of an array reply, read with the redis crate's parser.
-fn strings(reply: &[u8]) -> Vec<String> {
+pub(crate) fn strings(reply: &[u8]) -> Vec<String> {
     let v = redis::parse_redis_value(reply).unwrap();
     let redis::Value::Array(items) = v else {
         panic!("{v:?}")

@@ -9,6 +9,7 @@
 //! every member. Depends on the protocol crate's command table only.
 
 pub mod commands;
+pub mod internal;
 pub mod selector;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -25,6 +26,9 @@ pub use selector::{RuleError, Selector};
 /// A user's index in `Acl::users`; the default user is always 0.
 pub type UserId = usize;
 pub const DEFAULT_USER: UserId = 0;
+/// The user of internal connections (`internal`): every command, key and channel. It is no
+/// user of the list: ACL LIST, GETUSER and DELUSER never see it.
+pub const INTERNAL_USER: UserId = UserId::MAX;
 
 const ON: u8 = 1;
 const OFF: u8 = 2;
@@ -71,9 +75,13 @@ impl Denied {
 }
 
 pub fn hash_password(pass: &[u8]) -> String {
-    let digest = Sha256::digest(pass);
-    let mut hex = String::with_capacity(64);
-    for b in digest {
+    to_hex(&Sha256::digest(pass))
+}
+
+/// Lowercase hex digits.
+fn to_hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for b in bytes {
         hex.push(char::from_digit(u32::from(b >> 4), 16).expect("nibble"));
         hex.push(char::from_digit(u32::from(b & 15), 16).expect("nibble"));
     }
@@ -115,6 +123,16 @@ impl User {
             selectors: vec![Selector::new(true, all_channels)],
             unrestricted: false,
         }
+    }
+
+    /// The internal connections' user ([`INTERNAL_USER`]), named as CLIENT LIST shows it.
+    fn internal() -> User {
+        let mut u = User::new(b"(internal)", true);
+        for op in ["+@all", "~*", "&*", "on", "nopass"] {
+            u.apply(op.as_bytes(), true)
+                .expect("the internal user's rules are valid");
+        }
+        u
     }
 
     /// Redis's default user: on, no password, every command, key and channel.
@@ -512,6 +530,10 @@ pub struct Acl {
     pub all_channels: bool,
     /// The default user has a password or is off: new connections must authenticate.
     auth_required: bool,
+    /// [`INTERNAL_USER`].
+    internal: User,
+    /// The secret internal connections authenticate with; none outside a cluster.
+    internal_secret: Option<String>,
 }
 
 impl Acl {
@@ -522,12 +544,17 @@ impl Acl {
             log: VecDeque::new(),
             all_channels,
             auth_required: false,
+            internal: User::internal(),
+            internal_secret: None,
         };
         acl.set_requirepass(requirepass);
         acl
     }
 
     pub fn user(&self, id: UserId) -> &User {
+        if id == INTERNAL_USER {
+            return &self.internal;
+        }
         match self.users.get(id) {
             Some(Some(u)) => u,
             _ => self.users[DEFAULT_USER]
@@ -572,6 +599,22 @@ impl Acl {
             }
         }
         self.refresh();
+    }
+
+    /// Lets internal connections in with `secret` (`internal::secret`), or nobody (`None`).
+    pub fn set_internal_secret(&mut self, secret: Option<String>) {
+        self.internal_secret = secret;
+    }
+
+    pub fn internal_secret(&self) -> Option<&str> {
+        self.internal_secret.as_deref()
+    }
+
+    /// True when `pass` is the internal connections' secret.
+    pub fn opens_internal(&self, pass: &[u8]) -> bool {
+        self.internal_secret
+            .as_ref()
+            .is_some_and(|s| same_secret(s.as_bytes(), pass))
     }
 
     /// The user these credentials open, if any (Redis's `ACLCheckUserCredentials`).
@@ -659,6 +702,15 @@ impl Acl {
         };
         self.refresh();
         Ok((id, old))
+    }
+
+    /// Takes every user of `other` (a database's users from the cluster configuration),
+    /// keeping this one's log and internal secret. Ids are `other`'s: find clients' users again
+    /// by name.
+    pub fn take_users_of(&mut self, other: Acl) {
+        self.users = other.users;
+        self.names = other.names;
+        self.refresh();
     }
 
     /// Removes a user (never the default one); its id may be reused.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use tessera_acl::internal::Internal;
 use tessera_control::admin::Client;
 use tessera_control::api::{ApiError, DatabaseView};
 use tessera_control::model::DatabaseSpec;
@@ -213,13 +214,15 @@ async fn wait_ready(
         .iter()
         .map(|s| SocketAddr::new(endpoint.ip(), s.primary.port).to_string())
         .collect();
-    let ask = |addr: String, args: &'static [&'static str]| async move {
-        probe::request(&addr, password, args, Duration::from_secs(2)).await
-    };
+    // The shards are asked as the internal identity, whatever the database's users say.
+    let secret = tessera_acl::internal::secret(token, &view.database.name);
+    let internal = [Internal::Control.name(), secret.as_str()];
+    let password: Vec<&str> = password.into_iter().collect();
+    let within = Duration::from_secs(2);
     loop {
         let mut ready = true;
         for addr in &primaries {
-            let info = ask(addr.clone(), &["CLUSTER", "INFO"]).await;
+            let info = probe::request(addr, &internal, &["CLUSTER", "INFO"], within).await;
             ready = info
                 .as_deref()
                 .and_then(probe::text)
@@ -229,7 +232,7 @@ async fn wait_ready(
             }
         }
         if ready
-            && ask(endpoint.to_string(), &["DBSIZE"])
+            && probe::request(&endpoint.to_string(), &password, &["DBSIZE"], within)
                 .await
                 .is_some_and(|r| r.starts_with(b":"))
         {

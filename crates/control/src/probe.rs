@@ -6,31 +6,33 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// The reply to `args` from `addr` within `within`: the AUTH reply when AUTH fails, else the
-/// command's.
+/// The reply to `args` from `addr` within `within`, after `AUTH auth...` unless `auth` is
+/// empty: the AUTH reply when AUTH fails, else the command's.
 pub async fn request(
     addr: &str,
-    password: Option<&str>,
+    auth: &[&str],
     args: &[&str],
     within: Duration,
 ) -> Option<Vec<u8>> {
-    tokio::time::timeout(within, exchange(addr, password, args))
+    tokio::time::timeout(within, exchange(addr, auth, args))
         .await
         .ok()
         .flatten()
 }
 
-async fn exchange(addr: &str, password: Option<&str>, args: &[&str]) -> Option<Vec<u8>> {
+async fn exchange(addr: &str, auth: &[&str], args: &[&str]) -> Option<Vec<u8>> {
     let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
     let mut req = Vec::new();
-    if let Some(p) = password {
-        encode(&mut req, &["AUTH", p]);
+    if !auth.is_empty() {
+        let mut line = vec!["AUTH"];
+        line.extend_from_slice(auth);
+        encode(&mut req, &line);
     }
     encode(&mut req, args);
     conn.write_all(&req).await.ok()?;
     // Our own processes answer in a few kilobytes; anything past this is not an answer.
     const MAX_REPLY: usize = 1 << 20;
-    let mut replies = usize::from(password.is_some()) + 1;
+    let mut replies = usize::from(!auth.is_empty()) + 1;
     let mut buf = Vec::with_capacity(4096);
     loop {
         while let Some(n) = tessera_protocol::frame::frame_len(&buf) {

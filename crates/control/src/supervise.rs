@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use std::os::unix::ffi::OsStrExt as _;
 
 use serde::{Deserialize, Serialize};
+use tessera_acl::internal::Internal;
 
 use crate::model::{ClusterConfig, MachineId, Persistence, ShardId};
 use crate::node::Node;
@@ -56,9 +57,10 @@ pub struct ProcessReport {
     /// A replica's `master_link_status`: `up` or `down` (only in live reports).
     #[serde(default)]
     pub link: Option<String>,
-    /// Where the process is reached and its password, for the live report.
+    /// Where the process is reached and what it is asked as (the internal identity), for the
+    /// live report.
     #[serde(skip)]
-    reach: Option<(String, Option<String>)>,
+    reach: Option<(String, [String; 2])>,
 }
 
 /// What a process should be: everything its command line and configuration file are made
@@ -300,7 +302,13 @@ impl Proc {
             offset: None,
             link: None,
             reach: match &self.spec {
-                Spec::Shard(s) => Some((format!("{}:{}", s.bind, s.port), s.password.clone())),
+                Spec::Shard(s) => Some((
+                    format!("{}:{}", s.bind, s.port),
+                    [
+                        Internal::Control.name().to_string(),
+                        tessera_acl::internal::secret(&s.token, &s.database),
+                    ],
+                )),
                 Spec::Proxy(_) => None,
             },
         }
@@ -328,11 +336,11 @@ pub async fn report_live(node: &Node) -> Vec<ProcessReport> {
     let mut reports = report(node);
     let mut asks = tokio::task::JoinSet::new();
     for (i, r) in reports.iter().enumerate() {
-        if let (Some((addr, password)), "running") = (r.reach.clone(), r.state.as_str()) {
+        if let (Some((addr, [user, secret])), "running") = (r.reach.clone(), r.state.as_str()) {
             asks.spawn(async move {
                 let reply = crate::probe::request(
                     &addr,
-                    password.as_deref(),
+                    &[&user, &secret],
                     &["INFO", "replication"],
                     Duration::from_millis(500),
                 )

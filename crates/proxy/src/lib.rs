@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub host: String,
     pub port: OnceLock<u16>,
     pub database: String,
+    /// What the proxy authenticates to the shards with (`tessera_acl::internal`).
+    pub internal_secret: String,
 }
 
 impl Shared {
@@ -275,6 +277,10 @@ impl Proxy {
             host,
             port: OnceLock::new(),
             database: config.database.clone(),
+            internal_secret: tessera_acl::internal::secret(
+                config.token.as_deref().unwrap_or(""),
+                &config.database,
+            ),
         });
         let watched = Arc::clone(&shared);
         tessera_watch::spawn(

@@ -1164,12 +1164,15 @@ impl Worker {
                 return Err(be.last_error.clone());
             }
         }
-        let password = self.topology.as_ref().and_then(|t| t.password.clone());
-        if let Some(pw) = password {
-            self.send(b, To::Handshake, 0, |o| {
-                write_command(o, &[b"AUTH", pw.as_bytes()]);
-            });
-        }
+        // The shard lets the proxy in whatever the database's users say.
+        let secret = Arc::clone(&self.shared);
+        self.send(b, To::Handshake, 0, |o| {
+            let user = tessera_acl::internal::Internal::Proxy.name();
+            write_command(
+                o,
+                &[b"AUTH", user.as_bytes(), secret.internal_secret.as_bytes()],
+            );
+        });
         if self.backends[b].resp3 {
             self.send(b, To::Handshake, 0, |o| write_command(o, &[b"HELLO", b"3"]));
         }

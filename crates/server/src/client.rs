@@ -44,6 +44,8 @@ pub struct Client {
     pub authenticated: bool,
     /// The ACL user the connection runs as (the default user until AUTH).
     pub user: crate::acl::UserId,
+    /// A cluster's internal connection (user `INTERNAL_USER`) and its role.
+    pub internal: Option<crate::acl::internal::Internal>,
     /// Client-side caching mode, when tracking is on.
     pub tracking: Option<crate::tracking::ClientTracking>,
     pub name: Option<Vec<u8>>,
@@ -137,6 +139,7 @@ impl Client {
             resp3: false,
             authenticated: auth,
             user: crate::acl::DEFAULT_USER,
+            internal: None,
             tracking: None,
             name: None,
             lib_name: None,

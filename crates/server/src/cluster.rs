@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
+use tessera_acl::internal::Internal;
 use tessera_protocol::cluster::{Node, ShardView, Topology};
 use tessera_protocol::command::flag;
 use tessera_protocol::{Args, CommandSpec, key_hash_slot};
@@ -24,6 +25,10 @@ pub struct Cluster {
     /// Where this shard is in `topology`: its shard's index and whether it is the primary.
     pub me: Option<Me>,
     updates: Option<Receiver<Topology>>,
+    /// PUBLISH to the other nodes of the database.
+    pub bus: Option<crate::bus::Bus>,
+    /// The password and users last taken from a topology.
+    users_taken: Option<(Option<String>, Vec<String>)>,
     /// This process's `host` and `port` as the configuration names them.
     host: String,
     port: u16,
@@ -91,29 +96,32 @@ impl Cluster {
             topology: None,
             me: None,
             updates: Some(rx),
+            bus: config.internal_secret().map(crate::bus::Bus::new),
+            users_taken: None,
             host,
             port: config.port,
         }
     }
 
-    /// Takes the newest topology the watcher sent, if it is newer than the one held.
-    pub fn take_updates(&mut self) {
+    /// Takes the newest topology the watcher sent, if it is newer than the one held; true when
+    /// it did.
+    pub fn take_updates(&mut self) -> bool {
         let Some(rx) = &self.updates else {
-            return;
+            return false;
         };
         let mut newest = None;
         while let Ok(t) = rx.try_recv() {
             newest = Some(t);
         }
         let Some(t) = newest else {
-            return;
+            return false;
         };
         if self
             .topology
             .as_ref()
             .is_some_and(|old| old.epoch >= t.epoch)
         {
-            return;
+            return false;
         }
         self.me = t.shards.iter().enumerate().find_map(|(i, s)| {
             s.nodes()
@@ -134,7 +142,43 @@ impl Cluster {
             );
         }
         tracing::info!("cluster configuration epoch {}", t.epoch);
+        if let Some(bus) = &mut self.bus {
+            let me = (self.host.as_str(), self.port);
+            let my_shard = self.me.map(|m| m.shard);
+            bus.set_peers(
+                t.shards
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, s)| s.nodes().map(move |n| (n, Some(i) == my_shard)))
+                    .filter(|(n, _)| (n.host.as_str(), n.port) != me)
+                    .map(|(n, same)| (n.addr(), same))
+                    .collect(),
+            );
+        }
         self.topology = Some(Arc::new(t));
+        true
+    }
+
+    /// True unless the topology gives `channel`'s slot to another shard: where the proxy's
+    /// pattern subscriptions (made on every shard) are served a PUBLISH.
+    pub fn serves_channel(&self, channel: &[u8]) -> bool {
+        let (Some(t), Some(me)) = (&self.topology, self.me) else {
+            return true;
+        };
+        t.owner_index(key_hash_slot(channel))
+            .is_none_or(|i| i == me.shard)
+    }
+
+    /// The database's password and users of the newest topology when they are not the ones
+    /// taken last (`Server::take_cluster_users`), marked taken.
+    pub fn new_users(&mut self) -> Option<(Option<String>, Vec<String>)> {
+        let t = self.topology.as_ref()?;
+        let users = (t.password.clone(), t.users.clone());
+        if self.users_taken.as_ref() == Some(&users) {
+            return None;
+        }
+        self.users_taken = Some(users.clone());
+        Some(users)
     }
 
     /// This shard and node in the topology.
@@ -234,10 +278,12 @@ impl Server {
         args: &Args<'_>,
     ) -> Option<Redirect> {
         let c = &self.clients[tok];
-        if c.is_master {
+        // The primary's stream, and another node's SPUBLISH for this shard's subscribers.
+        if c.is_master || c.internal == Some(Internal::Bus) {
             return None;
         }
-        let read = c.readonly && !spec.has(flag::WRITE);
+        // A replica serves its shard's channels (SSUBSCRIBE, SPUBLISH) as Redis's does.
+        let read = (c.readonly || spec.has(flag::PUBSUB)) && !spec.has(flag::WRITE);
         let asking = c.asking;
         if spec.name == "exec" {
             let queue = c.multi.as_ref().map(|m| m.queue.as_slice()).unwrap_or(&[]);

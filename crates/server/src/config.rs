@@ -319,6 +319,17 @@ impl Config {
             .map_or((0, 0, 0), |(_, h, s, t)| (h, s, t))
     }
 
+    /// The secret of the cluster's internal connections (`tessera_acl::internal`), in cluster
+    /// mode only.
+    pub fn internal_secret(&self) -> Option<String> {
+        self.cluster_enabled.then(|| {
+            tessera_acl::internal::secret(
+                self.cluster_token.as_deref().unwrap_or(""),
+                &self.cluster_database,
+            )
+        })
+    }
+
     /// The keyspace notification classes set.
     pub fn notify_flags(&self) -> u32 {
         crate::notify::parse(&self.notify_keyspace_events).unwrap_or(0)

@@ -10,6 +10,7 @@
 
 use tessera_acl as acl;
 pub mod blocking;
+pub mod bus;
 pub mod checkpoint;
 pub mod client;
 pub mod cluster;

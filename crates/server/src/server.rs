@@ -254,6 +254,7 @@ impl Server {
                 io::Error::other(format!("Aborting startup because of ACL errors: {e}"))
             })?;
         }
+        acl.set_internal_secret(config.internal_secret());
         let mut server = Server {
             acl,
             tracking: Default::default(),
@@ -897,8 +898,8 @@ impl Server {
         if self.notify_flags != 0 {
             self.publish_events(usize::MAX, &mut Vec::new());
         }
-        if self.cluster.enabled {
-            self.cluster.take_updates();
+        if self.cluster.enabled && self.cluster.take_updates() {
+            self.take_cluster_users();
         }
         if self.tracking.clients > 0 {
             self.tracking_broadcast();

@@ -95,6 +95,53 @@ impl Server {
         }
     }
 
+    /// In cluster mode the users are the database's, from the cluster configuration
+    /// (`docs/CLUSTER.md`, "Users"): when a new topology changes them, every client's user is
+    /// found again by name; clients of a user that has gone are closed, and subscribers to
+    /// channels their user no longer allows, as after ACL LOAD and SETUSER.
+    pub(crate) fn take_cluster_users(&mut self) {
+        let Some((password, lines)) = self.cluster.new_users() else {
+            return;
+        };
+        let users = match acl::Acl::from_lines(password.as_deref(), &lines) {
+            Ok(users) => users,
+            Err(e) => {
+                tracing::error!("the database's users do not load ({e}); the shard keeps its own");
+                return;
+            }
+        };
+        let names: Vec<(usize, Vec<u8>)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.internal.is_none() && !c.is_master)
+            .map(|(t, c)| (t, self.acl.user(c.user).name.clone()))
+            .collect();
+        self.acl.take_users_of(users);
+        for (t, name) in names {
+            let Some(id) = self.acl.id_of(&name) else {
+                let c = &mut self.clients[t];
+                c.user = acl::DEFAULT_USER;
+                c.authenticated = false;
+                super::connection::kill(self, t, usize::MAX);
+                continue;
+            };
+            let c = &mut self.clients[t];
+            c.user = id;
+            let user = self.acl.user(id);
+            let keeps = !c.in_pubsub()
+                || user.allows_subscriptions(
+                    c.subscriptions
+                        .iter()
+                        .chain(&c.ssubscriptions)
+                        .map(|c| &c[..]),
+                    c.psubscriptions.iter().map(|p| &p[..]),
+                );
+            if !keeps {
+                super::connection::kill(self, t, usize::MAX);
+            }
+        }
+    }
+
     /// After `ACL SETUSER` took channels away from `id`, its subscribers to channels no longer
     /// allowed are disconnected (Redis's `ACLKillPubsubClientsIfNeeded`).
     fn disconnect_revoked_subscribers(&mut self, id: UserId, old: &acl::User, me: usize) {
@@ -124,9 +171,15 @@ impl Server {
     }
 }
 
+/// A cluster shard's users are its database's, kept by the control group.
+const CLUSTER_USERS: &str = "ERR this shard's users are its cluster database's: change them with ACL SETUSER/DELUSER through the database's endpoint (the proxy), or PUT/DELETE /v1/databases/<db>/users on the control group";
+
 /// `ACL <subcommand> ...`
 pub fn acl(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let tok = call.client;
+    if s.cluster.enabled && matches!(call.spec.name, "acl|setuser" | "acl|deluser" | "acl|load") {
+        return Err(CmdError::msg(CLUSTER_USERS));
+    }
     match call.spec.name {
         "acl|setuser" => {
             let (name, ops) = commands::parse_setuser(args).map_err(CmdError::msg)?;

@@ -50,11 +50,18 @@ fn authenticate(
     user: &[u8],
     pass: &[u8],
 ) -> CmdResult {
-    match s.acl.authenticate(user, pass) {
+    // A cluster's internal connection (`tessera_acl::internal`): its own name and secret.
+    let internal = acl::internal::Internal::from_name(user);
+    let opened = match internal {
+        Some(_) => s.acl.opens_internal(pass).then_some(acl::INTERNAL_USER),
+        None => s.acl.authenticate(user, pass),
+    };
+    match opened {
         Some(id) => {
             let c = &mut s.clients[tok];
             c.authenticated = true;
             c.user = id;
+            c.internal = internal;
             Ok(())
         }
         None => {
@@ -138,6 +145,7 @@ pub fn reset(s: &mut Server, call: &mut Call<'_>, _args: &Args<'_>) -> CmdResult
     s.disable_tracking(tok);
     let c = &mut s.clients[tok];
     c.user = acl::DEFAULT_USER;
+    c.internal = None;
     c.resp3 = false;
     c.name = None;
     c.reply_mode = ReplyMode::On;
@@ -477,6 +485,10 @@ fn client_kill(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResul
         .clients
         .iter()
         .filter(|&(t, c)| {
+            // USER names a user of the list, never the internal connections' user.
+            if filter.user.is_some() && c.internal.is_some() {
+                return false;
+            }
             let user = &s.acl.user(c.user).name;
             let addr = c.addr.to_string();
             let laddr = c.laddr.map(|a| a.to_string()).unwrap_or_default();

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use tessera_acl::internal::Internal;
 use tessera_protocol::clients::Family as Kind;
 use tessera_protocol::{Args, Reply, glob};
 
@@ -144,10 +145,12 @@ impl Server {
         channel: &[u8],
         message: &[u8],
     ) -> usize {
-        self.publish(caller, out, channel, message, false)
+        self.publish(caller, out, channel, message, false, true)
     }
 
-    /// Publishes `message` on `channel`; returns the number of receivers.
+    /// Publishes `message` on `channel`; returns the number of receivers. Without
+    /// `proxy_patterns` the proxies' pattern subscriptions are skipped: a proxy makes them on
+    /// every shard, and is served a PUBLISH on the shard of its channel's slot only.
     fn publish(
         &mut self,
         caller: usize,
@@ -155,6 +158,7 @@ impl Server {
         channel: &[u8],
         message: &[u8],
         shard: bool,
+        proxy_patterns: bool,
     ) -> usize {
         let mut receivers = 0;
         let map = if shard {
@@ -178,6 +182,14 @@ impl Server {
                 .collect();
             for (pattern, subscribers) in matching {
                 for t in subscribers {
+                    if !proxy_patterns
+                        && self
+                            .clients
+                            .get(t)
+                            .is_some_and(|c| c.internal == Some(Internal::Proxy))
+                    {
+                        continue;
+                    }
                     self.deliver(
                         t,
                         (caller, &mut *out),
@@ -247,9 +259,29 @@ pub fn unsubscribe(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdR
 }
 
 /// `PUBLISH channel message`, `SPUBLISH shardchannel message`
+///
+/// In a cluster a PUBLISH reaches every node of the database and an SPUBLISH the replicas of
+/// the shard (`crate::bus`), as in Redis Cluster; the reply counts this node's receivers, as
+/// Redis Cluster's does.
 pub fn publish(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let shard = call.spec.name == "spublish";
-    let n = s.publish(call.client, call.out, args.get(1), args.get(2), shard);
+    let (channel, message) = (args.get(1), args.get(2));
+    let proxy_patterns = !s.cluster.enabled || s.cluster.serves_channel(channel);
+    let n = s.publish(
+        call.client,
+        call.out,
+        channel,
+        message,
+        shard,
+        proxy_patterns,
+    );
+    if let Some(bus) = &s.cluster.bus
+        && s.clients
+            .get(call.client)
+            .is_none_or(|c| c.internal != Some(Internal::Bus))
+    {
+        bus.forward(channel, message, shard);
+    }
     call.reply().int(n as i64);
     Ok(())
 }

@@ -478,11 +478,18 @@ impl Server {
         link.last_attempt = Some(Instant::now());
         let params = SyncParams {
             addr: format!("{}:{}", link.host, link.port),
-            auth: self
-                .config
-                .masterauth
-                .clone()
-                .map(|p| (self.config.masteruser.clone(), p)),
+            // In a cluster the replica is an internal connection, whatever the users say.
+            auth: match self.config.internal_secret() {
+                Some(secret) => Some((
+                    Some(tessera_acl::internal::Internal::Replica.name().to_string()),
+                    secret,
+                )),
+                None => self
+                    .config
+                    .masterauth
+                    .clone()
+                    .map(|p| (self.config.masteruser.clone(), p)),
+            },
             my_port: self.local_addr.port(),
             replid: self.repl.replid.clone(),
             offset: self.effects.offset,
