@@ -109,6 +109,33 @@ fn acl_script(port: u16, k: &[String]) -> Vec<String> {
         ],
         &mut got,
     );
+    // Rules changed between MULTI and EXEC: a command no longer allowed answers Redis's
+    // "rules changed" error in its place in EXEC's reply; the others run.
+    let mut mover = RawConn::connect(port);
+    let m1 = format!("m:{{{}}}", k[1]);
+    run(
+        &mut admin,
+        &[&["ACL", "SETUSER", "mover", "on", ">m", "~m:*", "+@all"]],
+        &mut got,
+    );
+    run(
+        &mut mover,
+        &[
+            &["AUTH", "mover", "m"],
+            &["MULTI"],
+            &["SET", &m1, "1"],
+            &["INCR", &m1],
+            &["GET", &m1],
+            &["INCRBY", &m1, "5"],
+        ],
+        &mut got,
+    );
+    run(
+        &mut admin,
+        &[&["ACL", "SETUSER", "mover", "-incr", "-incrby"]],
+        &mut got,
+    );
+    run(&mut mover, &[&["EXEC"], &["GET", &m1]], &mut got);
     // A client of the user, blocked when the user is deleted.
     app.send_cmd(&[b"BLPOP", format!("app:{{{}}}:list", k[2]).as_bytes(), b"0"]);
     std::thread::sleep(Duration::from_millis(50));

@@ -3,9 +3,10 @@
 //! The database's users come with its configuration: the default user opened by the database
 //! password, and the `ACL LIST` lines of `Topology::users` (`tessera_acl::Acl::from_lines`).
 //! Every command is checked here, after authentication and before it is routed, as a shard
-//! checks it; the shards are reached as their own default user and never see the clients'.
-//! A script runs on a shard with the proxy's rights, so EVAL, EVALSHA and FCALL need a user
-//! allowed everything.
+//! checks it, and a transaction's commands again at EXEC; the shards are reached as the
+//! internal identity (`tessera_acl::internal`) and never see the clients' users. A script
+//! runs on a shard with the proxy's rights, so EVAL, EVALSHA and FCALL need a user allowed
+//! everything.
 //!
 //! ACL SETUSER and DELUSER change the configuration through the control group (a thread of
 //! their own makes the request; passwords go as hashes) and are answered once this proxy
@@ -21,10 +22,11 @@ use tessera_acl::selector::universe;
 use tessera_acl::{Acl, Context, DEFAULT_USER, LogEntry, Reason};
 use tessera_protocol::Args;
 use tessera_protocol::command::CommandSpec;
+use tessera_protocol::parse::{Limits, RequestParser};
 
 use crate::Shared;
 use crate::clients::Mail;
-use crate::worker::{To, Worker};
+use crate::worker::{Multi, To, Worker};
 
 /// Entries ACL LOG keeps (Redis's `acllog-max-len` default).
 const LOG_MAX_LEN: usize = 128;
@@ -142,6 +144,49 @@ impl Worker {
         let (reason, object) = denied.logged(spec, args);
         self.log_acl(key, reason, context, object, None);
         Err(denied.refusal(spec))
+    }
+
+    /// EXEC: client `key`'s queued commands checked again, as Redis's `execCommand` does
+    /// (the users may have changed since they were queued): the refused ones' positions and
+    /// error frames, which take their places in EXEC's reply.
+    pub(crate) fn recheck_queued(&mut self, key: usize, m: &Multi) -> Vec<(usize, Vec<u8>)> {
+        let Some(acl) = self.acl.clone() else {
+            return Vec::new();
+        };
+        let user = acl.user(self.clients[key].user);
+        if user.unrestricted() {
+            return Vec::new();
+        }
+        let mut refused = Vec::new();
+        let mut parser = RequestParser::new(Limits::default());
+        let mut start = 0;
+        for (i, &len) in m.lens.iter().enumerate() {
+            let raw = &m.cmds[start..start + len as usize];
+            start += len as usize;
+            let Ok(Some(_)) = parser.parse(raw, true) else {
+                continue;
+            };
+            let args = parser.args(raw);
+            let Some(spec) = crate::commands::spec_of(&args) else {
+                continue;
+            };
+            let text = match user.check(universe().id(spec), spec, &args) {
+                Ok(()) if is_script(spec) => SCRIPT_NEEDS_ALL.to_string(),
+                Ok(()) => match user.sort_refusal(spec, &args) {
+                    Some(e) => e.to_string(),
+                    None => continue,
+                },
+                Err(denied) => {
+                    let (reason, object) = denied.logged(spec, &args);
+                    self.log_acl(key, reason, Context::Multi, object, None);
+                    denied.refusal_in_exec()
+                }
+            };
+            let mut frame = Vec::new();
+            tessera_protocol::Reply::new(&mut frame, false).error(&text);
+            refused.push((i, frame));
+        }
+        refused
     }
 
     fn log_acl(

@@ -198,6 +198,15 @@ fn stream_read_blocks(args: &Args<'_>) -> bool {
     false
 }
 
+/// The command table's entry for a request, its subcommand's for a container.
+pub(crate) fn spec_of(args: &Args<'_>) -> Option<&'static CommandSpec> {
+    let spec = CommandTable::redis().get(args.get(0))?;
+    if spec.is_container() && args.len() >= 2 {
+        return spec.subcommand(args.get(1));
+    }
+    Some(spec)
+}
+
 pub(crate) fn is(a: &[u8], word: &str) -> bool {
     a.eq_ignore_ascii_case(word.as_bytes())
 }
@@ -724,14 +733,26 @@ impl Worker {
             Ok(b) => b,
             Err(e) => return self.reply_error(key, &e),
         };
-        let to = self.expect_one(key);
+        // Commands the client's user may no longer run stay here; their errors take their
+        // places in EXEC's reply (`Merge::Exec`).
+        let refused = self.recheck_queued(key, &m);
+        let left_out: Vec<usize> = refused.iter().map(|&(i, _)| i).collect();
+        let to = if refused.is_empty() {
+            self.expect_one(key)
+        } else {
+            let mut g = Gather::new(Merge::Exec, 1);
+            g.refused = refused;
+            self.expect_parts(key, g)(0)
+        };
         self.send(b, To::Discard, 0, |o| write_command(o, &[b"MULTI"]));
         let mut start = 0;
-        for len in m.lens {
+        for (i, len) in m.lens.into_iter().enumerate() {
             let end = start + len as usize;
-            self.send(b, To::Discard, 0, |o| {
-                o.extend_from_slice(&m.cmds[start..end])
-            });
+            if !left_out.contains(&i) {
+                self.send(b, To::Discard, 0, |o| {
+                    o.extend_from_slice(&m.cmds[start..end])
+                });
+            }
             start = end;
         }
         self.send(b, to, 0, |o| write_command(o, &[b"EXEC"]));

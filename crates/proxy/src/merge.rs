@@ -45,6 +45,9 @@ pub(crate) enum Merge {
     /// The proxy's own reply (`made`) once every part succeeded (SUBSCRIBE: the confirmations
     /// with the client's counts, sent when every shard has subscribed).
     Confirm,
+    /// EXEC's reply with the errors of the commands the proxy refused at EXEC (`refused`)
+    /// put back in their places.
+    Exec,
 }
 
 /// The parts of one split command's reply, as they arrive.
@@ -62,6 +65,8 @@ pub(crate) struct Gather {
     pub tracking_before: Option<Option<Box<Tracking>>>,
     /// The merged reply is dropped (CLIENT REPLY OFF or SKIP).
     pub quiet: bool,
+    /// Exec: the refused commands' places in the transaction and their errors, in order.
+    pub refused: Vec<(usize, Vec<u8>)>,
 }
 
 const UNEXPECTED: &[u8] = b"-ERR proxy: a shard sent an unexpected reply\r\n";
@@ -80,6 +85,7 @@ impl Gather {
             made: Vec::new(),
             tracking_before: None,
             quiet: false,
+            refused: Vec::new(),
         }
     }
 
@@ -133,6 +139,7 @@ impl Gather {
             Merge::Mget => mget(&parts, &self.order),
             Merge::Scan => scan(parts[0], self.scan),
             Merge::Confirm => Some(std::mem::take(&mut self.made)),
+            Merge::Exec => exec(parts[0], &self.refused),
             Merge::Text { resp3 } => text(&parts, resp3),
             Merge::KillOne => match sum(&parts).as_deref().and_then(frame::integer) {
                 Some(0) => Some(b"-ERR No such client\r\n".to_vec()),
@@ -142,6 +149,26 @@ impl Gather {
         };
         merged.unwrap_or_else(|| UNEXPECTED.to_vec())
     }
+}
+
+/// A transaction's reply with the proxy's refusals spliced in; a null (WATCH) or an error
+/// (EXECABORT) as it is.
+fn exec(reply: &[u8], refused: &[(usize, Vec<u8>)]) -> Option<Vec<u8>> {
+    if frame::is_null(reply) {
+        return Some(reply.to_vec());
+    }
+    let ran = frame::elements(reply)?;
+    let n = ran.len() + refused.len();
+    let mut out = Vec::with_capacity(reply.len() + 128 * refused.len());
+    write_header(&mut out, b'*', n);
+    let (mut ran, mut refused) = (ran.into_iter(), refused.iter().peekable());
+    for i in 0..n {
+        match refused.next_if(|(at, _)| *at == i) {
+            Some((_, error)) => out.extend_from_slice(error),
+            None => out.extend_from_slice(ran.next()?),
+        }
+    }
+    Some(out)
 }
 
 fn text(parts: &[&[u8]], resp3: bool) -> Option<Vec<u8>> {
