@@ -127,16 +127,7 @@ impl Server {
             };
             let c = &mut self.clients[t];
             c.user = id;
-            let user = self.acl.user(id);
-            let keeps = !c.in_pubsub()
-                || user.allows_subscriptions(
-                    c.subscriptions
-                        .iter()
-                        .chain(&c.ssubscriptions)
-                        .map(|c| &c[..]),
-                    c.psubscriptions.iter().map(|p| &p[..]),
-                );
-            if !keeps {
+            if !keeps_subscriptions(self.acl.user(id), c) {
                 super::connection::kill(self, t, usize::MAX);
             }
         }
@@ -152,23 +143,26 @@ impl Server {
         let targets: Vec<usize> = self
             .clients
             .iter()
-            .filter(|(_, c)| {
-                c.user == id
-                    && c.in_pubsub()
-                    && !new.allows_subscriptions(
-                        c.subscriptions
-                            .iter()
-                            .chain(&c.ssubscriptions)
-                            .map(|c| &c[..]),
-                        c.psubscriptions.iter().map(|p| &p[..]),
-                    )
-            })
+            .filter(|(_, c)| c.user == id && !keeps_subscriptions(new, c))
             .map(|(t, _)| t)
             .collect();
         for t in targets {
             super::connection::kill(self, t, me);
         }
     }
+}
+
+/// Whether client `c` may keep its subscriptions under `user`'s rules (Redis's
+/// `ACLKillPubsubClientsIfNeeded`).
+fn keeps_subscriptions(user: &acl::User, c: &crate::client::Client) -> bool {
+    !c.in_pubsub()
+        || user.allows_subscriptions(
+            c.subscriptions
+                .iter()
+                .chain(&c.ssubscriptions)
+                .map(|c| &c[..]),
+            c.psubscriptions.iter().map(|p| &p[..]),
+        )
 }
 
 /// A cluster shard's users are its database's, kept by the control group.
