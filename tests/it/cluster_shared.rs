@@ -134,14 +134,10 @@ fn publish_reaches_every_node_once() {
         );
     }
 
-    // Nobody poses as an internal connection; and a shard's users are the database's.
+    // Nobody poses as an internal connection.
     assert_eq!(
         a.cmd_str(&["AUTH", "internal bus", "guess"]),
         "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
-    );
-    assert!(
-        a.cmd_str(&["ACL", "SETUSER", "x", "on"])
-            .starts_with("-ERR this shard's users are its cluster database's")
     );
     assert_eq!(
         int(&a.cmd_str(&["PUBSUB", "NUMPAT"])),
@@ -191,6 +187,47 @@ fn shards_take_the_database_users() {
         shard_admin
             .cmd_str(&["ACL", "LIST"])
             .contains("user app on #")
+    );
+
+    // ACL SETUSER and DELUSER on a shard, a replica even, change the database's users, as
+    // through the proxy: the answer comes once that shard has the change, and the proxy and
+    // the other shards have it soon after.
+    let mut r = RawConn::connect(nodes[2].1[0]);
+    assert_eq!(r.cmd_str(&["AUTH", "admin", "apw"]), "+OK\r\n");
+    assert_eq!(
+        r.cmd_str(&["ACL", "SETUSER", "ops", "on", ">opw", "+@all", "~*"]),
+        "+OK\r\n"
+    );
+    assert_eq!(r.cmd_str(&["AUTH", "ops", "opw"]), "+OK\r\n");
+    for port in [nodes[0].0, db.proxy.port] {
+        let mut c = RawConn::connect(port);
+        wait_for(Duration::from_secs(5), "the user everywhere", || {
+            c.cmd_str(&["AUTH", "ops", "opw"]) == "+OK\r\n"
+        });
+    }
+    assert!(
+        r.cmd_str(&["ACL", "SETUSER", "ops", "+nosuch"])
+            .starts_with("-ERR Error in ACL SETUSER modifier '+nosuch'"),
+    );
+    assert_eq!(r.cmd_str(&["MULTI"]), "+OK\r\n");
+    assert_eq!(r.cmd_str(&["ACL", "SETUSER", "ops", "off"]), "+QUEUED\r\n");
+    assert!(
+        r.cmd_str(&["EXEC"])
+            .starts_with("*1\r\n-ERR a cluster database's users change through its control group")
+    );
+    // A client that deletes its own user gets its answer, then is closed.
+    let mut own = RawConn::connect(nodes[0].0);
+    assert_eq!(own.cmd_str(&["AUTH", "ops", "opw"]), "+OK\r\n");
+    own.send_cmd(&[b"ACL", b"DELUSER", b"ops"]);
+    own.send_cmd(&[b"PING"]);
+    assert_eq!(own.read_reply(), b":1\r\n");
+    wait_for(Duration::from_secs(5), "the client to be closed", || {
+        own.is_closed()
+    });
+    assert_eq!(
+        own.pending_replies(Duration::from_millis(10)),
+        [[0u8; 0]; 0],
+        "nothing after the answer"
     );
 
     // The default user loses its rights: the proxy still reaches every shard for admin, a

@@ -24,6 +24,8 @@ use tessera_protocol::Args;
 use tessera_protocol::command::CommandSpec;
 use tessera_protocol::parse::{Limits, RequestParser};
 
+use tessera_watch::users;
+
 use crate::Shared;
 use crate::clients::Mail;
 use crate::worker::{Multi, To, Worker};
@@ -327,53 +329,22 @@ impl Worker {
 
     /// ACL SETUSER: the rules go to the control group, passwords as hashes.
     fn set_user(&mut self, key: usize, name: &[u8], ops: Vec<Vec<u8>>) {
-        let rules: Result<Vec<String>, _> = commands::hash_passwords(ops)
-            .into_iter()
-            .map(String::from_utf8)
-            .collect();
-        let (Ok(rules), Ok(name)) = (rules, std::str::from_utf8(name)) else {
-            return self.reply_error(
-                key,
-                "ERR through the proxy, user names and ACL rules must be UTF-8 text (they are kept in the cluster configuration)",
-            );
-        };
-        let path = format!(
-            "/v1/databases/{}/users/{}",
-            encode_segment(&self.shared.database),
-            encode_segment(name)
-        );
-        let body = serde_json::json!({ "rules": rules });
-        self.control_write(key, "PUT", path, body, |_| b"+OK\r\n".to_vec());
+        let rules = commands::hash_passwords(ops);
+        match users::set_user(&self.shared.database, name, rules) {
+            Ok(change) => self.control_write(key, change),
+            Err(e) => self.reply_error(key, e),
+        }
     }
 
     /// ACL DELUSER: the names go to the control group; the reply is how many it deleted.
     fn delete_users(&mut self, key: usize, names: &[&[u8]]) {
-        // A name that is not text names no user the configuration can hold.
-        let names: Vec<&str> = names
-            .iter()
-            .filter_map(|n| std::str::from_utf8(n).ok())
-            .collect();
-        let path = format!(
-            "/v1/databases/{}/users",
-            encode_segment(&self.shared.database)
-        );
-        let body = serde_json::json!({ "users": names });
-        self.control_write(key, "DELETE", path, body, |v| {
-            format!(":{}\r\n", v["deleted"].as_u64().unwrap_or(0)).into_bytes()
-        });
+        let change = users::delete_users(&self.shared.database, names);
+        self.control_write(key, change);
     }
 
     /// Makes a change through the control API on a thread of its own; client `key`'s reply
-    /// (made by `reply` from the answer) is posted back to this worker once this proxy has the
-    /// configuration the change made.
-    fn control_write(
-        &mut self,
-        key: usize,
-        method: &'static str,
-        path: String,
-        body: serde_json::Value,
-        reply: impl FnOnce(&serde_json::Value) -> Vec<u8> + Send + 'static,
-    ) {
+    /// is posted back to this worker once this proxy has the configuration the change made.
+    fn control_write(&mut self, key: usize, change: users::Change) {
         let to = self.expect_one(key);
         self.clients[key].acl_pending = true;
         let shared = Arc::clone(&self.shared);
@@ -381,19 +352,15 @@ impl Worker {
         let spawned = std::thread::Builder::new()
             .name("proxy-acl".into())
             .spawn(move || {
-                let frame = match shared.control_call(method, &path, &body) {
-                    Ok(v) => {
-                        if let Some(epoch) = v["epoch"].as_u64() {
-                            shared.wait_for_epoch(epoch, SEEN_WITHIN);
-                        }
-                        reply(&v)
-                    }
-                    Err(e) => error_frame(&e),
-                };
+                let answer = change.run(&shared.control, shared.token.as_deref());
+                if let Some(epoch) = answer.epoch {
+                    shared.wait_for_epoch(epoch, SEEN_WITHIN);
+                }
+                let frame = answer.frame;
                 shared.post(worker, Mail::AclAnswer { to, frame });
             });
         if let Err(e) = spawned {
-            let frame = error_frame(&format!("cannot reach the control group: {e}"));
+            let frame = users::error_frame(&format!("cannot reach the control group: {e}"));
             self.acl_answer(to, &frame);
         }
     }
@@ -420,40 +387,5 @@ impl Shared {
         while self.epoch() < epoch && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-    }
-}
-
-/// An error reply of `text` (Redis's own code kept, `ERR` added otherwise), on one line
-/// whatever it holds: a refused rule is quoted in the control group's message.
-fn error_frame(text: &str) -> Vec<u8> {
-    let mut frame = Vec::new();
-    let mut r = tessera_protocol::Reply::new(&mut frame, false);
-    if text.starts_with("ERR ") {
-        r.error(text);
-    } else {
-        r.error(&format!("ERR {text}"));
-    }
-    frame
-}
-
-/// A path segment with everything but unreserved characters percent-encoded.
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn path_segments_are_percent_encoded() {
-        assert_eq!(super::encode_segment("app"), "app");
-        assert_eq!(super::encode_segment("a/b c%é"), "a%2Fb%20c%25%C3%A9");
     }
 }

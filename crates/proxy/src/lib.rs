@@ -130,16 +130,6 @@ impl Shared {
         self.users.lock().expect("users lock").clone()
     }
 
-    /// A change through the control API (`tessera_watch::call`).
-    pub(crate) fn control_call(
-        &self,
-        method: &str,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> Result<serde_json::Value, String> {
-        tessera_watch::call(&self.control, self.token.as_deref(), method, path, body)
-    }
-
     pub(crate) fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }

@@ -99,6 +99,9 @@ pub struct Client {
     pub replica: Option<Box<crate::repl::primary::ReplicaState>>,
     /// Waiting in WAIT.
     pub wait_acks: Option<crate::repl::primary::WaitAcks>,
+    /// Waiting for the control group's answer to its ACL SETUSER or DELUSER (cluster mode);
+    /// true when the answer is to be dropped (CLIENT REPLY OFF or SKIP).
+    pub users_change: Option<bool>,
 }
 
 impl Client {
@@ -172,6 +175,7 @@ impl Client {
             asking: false,
             replica: None,
             wait_acks: None,
+            users_change: None,
         }
     }
 

@@ -7,15 +7,23 @@
 //! a newer one.
 
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
 
 use tessera_acl::internal::Internal;
 use tessera_protocol::cluster::{Node, ShardView, Topology};
 use tessera_protocol::command::flag;
 use tessera_protocol::{Args, CommandSpec, key_hash_slot};
+use tessera_watch::users::{self, Answer};
 
 use crate::config::Config;
 use crate::server::Server;
+
+/// The control group's answer to client id's users change.
+type Answered = (u64, Answer);
+
+/// How long the answer to a users change waits for this shard to hold the epoch it made.
+const SEEN_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub struct Cluster {
@@ -29,6 +37,15 @@ pub struct Cluster {
     pub bus: Option<crate::bus::Bus>,
     /// The password and users last taken from a topology.
     users_taken: Option<(Option<String>, Vec<String>)>,
+    /// The control members and the admin token, for ACL SETUSER and DELUSER.
+    control: Vec<String>,
+    token: Option<String>,
+    database: String,
+    /// Answers to those changes, by client id, from their threads; and those waiting for the
+    /// epoch they made.
+    answers: Option<(Sender<Answered>, Receiver<Answered>)>,
+    waiting: Vec<(u64, Answer, Instant)>,
+    waker: Option<Arc<mio::Waker>>,
     /// This process's `host` and `port` as the configuration names them.
     host: String,
     port: u16,
@@ -87,7 +104,9 @@ impl Cluster {
         if members.is_empty() {
             tracing::warn!("cluster-enabled without cluster-control: the cluster stays down");
         } else if let Err(e) =
-            tessera_watch::spawn(members, token, database, move |t| tx.send(t).is_ok())
+            tessera_watch::spawn(members.clone(), token.clone(), database.clone(), move |t| {
+                tx.send(t).is_ok()
+            })
         {
             tracing::warn!("cannot start the cluster watcher: {e}");
         }
@@ -98,6 +117,12 @@ impl Cluster {
             updates: Some(rx),
             bus: config.internal_secret().map(crate::bus::Bus::new),
             users_taken: None,
+            control: members,
+            token,
+            database,
+            answers: Some(std::sync::mpsc::channel()),
+            waiting: Vec::new(),
+            waker: None,
             host,
             port: config.port,
         }
@@ -157,6 +182,58 @@ impl Cluster {
         }
         self.topology = Some(Arc::new(t));
         true
+    }
+
+    /// Makes a change to the database's users (ACL SETUSER, DELUSER) for client `id` on a
+    /// thread of its own; [`Cluster::take_answers`] gives the answer once this shard holds the
+    /// configuration it made.
+    pub fn change_users(&self, id: u64, change: users::Change) -> Result<(), String> {
+        let Some((tx, _)) = &self.answers else {
+            return Err("ERR this shard is not in a cluster".into());
+        };
+        let (tx, waker) = (tx.clone(), self.waker.clone());
+        let (control, token) = (self.control.clone(), self.token.clone());
+        std::thread::Builder::new()
+            .name("cluster-acl".into())
+            .spawn(move || {
+                let answer = change.run(&control, token.as_deref());
+                if tx.send((id, answer)).is_ok()
+                    && let Some(w) = waker
+                {
+                    let _ = w.wake();
+                }
+            })
+            .map(drop)
+            .map_err(|e| format!("ERR cannot reach the control group: {e}"))
+    }
+
+    /// The database the shard serves.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn set_waker(&mut self, waker: Arc<mio::Waker>) {
+        self.waker = Some(waker);
+    }
+
+    /// The answers to users changes whose epoch this shard now holds (or that waited
+    /// [`SEEN_WITHIN`] for it), by client id.
+    pub fn take_answers(&mut self) -> Vec<(u64, Vec<u8>)> {
+        if let Some((_, rx)) = &self.answers {
+            let deadline = Instant::now() + SEEN_WITHIN;
+            self.waiting
+                .extend(rx.try_iter().map(|(id, a)| (id, a, deadline)));
+        }
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let held = self.topology.as_ref().map_or(0, |t| t.epoch);
+        let now = Instant::now();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(_, a, deadline)| a.epoch.is_none_or(|e| e <= held) || now >= *deadline);
+        self.waiting = waiting;
+        ready.into_iter().map(|(id, a, _)| (id, a.frame)).collect()
     }
 
     /// True unless the topology gives `channel`'s slot to another shard: where the proxy's

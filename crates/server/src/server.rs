@@ -258,7 +258,11 @@ impl Server {
         let mut server = Server {
             acl,
             tracking: Default::default(),
-            cluster: crate::cluster::Cluster::start(&config),
+            cluster: {
+                let mut cluster = crate::cluster::Cluster::start(&config);
+                cluster.set_waker(Arc::clone(&waker));
+                cluster
+            },
             client_ids: HashMap::new(),
             db,
             clients: Slab::with_capacity(64),
@@ -671,6 +675,7 @@ impl Server {
                 || client.close_asap
                 || client.blocked.is_some()
                 || client.wait_acks.is_some()
+                || client.users_change.is_some()
             {
                 break;
             }
@@ -898,8 +903,15 @@ impl Server {
         if self.notify_flags != 0 {
             self.publish_events(usize::MAX, &mut Vec::new());
         }
-        if self.cluster.enabled && self.cluster.take_updates() {
-            self.take_cluster_users();
+        if self.cluster.enabled {
+            let new = self.cluster.take_updates();
+            let answered = self.answer_users_changes();
+            if new {
+                self.take_cluster_users(&answered);
+            }
+            for tok in answered {
+                self.process_input(tok);
+            }
         }
         if self.tracking.clients > 0 {
             self.tracking_broadcast();

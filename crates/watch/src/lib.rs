@@ -11,6 +11,8 @@ use tessera_protocol::cluster::Topology;
 /// How long one watch request waits at the control member for a change.
 const WATCH_WAIT_MS: u64 = 30_000;
 
+pub mod users;
+
 /// Starts the watcher thread. `on_update` gets each topology newer than the last; it returns
 /// false when nobody listens any more, which ends the thread.
 pub fn spawn(

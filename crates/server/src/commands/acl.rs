@@ -8,6 +8,7 @@ use tessera_protocol::command::CommandSpec;
 
 use crate::acl::commands::{self, LogRequest};
 use crate::acl::{self, Context, Denied, LogEntry, Reason, UserId};
+use crate::client::ReplyMode;
 use crate::dispatch::{Call, CmdError, CmdResult};
 use crate::server::{Server, unix_ms};
 
@@ -99,7 +100,7 @@ impl Server {
     /// (`docs/CLUSTER.md`, "Users"): when a new topology changes them, every client's user is
     /// found again by name; clients of a user that has gone are closed, and subscribers to
     /// channels their user no longer allows, as after ACL LOAD and SETUSER.
-    pub(crate) fn take_cluster_users(&mut self) {
+    pub(crate) fn take_cluster_users(&mut self, answered: &[usize]) {
         let Some((password, lines)) = self.cluster.new_users() else {
             return;
         };
@@ -122,7 +123,13 @@ impl Server {
                 let c = &mut self.clients[t];
                 c.user = acl::DEFAULT_USER;
                 c.authenticated = false;
-                super::connection::kill(self, t, usize::MAX);
+                // The client that made the change (its answer just written, or still to
+                // come) closes after it.
+                if answered.contains(&t) || c.users_change.is_some() {
+                    c.close_after_reply = true;
+                } else {
+                    super::connection::kill(self, t, usize::MAX);
+                }
                 continue;
             };
             let c = &mut self.clients[t];
@@ -165,14 +172,69 @@ fn keeps_subscriptions(user: &acl::User, c: &crate::client::Client) -> bool {
         )
 }
 
-/// A cluster shard's users are its database's, kept by the control group.
-const CLUSTER_USERS: &str = "ERR this shard's users are its cluster database's: change them with ACL SETUSER/DELUSER through the database's endpoint (the proxy), or PUT/DELETE /v1/databases/<db>/users on the control group";
+/// ACL SETUSER and DELUSER on a cluster shard: the users are the database's, so the change
+/// goes to the control group (as through the proxy) and the client waits, reading nothing
+/// more, until this shard holds the configuration it made (`Server::answer_users_changes`).
+fn change_cluster_users(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
+    let tok = call.client;
+    if s.in_exec == Some(tok) || s.scripting.running.is_some() {
+        return Err(CmdError::msg(
+            "ERR a cluster database's users change through its control group: ACL SETUSER and DELUSER cannot run inside a transaction or a script",
+        ));
+    }
+    let database = s.cluster.database();
+    let change = if call.spec.name == "acl|setuser" {
+        let (name, ops) = commands::parse_setuser(args).map_err(CmdError::msg)?;
+        let rules = commands::hash_passwords(ops);
+        tessera_watch::users::set_user(database, name, rules).map_err(CmdError::msg)?
+    } else {
+        let names = commands::parse_deluser(args).map_err(CmdError::msg)?;
+        tessera_watch::users::delete_users(database, &names)
+    };
+    let c = &s.clients[tok];
+    let quiet = c.reply_mode != ReplyMode::On;
+    s.cluster
+        .change_users(c.id, change)
+        .map_err(CmdError::msg)?;
+    s.clients[tok].users_change = Some(quiet);
+    Ok(())
+}
+
+impl Server {
+    /// Writes the control group's answers to users changes once this shard holds the epoch
+    /// they made; returns the clients answered.
+    pub(crate) fn answer_users_changes(&mut self) -> Vec<usize> {
+        let mut answered = Vec::new();
+        for (id, frame) in self.cluster.take_answers() {
+            let Some(&tok) = self.client_ids.get(&id) else {
+                continue;
+            };
+            let c = &mut self.clients[tok];
+            let quiet = c.users_change.take().unwrap_or(true);
+            if !quiet && let Some(io) = c.io.as_mut() {
+                io.out.extend_from_slice(&frame);
+            }
+            self.schedule_write(tok);
+            answered.push(tok);
+        }
+        answered
+    }
+}
 
 /// `ACL <subcommand> ...`
 pub fn acl(s: &mut Server, call: &mut Call<'_>, args: &Args<'_>) -> CmdResult {
     let tok = call.client;
-    if s.cluster.enabled && matches!(call.spec.name, "acl|setuser" | "acl|deluser" | "acl|load") {
-        return Err(CmdError::msg(CLUSTER_USERS));
+    if s.cluster.enabled {
+        match call.spec.name {
+            "acl|setuser" | "acl|deluser" => return change_cluster_users(s, call, args),
+            // The users are the configuration's, kept by the control group: there is
+            // nothing unsaved to save, and nothing newer to load.
+            "acl|save" | "acl|load" => {
+                call.reply().ok();
+                return Ok(());
+            }
+            _ => {}
+        }
     }
     match call.spec.name {
         "acl|setuser" => {
