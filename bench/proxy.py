@@ -11,8 +11,9 @@ redis-benchmark, median of interleaved rounds:
 1. `-t set,get -c 50 -d 16 -r 1000000` at -P 1 and -P 16: the proxy vs redis-server directly
    (targets 0.8x and 0.6x), and the proxy vs twemproxy (target 1.3x).
 2. GET with 1000 connections vs 50 through the proxy (target 0.9x), the same for redis-server
-   directly (what the load generator itself loses with 1000 connections), and how many
-   connections the proxy holds to each shard (target: at most 2 per proxy thread).
+   directly (what the load generator itself loses with 1000 connections), with the proxy's
+   own CPU per request at both (what the proxy itself loses), and how many connections the
+   proxy holds to each shard (target: at most 2 per proxy thread).
 3. Added p50 latency at -P 1 with one connection: through the proxy minus directly to a shard
    (target 150 us or less).
 
@@ -266,13 +267,17 @@ def main():
                         results.setdefault((name, pipeline, test), []).append(fig)
         # 1000 connections against 50, through the proxy and (for what redis-benchmark itself
         # loses with 1000 connections) to redis-server directly.
+        # The CPU per request of the proxy alone (of redis-server) tells what the server loses
+        # apart from the load generator, which runs on the same cores.
         conns = {}
         for name in ("proxy", "redis"):
             port, pids = targets[name]
+            own = [s.proxy.pid] if name == "proxy" else pids
             for clients in (50, 1000):
-                figs = [bench(port, pids, 1, args.requests, "get", clients)["GET"]
+                figs = [bench(port, pids, 1, args.requests, "get", clients, own=own)["GET"]
                         for _ in range(args.rounds)]
-                conns[(name, clients)] = statistics.median(f[0] for f in figs)
+                conns[(name, clients)] = (statistics.median(f[0] for f in figs),
+                                          statistics.median(f[4] for f in figs))
         # Connections the benchmark's proxy holds to each shard (the supervised proxy has its
         # own, so the shards' connected_clients would count both).
         out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True,
@@ -322,9 +327,10 @@ def main():
                   f"{f['redis'][3]:>9.2f} {f['twemproxy'][3]:>8.2f}")
     print()
     for name in ("proxy", "redis"):
-        c50, c1000 = conns[(name, 50)], conns[(name, 1000)]
+        (c50, cpu50), (c1000, cpu1000) = conns[(name, 50)], conns[(name, 1000)]
         print(f"GET to {name}, -P 1: 50 connections {c50:,.0f} ops/s, 1000 connections "
-              f"{c1000:,.0f} ops/s, ratio {c1000 / c50:.2f}")
+              f"{c1000:,.0f} ops/s, ratio {c1000 / c50:.2f}; {name}'s own CPU per request "
+              f"{cpu50:.2f} us and {cpu1000:.2f} us, ratio {cpu50 / cpu1000:.2f}")
     print(f"connections from the proxy to each shard ({args.threads} threads): "
           + ", ".join(f"{port}: {n}" for port, n in backend.items()))
     print(f"GET p50 with one connection, -P 1: proxy {lat['proxy']:.0f} us, shard directly "

@@ -144,6 +144,15 @@ fn publish_reaches_every_node_once() {
         1,
         "the proxy's pattern"
     );
+    // Every node took every message: none counted as missed.
+    for port in [nodes[0].0, owner, owner_replica] {
+        let info = RawConn::connect(port).cmd_str(&["INFO", "cluster"]);
+        assert!(info.contains("cluster_enabled:1\r\n"), "{info}");
+        assert!(
+            info.contains("cluster_bus_dropped_messages:0\r\n"),
+            "{info}"
+        );
+    }
 }
 
 #[test]

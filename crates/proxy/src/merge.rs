@@ -314,7 +314,17 @@ fn scan(reply: &[u8], (shard, shards): (usize, usize)) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// INFO from every shard: the first shard's text, with the keyspace section summed over all.
+/// Counters of INFO that are each shard's share of the database's: summed over the shards.
+const SUMMED_INFO_FIELDS: [&str; 5] = [
+    "expired_keys",
+    "evicted_keys",
+    "keyspace_hits",
+    "keyspace_misses",
+    "cluster_bus_dropped_messages",
+];
+
+/// INFO from every shard: the first shard's text, with the keyspace section and the counters
+/// of `SUMMED_INFO_FIELDS` summed over all.
 fn info(parts: &[&[u8]]) -> Option<Vec<u8>> {
     let texts: Vec<String> = parts
         .iter()
@@ -322,7 +332,16 @@ fn info(parts: &[&[u8]]) -> Option<Vec<u8>> {
         .collect::<Option<_>>()?;
     // db index -> (keys, expires, sum of avg_ttl weighted by expires)
     let mut dbs: BTreeMap<u32, (u64, u64, u128)> = BTreeMap::new();
+    let mut sums = [0u64; SUMMED_INFO_FIELDS.len()];
     for t in &texts {
+        for line in t.split("\r\n") {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            if let Some(i) = SUMMED_INFO_FIELDS.iter().position(|f| *f == name) {
+                sums[i] += value.parse::<u64>().unwrap_or(0);
+            }
+        }
         for line in keyspace_lines(t) {
             let Some((db, fields)) = line.split_once(':') else {
                 continue;
@@ -367,6 +386,12 @@ fn info(parts: &[&[u8]]) -> Option<Vec<u8>> {
             continue;
         }
         if in_keyspace && line.starts_with("db") {
+            continue;
+        }
+        if let Some((name, _)) = line.split_once(':')
+            && let Some(i) = SUMMED_INFO_FIELDS.iter().position(|f| *f == name)
+        {
+            merged.push_str(&format!("{name}:{}\r\n", sums[i]));
             continue;
         }
         merged.push_str(line);
@@ -515,9 +540,9 @@ mod tests {
     }
 
     #[test]
-    fn info_sums_the_keyspace() {
-        let a = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=100\r\n";
-        let b = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=300\r\n";
+    fn info_sums_the_keyspace_and_the_counters() {
+        let a = "# Server\r\nredis_version:7.0.15\r\n\r\n# Stats\r\nkeyspace_hits:4\r\ntotal_commands_processed:10\r\n\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=100\r\n";
+        let b = "# Server\r\nredis_version:7.0.15\r\n\r\n# Stats\r\nkeyspace_hits:5\r\ntotal_commands_processed:20\r\n\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=300\r\n";
         let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len()).into_bytes();
         let (a, b) = (bulk(a), bulk(b));
         let out = merged(Merge::Info, &[&a, &b]);
@@ -526,7 +551,9 @@ mod tests {
             "{out:?}"
         );
         assert!(
-            out.contains("redis_version:7.0.15\r\n\r\n# Keyspace"),
+            out.contains(
+                "redis_version:7.0.15\r\n\r\n# Stats\r\nkeyspace_hits:9\r\ntotal_commands_processed:10\r\n\r\n# Keyspace"
+            ),
             "{out:?}"
         );
     }

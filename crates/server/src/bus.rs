@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,8 @@ struct Peer {
     queue: SyncSender<Arc<[u8]>>,
     /// The node is of this node's shard.
     same_shard: bool,
+    /// Its queue was full at the last message (logged once until one gets through).
+    full: AtomicBool,
 }
 
 pub struct Bus {
@@ -79,6 +81,7 @@ impl Bus {
                         Peer {
                             queue: tx,
                             same_shard,
+                            full: AtomicBool::new(false),
                         },
                     );
                 }
@@ -95,14 +98,22 @@ impl Bus {
         }
         let word: &[u8] = if shard { b"SPUBLISH" } else { b"PUBLISH" };
         let frame: Arc<[u8]> = command(&[word, channel, message]).into();
-        for peer in self.peers.values() {
+        for (addr, peer) in &self.peers {
             if shard && !peer.same_shard {
                 continue;
             }
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                peer.queue.try_send(Arc::clone(&frame))
-            {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+            match peer.queue.try_send(Arc::clone(&frame)) {
+                Ok(()) => peer.full.store(false, Ordering::Relaxed),
+                Err(e) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    if matches!(e, TrySendError::Full(_))
+                        && !peer.full.swap(true, Ordering::Relaxed)
+                    {
+                        tracing::warn!(
+                            "publish bus: {addr} takes messages slower than they come; its subscribers miss messages until it catches up"
+                        );
+                    }
+                }
             }
         }
     }
@@ -194,4 +205,73 @@ fn open(s: &TcpStream) -> bool {
     let peeked = s.peek(&mut [0u8; 1]);
     let waiting = matches!(&peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
     s.set_nonblocking(false).is_ok() && waiting
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn dropped(bus: &Bus) -> u64 {
+        bus.dropped.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn counts_what_an_unreachable_node_misses() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .to_string();
+        let mut bus = Bus::new("secret".into());
+        bus.set_peers(BTreeMap::from([(addr, false)]));
+        bus.forward(b"ch", b"m1", false);
+        // An SPUBLISH is not for a node of another shard: not sent, not missed.
+        bus.forward(b"ch", b"m2", true);
+        wait_for("the miss to be counted", || dropped(&bus) == 1);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(dropped(&bus), 1);
+    }
+
+    #[test]
+    fn sends_as_the_internal_bus_and_counts_what_a_stalled_node_misses() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut bus = Bus::new("secret".into());
+        bus.set_peers(BTreeMap::from([(addr, true)]));
+        bus.forward(b"ch", b"first", true);
+
+        let (mut node, _) = listener.accept().unwrap();
+        node.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut expected = command(&[b"AUTH", b"internal bus", b"secret"]);
+        expected.extend_from_slice(&command(&[b"CLIENT", b"REPLY", b"OFF"]));
+        let mut hello = vec![0u8; expected.len()];
+        node.read_exact(&mut hello).unwrap();
+        assert_eq!(hello, expected);
+        node.write_all(b"+OK\r\n").unwrap();
+        let expected = command(&[b"SPUBLISH", b"ch", b"first"]);
+        let mut first = vec![0u8; expected.len()];
+        node.read_exact(&mut first).unwrap();
+        assert_eq!(first, expected);
+
+        // The node reads nothing more: its socket buffers and then its queue fill, and the
+        // loop drops what does not fit instead of waiting.
+        let message = vec![b'x'; 1024];
+        let started = Instant::now();
+        for _ in 0..4 * QUEUE {
+            bus.forward(b"ch", &message, true);
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "forward waited");
+        assert!(dropped(&bus) > 0, "nothing dropped");
+        assert!(dropped(&bus) < 4 * QUEUE as u64, "everything dropped");
+    }
 }
