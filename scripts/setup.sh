@@ -4,7 +4,8 @@
 #
 #   - Debian packages: redis-server and redis-tools (the oracle and redis-benchmark for tests and
 #     benchmarks), netcat, python3 (benchmark harness), libclang-dev (bindgen, for RocksDB from
-#     the persistence issue on), nutcracker (twemproxy, the proxy benchmark's baseline).
+#     the persistence issue on), nutcracker (twemproxy, the proxy benchmark's baseline),
+#     python3-redis (redis-py's cluster client, a client the cluster tests run).
 #   - librocksdb.a, built once per machine into ~/.cache/tessera (scripts/rocksdb.sh).
 #   - A cargo target directory outside the clone ($CARGO_TARGET_DIR, default
 #     ~/.cache/tessera/target), reused by every build on this machine, CI included.
@@ -18,6 +19,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 # twemproxy, the baseline of the proxy benchmark (bench/proxy.py).
 [ -x /usr/sbin/nutcracker ] || need+=(nutcracker)
+# redis-py's cluster client, for Debian's own python3 (tests/clients/redis_py_cluster.py).
+/usr/bin/python3 -c 'import redis.cluster' >/dev/null 2>&1 || need+=(python3-redis)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""

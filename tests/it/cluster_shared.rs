@@ -9,7 +9,7 @@ use crate::proxy::{ProxiedDb, int, key_per_shard, proxied_db, strings};
 use crate::support::{RawConn, wait_for};
 
 /// Each shard's primary port and replica ports.
-fn nodes(db: &ProxiedDb) -> Vec<(u16, Vec<u16>)> {
+pub(crate) fn nodes(db: &ProxiedDb) -> Vec<(u16, Vec<u16>)> {
     let v = db.member().get("/v1/databases/cache").unwrap();
     let port = |p: &serde_json::Value| p["port"].as_u64().unwrap() as u16;
     v["shards"]
@@ -24,7 +24,7 @@ fn nodes(db: &ProxiedDb) -> Vec<(u16, Vec<u16>)> {
 }
 
 /// Waits until every node has its configuration and a replica its primary's data.
-fn wait_serving(nodes: &[(u16, Vec<u16>)]) {
+pub(crate) fn wait_serving(nodes: &[(u16, Vec<u16>)]) {
     for (primary, replicas) in nodes {
         for &port in std::iter::once(primary).chain(replicas) {
             wait_for(Duration::from_secs(30), "every node to serve", || {

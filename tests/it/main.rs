@@ -6,6 +6,7 @@ mod support;
 mod acl;
 mod blocking;
 mod cluster;
+mod cluster_clients;
 mod cluster_shared;
 mod collections;
 mod control;
