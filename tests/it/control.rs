@@ -45,6 +45,9 @@ pub(crate) struct Member {
     args: Vec<String>,
     child: Option<Child>,
     http: reqwest::blocking::Client,
+    /// The shards and proxies of a member killed with SIGKILL, which outlive it: stopped with
+    /// the member at the end of the test.
+    orphans: Vec<u32>,
 }
 
 impl Member {
@@ -59,6 +62,7 @@ impl Member {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            orphans: Vec::new(),
         };
         m.spawn();
         m
@@ -150,16 +154,25 @@ impl Member {
         assert!(ok);
     }
 
-    /// SIGKILL, and its shard processes with it (a dead control member leaves them).
+    /// SIGKILL. Its shards and proxies go on running, as a dead control member leaves them;
+    /// they are stopped with the member at the end of the test (or by the member's next start).
     pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            self.orphans.extend(children(c.id()));
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    /// SIGTERM and wait.
+    /// SIGTERM and wait; SIGKILL to what an earlier SIGKILL left running.
     fn stop(&mut self) {
+        for pid in std::mem::take(&mut self.orphans) {
+            if started_in(pid, &self.dir) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill").arg(c.id().to_string()).status();
             let start = Instant::now();
@@ -180,6 +193,33 @@ impl Member {
         c.as_object_mut().unwrap().remove("recent");
         c
     }
+}
+
+/// The processes `pid` started, from every one of its threads.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// `pid` is still a process a member started in `dir` (its working folder or an argument is
+/// there), not one that took its pid since.
+fn started_in(pid: u32, dir: &std::path::Path) -> bool {
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cwd.is_some_and(|c| c.starts_with(dir))
+        || cmdline
+            .split(|b| *b == 0)
+            .any(|arg| std::path::Path::new(&*String::from_utf8_lossy(arg)).starts_with(dir))
 }
 
 impl Drop for Member {
