@@ -164,26 +164,28 @@ impl Member {
         }
     }
 
-    /// SIGTERM and wait; SIGKILL to what an earlier SIGKILL left running.
+    /// SIGTERM and wait (SIGKILL after 15 s); then SIGKILL to any of its shards and proxies
+    /// still running, left by that or by an earlier `kill`.
     fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            self.orphans.extend(children(c.id()));
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let start = Instant::now();
+            while c.try_wait().unwrap().is_none() {
+                if start.elapsed() > Duration::from_secs(15) {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         for pid in std::mem::take(&mut self.orphans) {
-            if started_in(pid, &self.dir) {
+            if tessera_control::supervise::started_in(pid, &self.dir) {
                 let _ = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
             }
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(15) {
-                if c.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 
@@ -197,29 +199,19 @@ impl Member {
 
 /// The processes `pid` started, from every one of its threads.
 fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
         .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|list| {
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        pids.extend(
             list.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
-/// `pid` is still a process a member started in `dir` (its working folder or an argument is
-/// there), not one that took its pid since.
-fn started_in(pid: u32, dir: &std::path::Path) -> bool {
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    cwd.is_some_and(|c| c.starts_with(dir))
-        || cmdline
-            .split(|b| *b == 0)
-            .any(|arg| std::path::Path::new(&*String::from_utf8_lossy(arg)).starts_with(dir))
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    pids
 }
 
 impl Drop for Member {

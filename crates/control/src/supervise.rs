@@ -575,7 +575,7 @@ async fn stop_all(procs: &mut [Proc]) {
 
 /// Stops the process a pid file names when it is still one this supervisor started in
 /// `folder` (left running by a control process that died), not whatever process took its pid
-/// since: its working folder or a command-line argument names `folder`.
+/// since.
 async fn stop_leftover(pidfile: &Path, folder: &Path) {
     let Ok(text) = tokio::fs::read_to_string(pidfile).await else {
         return;
@@ -583,15 +583,7 @@ async fn stop_leftover(pidfile: &Path, folder: &Path) {
     let Ok(pid) = text.trim().parse::<u32>() else {
         return;
     };
-    let cwd = tokio::fs::read_link(format!("/proc/{pid}/cwd")).await.ok();
-    let cmdline = tokio::fs::read(format!("/proc/{pid}/cmdline"))
-        .await
-        .unwrap_or_default();
-    let ours = cwd.as_deref() == Some(folder)
-        || cmdline
-            .split(|b| *b == 0)
-            .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)).starts_with(folder));
-    if !ours {
+    if !started_in(pid, folder) {
         return;
     }
     tracing::warn!(pid, "stopping a process left by an earlier control process");
@@ -602,6 +594,18 @@ async fn stop_leftover(pidfile: &Path, folder: &Path) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether process `pid` runs in `folder` or below it, or names such a path in its arguments:
+/// a process a supervisor started there, not one that took its pid since. (Reads of `/proc`,
+/// which do not block.)
+pub fn started_in(pid: u32, folder: &Path) -> bool {
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cwd.is_some_and(|c| c.starts_with(folder))
+        || cmdline
+            .split(|b| *b == 0)
+            .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)).starts_with(folder))
 }
 
 /// Whether a process exists and has not exited. An orphan's parent is whatever adopted it,

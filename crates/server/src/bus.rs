@@ -46,7 +46,7 @@ pub struct Bus {
     /// `host:port` of every other node to its thread.
     peers: HashMap<String, Peer>,
     /// Messages that did not reach a node.
-    pub dropped: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Bus {
@@ -88,6 +88,11 @@ impl Bus {
                 Err(e) => tracing::warn!("publish bus: no thread for {addr}: {e}"),
             }
         }
+    }
+
+    /// Messages that did not reach a node (`INFO cluster`'s `cluster_bus_dropped_messages`).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Sends `PUBLISH channel message` to every other node, or `SPUBLISH` to the other nodes
@@ -221,10 +226,6 @@ mod tests {
         }
     }
 
-    fn dropped(bus: &Bus) -> u64 {
-        bus.dropped.load(Ordering::Relaxed)
-    }
-
     #[test]
     fn counts_what_an_unreachable_node_misses() {
         let addr = TcpListener::bind("127.0.0.1:0")
@@ -236,9 +237,9 @@ mod tests {
         bus.forward(b"ch", b"m1", false);
         // An SPUBLISH is not for a node of another shard: not sent, not missed.
         bus.forward(b"ch", b"m2", true);
-        wait_for("the miss to be counted", || dropped(&bus) == 1);
+        wait_for("the miss to be counted", || bus.dropped() == 1);
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(dropped(&bus), 1);
+        assert_eq!(bus.dropped(), 1);
     }
 
     #[test]
@@ -271,7 +272,7 @@ mod tests {
             bus.forward(b"ch", &message, true);
         }
         assert!(started.elapsed() < Duration::from_secs(2), "forward waited");
-        assert!(dropped(&bus) > 0, "nothing dropped");
-        assert!(dropped(&bus) < 4 * QUEUE as u64, "everything dropped");
+        assert!(bus.dropped() > 0, "nothing dropped");
+        assert!(bus.dropped() < 4 * QUEUE as u64, "everything dropped");
     }
 }

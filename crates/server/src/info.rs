@@ -492,10 +492,7 @@ fn section(s: &Server, name: &str, o: &mut String) -> bool {
             // Tessera's own: PUBLISH and SPUBLISH messages the publish bus could not hand to
             // another node (its queue was full or the node could not be reached).
             if let Some(bus) = &s.cluster.bus {
-                w!(
-                    "cluster_bus_dropped_messages:{}",
-                    bus.dropped.load(std::sync::atomic::Ordering::Relaxed)
-                );
+                w!("cluster_bus_dropped_messages:{}", bus.dropped());
             }
         }
         "keyspace" => {
