@@ -274,6 +274,39 @@ fn wait_converged(members: &[&Member]) {
     });
 }
 
+/// A member told to stop does not wait for the configuration long-polls made through it (the
+/// shards and proxies of every machine watch through any member): they answer at once.
+#[test]
+fn a_stopping_member_ends_configuration_long_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = cluster(1, dir.path());
+    let epoch = members[0].status()["epoch"].as_u64().unwrap();
+    let url = format!(
+        "http://{}/v1/config?after={epoch}&wait_ms=60000",
+        members[0].addr()
+    );
+    let poll = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .build()
+            .unwrap()
+            .get(url)
+            .bearer_auth(TOKEN)
+            .send()
+            .map(|r| r.status())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    members[0].stop();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the member took {took:?} to stop"
+    );
+    let status = poll.join().unwrap();
+    assert!(status.as_ref().is_ok_and(|s| s.is_success()), "{status:?}");
+}
+
 /// Kill the leader: a new one within 2 s, writes go on; restart every member: the
 /// configuration is kept. Also measures how soon a watcher on a follower sees a commit.
 #[test]

@@ -535,8 +535,13 @@ async fn watch_config(
     Params(q): Params<WatchQuery>,
 ) -> ApiResult<ClusterConfig> {
     let mut rx = node.config.clone();
+    let mut stopping = node.stopping.subscribe();
     let wait = Duration::from_millis(q.wait_ms.min(60_000));
-    let _ = tokio::time::timeout(wait, rx.wait_for(|c| c.epoch > q.after)).await;
+    // A member that is stopping answers at once (the watcher then asks another member).
+    tokio::select! {
+        _ = tokio::time::timeout(wait, rx.wait_for(|c| c.epoch > q.after)) => {}
+        _ = stopping.wait_for(|s| *s) => {}
+    }
     let mut cfg = (*node.current()).clone();
     cfg.recent.clear();
     Ok(Json(cfg))

@@ -141,12 +141,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Scripts and tests read the address from this line.
     tracing::info!(id, api = %api, "control member listening");
     eprintln!("tessera control: machine {id} listening on {local}");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let supervisor = tokio::spawn(supervise::run(
         node.clone(),
         opts.dir.clone(),
         opts.server_bin.clone(),
-        stop_rx,
+        node.stopping.subscribe(),
     ));
     if let Some(seed) = opts.join.clone() {
         let node = node.clone();
@@ -154,7 +153,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     let app = api::router(node.clone());
     // On SIGINT or SIGTERM: the supervised processes stop first (their configuration watches
-    // end with them), then the API.
+    // end with them), then the API, whose configuration long-polls (other machines' processes
+    // watching through this member) answer at once instead of holding the shutdown.
+    let stopping = node.clone();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -163,7 +164,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
         tracing::info!("stopping the supervised processes");
-        let _ = stop_tx.send(true);
+        stopping.stopping.send_replace(true);
         let _ = supervisor.await;
     });
     serve.await?;

@@ -216,6 +216,9 @@ pub struct Node {
     leases: Mutex<Leases>,
     pub processes: crate::supervise::Table,
     next_request: std::sync::atomic::AtomicU64,
+    /// True once the member is stopping: the supervisor stops its processes and configuration
+    /// long-polls answer at once, so the API's graceful shutdown does not wait for them.
+    pub stopping: watch::Sender<bool>,
 }
 
 impl Node {
@@ -236,6 +239,7 @@ impl Node {
             leases: Mutex::new(Leases::default()),
             processes: Default::default(),
             next_request: std::sync::atomic::AtomicU64::new(0),
+            stopping: watch::Sender::new(false),
         });
         let weak = Arc::downgrade(&node);
         let mut metrics = node.raft.metrics();
