@@ -12,7 +12,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
+# Every test binary runs even after one fails, so one run names every failing test.
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line with the totals over every test binary (doc-test runs with nothing to run
 # come last in cargo's output and would otherwise close it).
 awk '/^test result:/ {
@@ -21,4 +23,5 @@ awk '/^test result:/ {
          if ($i ~ /^failed;?$/) f += $(i - 1)
        }
      }
-     END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0) }' "$log"
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
