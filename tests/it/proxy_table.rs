@@ -343,12 +343,12 @@ fn is_message(frame: &[u8]) -> bool {
     .any(|m| frame.starts_with(m))
 }
 
-/// The value of an integer reply (`:<n>\r\n`).
+/// The value of an integer reply.
 fn integer(reply: &[u8]) -> Option<i64> {
-    std::str::from_utf8(reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?)
-        .ok()?
-        .parse()
-        .ok()
+    match redis::parse_redis_value(reply) {
+        Ok(redis::Value::Int(n)) => Some(n),
+        _ => None,
+    }
 }
 
 /// Sends a command and reads its reply, setting message pushes aside.

@@ -155,7 +155,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // On SIGINT or SIGTERM: the supervised processes stop first (their configuration watches
     // end with them), then the API, whose configuration long-polls (other machines' processes
     // watching through this member) answer at once instead of holding the shutdown.
-    let stopping = node.clone();
+    let member = node.clone();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -164,7 +164,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
         tracing::info!("stopping the supervised processes");
-        stopping.stopping.send_replace(true);
+        member.stopping.send_replace(true);
         let _ = supervisor.await;
     });
     serve.await?;
